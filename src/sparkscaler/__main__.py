@@ -1,0 +1,3 @@
+from sparkscaler.cli import main
+
+main()

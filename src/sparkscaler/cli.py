@@ -1,0 +1,338 @@
+"""The ``sparkscaler`` command line.
+
+Every command turns SIGTERM into the same clean shutdown as Ctrl-C, so that a supervisor
+stopping sparkscaler leaves no JVM behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sparkscaler import __version__
+from sparkscaler.backends.base import BackendError
+from sparkscaler.backends.local import LocalCluster
+from sparkscaler.clock import WallClock
+from sparkscaler.config import Config, ConfigError, config_from_dict, load_config
+from sparkscaler.controller import Controller, Step
+from sparkscaler.observe.history import EventLogWatcher
+from sparkscaler.observe.observer import SparkObserver
+from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
+from sparkscaler.policies import make_policy
+from sparkscaler.store import Store
+
+app = typer.Typer(
+    help="Keep a Spark standalone cluster at the right size: scale out before the backlog "
+    "builds, scale in gracefully, explain every decision.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cluster_app = typer.Typer(help="Start, inspect, resize and stop the local Spark cluster.")
+app.add_typer(cluster_app, name="cluster")
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (see `sparkscaler init`); default: built-in"),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """The config file (or the defaults) with command-line overrides; exit 2 when invalid."""
+    try:
+        base = load_config(config) if config else Config()
+        if overrides:
+            data = base.model_dump(mode="json", exclude_none=True)
+            for section, values in overrides.items():
+                data.setdefault(section, {}).update(values)
+            base = config_from_dict(data, str(config or "command line"))
+    except ConfigError as error:
+        for problem in error.problems:
+            err.print(f"[red]invalid config[/red] {error.source}: {problem}", highlight=False)
+        raise typer.Exit(2) from None
+    return base
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM raise KeyboardInterrupt, so that one cleanup path serves both."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _require_java() -> None:
+    if shutil.which("java") is None:
+        raise _fail("java is not on PATH; Spark needs Java 17 (`apt-get install openjdk-17-jre-headless`)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"sparkscaler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """sparkscaler: a deadline-aware autoscaler for Spark standalone clusters."""
+
+
+# ---------------------------------------------------------------------------------- cluster
+@cluster_app.command("start")
+def cluster_start(
+    workers: Annotated[int, typer.Option("--workers", "-n", min=0, help="Workers to run.")] = 1,
+    worker_cores: Annotated[int | None, typer.Option(help="Cores per worker.")] = None,
+    worker_memory: Annotated[str | None, typer.Option(help="Memory per worker, e.g. 1g.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Start a local master and WORKERS workers (each on its own 127.0.0.x address)."""
+    overrides = {k: v for k, v in {"worker_cores": worker_cores, "worker_memory": worker_memory}.items() if v is not None}
+    cfg = _load(config, {"cluster": overrides} if overrides else None)
+    _require_java()
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    with _sigterm_as_interrupt():
+        try:
+            with console.status(f"starting the master and {workers} worker(s)…"):
+                cluster.start(workers)
+        except KeyboardInterrupt:
+            cluster.stop()
+            raise _fail("interrupted; stopped what had started", 130) from None
+        except BackendError as error:
+            cluster.stop()
+            raise _fail(str(error)) from None
+    console.print(
+        f"cluster up: master {cfg.cluster.master_url}, UI {cfg.cluster.master_ui_url}, "
+        f"{len(cluster.workers())} worker(s); state in {cfg.state_dir}"
+    )
+
+
+def _status_table(cluster: LocalCluster, cfg: Config) -> tuple[Table, dict[str, Any]]:
+    raw = MasterClient(cfg.cluster.master_ui_url).fetch()
+    state = MasterClient.cluster_state(raw)
+    table = Table(title=f"Spark master {cfg.cluster.master_url}")
+    for column in ("worker", "state", "cores used", "memory used (MB)"):
+        table.add_column(column)
+    for w in state.workers:
+        table.add_row(w.id, w.state, f"{w.cores_used}/{w.cores}", f"{w.memory_used_mb}/{w.memory_mb}")
+    data = {
+        "master_url": cfg.cluster.master_url,
+        "managed_pids": cluster.pids,
+        "alive_workers": state.alive_workers,
+        "decommissioning_workers": state.decommissioning_workers,
+        "workers": [w.__dict__ for w in state.workers],
+        "active_apps": [a.__dict__ for a in state.active_apps],
+    }
+    return table, data
+
+
+@cluster_app.command("status")
+def cluster_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show the workers and running applications."""
+    cfg = _load(config)
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    try:
+        table, data = _status_table(cluster, cfg)
+    except MasterUnavailable as error:
+        if as_json:
+            console.print_json(json.dumps({"running": False, "error": str(error)}))
+            raise typer.Exit(1) from None
+        raise _fail(f"{error}\n(start one with `sparkscaler cluster start`)") from None
+    if as_json:
+        console.print_json(json.dumps({"running": True, **data}))
+    else:
+        console.print(table)
+        console.print(f"{data['alive_workers']} alive, {data['decommissioning_workers']} decommissioning, {len(data['active_apps'])} running app(s)")
+
+
+@cluster_app.command("scale")
+def cluster_scale(
+    workers: Annotated[int, typer.Argument(min=0, help="Target number of workers.")],
+    timeout: Annotated[float, typer.Option(help="Seconds a removed worker may take to drain.")] = 120.0,
+    config: ConfigOption = None,
+) -> None:
+    """Set the number of workers by hand; removals are graceful decommissions."""
+    cfg = _load(config)
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    if not cluster.running:
+        raise _fail("no local cluster is running (start one with `sparkscaler cluster start`)")
+    with _sigterm_as_interrupt():
+        try:
+            alive = [w for w in cluster.workers() if w.serving]
+            if workers > len(alive):
+                with console.status(f"adding {workers - len(alive)} worker(s)…"):
+                    cluster.launch(workers - len(alive))
+            elif workers < len(alive):
+                ranked = sorted(alive, key=lambda w: (w.cores_used, w.id))
+                cluster.decommission([w.id for w in ranked[: len(alive) - workers]], timeout)
+                with console.status("decommissioning (waiting for running tasks to finish)…"):
+                    cluster.wait_drained(timeout + 30)
+        except BackendError as error:
+            raise _fail(str(error)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+    console.print(f"{len([w for w in cluster.workers() if w.serving])} worker(s) alive")
+
+
+@cluster_app.command("stop")
+def cluster_stop(config: ConfigOption = None) -> None:
+    """Stop every worker and the master started from this state directory."""
+    cfg = _load(config)
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    pids = cluster.pids
+    with _sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        cluster.stop()
+    console.print(f"stopped {len(pids)} process(es)" if pids else "no cluster was running")
+
+
+# ---------------------------------------------------------------------------------- run
+def build_controller(cfg: Config, cluster: LocalCluster, store: Store, clock: WallClock, dry_run: bool) -> Controller:
+    """Wire the loop for a local cluster: the one place that knows every concrete part."""
+    return Controller(
+        observer=SparkObserver.from_config(cfg, clock),
+        policy=make_policy(cfg.policy.name, cfg.policy.params).fit(store.jobs()),
+        backend=cluster,
+        store=store,
+        clock=clock,
+        scaling=cfg.scaling,
+        history=EventLogWatcher(cfg.state_dir / "events", store.job_ids()),
+        dry_run=dry_run,
+    )
+
+
+def step_line(step: Step) -> str:
+    o, g = step.observation, step.outcome
+    mark = {"scale_out": "[green]▲[/green]", "scale_in": "[yellow]▼[/yellow]", "hold": "[red]‖[/red]"}.get(g.action, " ")
+    extra = f" [red]{step.error}[/red]" if step.error else ""
+    return (
+        f"{mark} workers {o.workers}→{g.target}  running {o.running_tasks:3d}  pending "
+        f"{o.pending_tasks:3d}  {g.reason}{extra}"
+    )
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record decisions, change nothing.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run a single iteration and exit.")] = False,
+) -> None:
+    """Run the autoscaler against the local cluster (started here if none is running)."""
+    cfg = _load(config)
+    _require_java()
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    owned = False
+    clock = WallClock()
+    stop = threading.Event()
+    with _sigterm_as_interrupt(), Store(cfg.store_path) as store:
+        try:
+            if not cluster.running and not dry_run:
+                owned = True
+                with console.status("no cluster running: starting one…"):
+                    cluster.start(max(cfg.scaling.min_workers, 1))
+            controller = build_controller(cfg, cluster, store, clock, dry_run)
+            console.print(
+                f"policy [bold]{cfg.policy.name}[/bold], {cfg.scaling.min_workers}–{cfg.scaling.max_workers} "
+                f"workers, every {cfg.scaling.interval_s:g} s{' (dry run)' if dry_run else ''}; Ctrl-C to stop"
+            )
+            controller.run(
+                iterations=1 if once else None,
+                stop=stop,
+                on_step=lambda s: console.print(step_line(s), highlight=False),
+            )
+        except KeyboardInterrupt:
+            stop.set()
+            console.print("stopping…")
+        except BackendError as error:
+            raise _fail(str(error)) from None
+        finally:
+            if owned:
+                cluster.stop()
+
+
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many decisions.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Recent decisions with their reasons, newest first."""
+    cfg = _load(config)
+    if not cfg.store_path.exists():
+        raise _fail(f"no store at {cfg.store_path} yet (run `sparkscaler run` first)")
+    with Store(cfg.store_path) as store:
+        rows = store.decisions(limit)
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"last {len(rows)} decisions ({cfg.store_path})")
+    for column in ("time", "policy", "workers", "action", "reason"):
+        table.add_column(column, overflow="fold")
+    import datetime as dt
+
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r["time"]).strftime("%Y-%m-%d %H:%M:%S")
+        acted = "" if r["acted"] or r["action"] in ("none", "hold") else " (not done)"
+        table.add_row(when, r["policy"] or "-", f"{r['current']}→{r['target']}", r["action"] + acted, r["reason"])
+    console.print(table)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path("sparkscaler.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example config with every setting and its default."""
+    if path.exists() and not force:
+        raise _fail(f"{path} exists (use --force to overwrite)")
+    path.write_text(resources.files("sparkscaler").joinpath("example-config.yaml").read_text())
+    console.print(f"wrote {path}; check it with `sparkscaler run --config {path} --dry-run --once`")
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+) -> None:
+    """The main job: a local cluster, the autoscaler and real PySpark jobs, live (≈3 minutes)."""
+    from sparkscaler.demo import run_demo
+
+    _require_java()
+    with _sigterm_as_interrupt():
+        code = run_demo(console, config)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,194 @@
+"""The YAML configuration as pydantic models, with one readable line per invalid field.
+
+Every setting has a default a data engineer would pick for a small local cluster, so an empty
+file is a valid configuration. Unknown keys are errors: a typo must not silently fall back to
+a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_MEMORY_RE = re.compile(r"^(\d+)([mMgG])$")
+
+
+def parse_memory_mb(text: str) -> int:
+    """'512m' -> 512, '2g' -> 2048: Spark's own memory notation, in megabytes."""
+    match = _MEMORY_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"memory must look like 512m or 2g, got {text!r}")
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    return amount * 1024 if unit == "g" else amount
+
+
+def default_state_dir() -> Path:
+    """``$SPARKSCALER_HOME`` or ``~/.sparkscaler``: where pids, logs and the store live."""
+    return Path(os.environ.get("SPARKSCALER_HOME") or Path.home() / ".sparkscaler")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ClusterSettings(_Strict):
+    """Where the Spark master is, and what each local worker is given."""
+
+    master_host: str = "127.0.0.1"
+    master_port: int = Field(7077, ge=1, le=65535)
+    master_ui_port: int = Field(8080, ge=1, le=65535)
+    worker_cores: int = Field(1, ge=1, le=64)
+    worker_memory: str = "1g"
+    worker_ui_port: int = Field(8081, ge=1, le=65535)
+    worker_ip_base: str = Field(
+        "127.0.0",
+        description="each local worker binds its own loopback address <base>.2, <base>.3, ...",
+    )
+    app_ui_ports: list[int] = Field(
+        default_factory=lambda: list(range(4040, 4050)),
+        description="driver UI ports probed for running applications' REST API",
+    )
+    startup_timeout_s: float = Field(90.0, gt=0)
+
+    @field_validator("worker_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if parse_memory_mb(value) < 512:
+            raise ValueError("worker_memory must be at least 512m (an executor needs ~450m)")
+        return value
+
+    @field_validator("worker_ip_base")
+    @classmethod
+    def _ip_base(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) != 3 or parts[0] != "127" or not all(p.isdigit() and int(p) < 256 for p in parts):
+            raise ValueError("worker_ip_base must be the first three parts of a 127.x.y address")
+        return value
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{self.master_host}:{self.master_port}"
+
+    @property
+    def master_ui_url(self) -> str:
+        return f"http://{self.master_host}:{self.master_ui_port}"
+
+    @property
+    def worker_memory_mb(self) -> int:
+        return parse_memory_mb(self.worker_memory)
+
+
+class ScalingSettings(_Strict):
+    """The guard's rules: bounds, pacing and how long a drain may take."""
+
+    min_workers: int = Field(1, ge=0)
+    max_workers: int = Field(4, ge=1)
+    interval_s: float = Field(5.0, gt=0, description="seconds between two decisions")
+    scale_out_cooldown_s: float = Field(10.0, ge=0)
+    scale_in_cooldown_s: float = Field(30.0, ge=0)
+    scale_in_stabilization_s: float = Field(
+        60.0, ge=0, description="scale in only to the highest target seen in this window"
+    )
+    decommission_timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingSettings:
+        if self.min_workers > self.max_workers:
+            raise ValueError(
+                f"min_workers ({self.min_workers}) is above max_workers ({self.max_workers})"
+            )
+        return self
+
+
+class PolicySettings(_Strict):
+    name: str = "dra"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricsSettings(_Strict):
+    """How raw host counters become the paper's percentages."""
+
+    link_capacity_mbit: float = Field(1000.0, gt=0, description="100 % network in/out")
+    request_timeout_s: float = Field(2.0, gt=0)
+
+
+class Config(_Strict):
+    backend: Literal["local"] = "local"
+    state_dir: Path = Field(default_factory=default_state_dir)
+    store: Path | None = Field(None, description="SQLite file; default <state_dir>/sparkscaler.db")
+    deadline_s: float | None = Field(
+        None, gt=0, description="time limit T for a job when it does not set its own"
+    )
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @property
+    def store_path(self) -> Path:
+        return self.store or self.state_dir / "sparkscaler.db"
+
+
+class ConfigError(Exception):
+    """An invalid configuration, with one human-readable line per problem in ``problems``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per pydantic error: ``scaling.max_workers: must be ≥ 1 (got 0)``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling; `sparkscaler init` lists them all)"
+        elif "input" in item and not isinstance(item["input"], dict) and repr(item["input"]) not in message:
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    from sparkscaler.policies import validate_policy_settings
+
+    problems: list[str] = []
+    config = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        problems += format_validation_error(error)
+    policy = data.get("policy")
+    if isinstance(policy, dict) and isinstance(policy.get("params", {}), dict):
+        problems += validate_policy_settings(policy.get("name", "dra"), policy.get("params", {}))
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a YAML file; every problem becomes a :class:`ConfigError` line."""
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(source, [f"cannot read the file: {error.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}not valid YAML ({getattr(error, 'problem', error)})"])
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the top level must be a mapping of settings"])
+    return config_from_dict(data, source)

@@ -1,0 +1,128 @@
+"""The autoscaling loop: observe → policy.decide → guard → backend → store.
+
+The same controller drives a real cluster and the simulator: only the clock, the backend and the
+observer change. It never lets one bad source stop the loop: a stale observation holds, a policy
+error holds, a backend error is recorded with the decision and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sparkscaler.backends.base import Backend, BackendError
+from sparkscaler.clock import Clock
+from sparkscaler.config import ScalingSettings
+from sparkscaler.core import ClusterState, GuardedDecision, Observation
+from sparkscaler.guard import Guard
+from sparkscaler.observe.history import EventLogWatcher
+from sparkscaler.observe.observer import Observer
+from sparkscaler.policies.base import Policy
+from sparkscaler.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one iteration saw, decided and did."""
+
+    observation: Observation
+    outcome: GuardedDecision
+    acted: bool
+    error: str | None
+    wall_s: float
+
+
+def choose_victims(cluster: ClusterState, count: int) -> list[str]:
+    """Workers to decommission: idle ones first (longest idle first), then the least busy."""
+    ranked = sorted(cluster.alive, key=lambda w: (w.cores_used, -w.idle_s, w.id))
+    return [w.id for w in ranked[:count]]
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        observer: Observer,
+        policy: Policy,
+        backend: Backend,
+        store: Store,
+        clock: Clock,
+        scaling: ScalingSettings,
+        guard: Guard | None = None,
+        history: EventLogWatcher | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.observer = observer
+        self.policy = policy
+        self.backend = backend
+        self.store = store
+        self.clock = clock
+        self.scaling = scaling
+        self.guard = guard or Guard(scaling)
+        self.history = history
+        self.dry_run = dry_run
+
+    def step(self) -> Step:
+        started = time.perf_counter()
+        obs = self.observer.observe()
+        observation_id = self.store.add_observation(obs)
+        outcome = self._decide(obs)
+        acted, error = False, None
+        if outcome.action in ("scale_out", "scale_in") and not self.dry_run:
+            try:
+                self._act(outcome, obs)
+                acted = True
+            except BackendError as exc:
+                error = str(exc)
+                log.warning("scaling to %d failed: %s", outcome.target, exc)
+        self.store.add_decision(
+            obs.time, outcome, observation_id=observation_id, dry_run=self.dry_run,
+            acted=acted, error=error,
+        )
+        if self.history is not None:
+            self.store.add_jobs(self.history.poll())
+        return Step(obs, outcome, acted, error, time.perf_counter() - started)
+
+    def _decide(self, obs: Observation) -> GuardedDecision:
+        if obs.stale:
+            return self.guard.evaluate(None, obs)
+        try:
+            decision = self.policy.decide(obs)
+        except Exception as error:  # a policy bug must not stop the autoscaler
+            log.exception("policy %s failed", self.policy.name)
+            why = f"holding at {obs.workers}: policy {self.policy.name} failed ({error})"
+            return GuardedDecision(None, obs.workers, obs.workers, "hold", why)
+        return self.guard.evaluate(decision, obs)
+
+    def _act(self, outcome: GuardedDecision, obs: Observation) -> None:
+        delta = outcome.target - outcome.current
+        if delta > 0:
+            self.backend.launch(delta)
+        else:
+            victims = choose_victims(obs.cluster, -delta)
+            self.backend.decommission(victims, self.scaling.decommission_timeout_s)
+
+    def run(
+        self,
+        *,
+        iterations: int | None = None,
+        stop: threading.Event | None = None,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> int:
+        """Loop every ``interval_s`` until ``stop`` is set or ``iterations`` are done."""
+        done = 0
+        while (iterations is None or done < iterations) and not (stop and stop.is_set()):
+            began = self.clock.now()
+            step = self.step()
+            done += 1
+            if on_step is not None:
+                on_step(step)
+            if iterations is not None and done >= iterations:
+                break
+            self.clock.sleep(max(0.0, self.scaling.interval_s - (self.clock.now() - began)))
+        return done

@@ -1,0 +1,236 @@
+"""Plain data that flows through the loop: what the cluster looks like, what a policy decided.
+
+These dataclasses are deliberately dumb (no I/O, no clocks) so that the same values come out of a
+real Spark master, the simulator or a test, and so that every one of them can be written to the
+store as JSON and read back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+WorkerState = Literal["ALIVE", "DECOMMISSIONED", "DEAD", "UNKNOWN"]
+
+#: The states in which a worker still counts towards the cluster's size.
+SERVING_STATES: frozenset[str] = frozenset({"ALIVE"})
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as the master reports it, plus how long it has been idle.
+
+    ``idle_s`` is tracked by the observer across observations (the master only says how many
+    cores are used *now*); idle-timeout rules such as Spark dynamic allocation's need it.
+    """
+
+    id: str
+    host: str
+    port: int
+    state: str
+    cores: int
+    cores_used: int
+    memory_mb: int
+    memory_used_mb: int
+    idle_s: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.cores_used > 0
+
+    @property
+    def serving(self) -> bool:
+        return self.state in SERVING_STATES
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """A running Spark application, as the master lists it."""
+
+    id: str
+    name: str
+    cores: int
+    start_time: float
+    state: str = "RUNNING"
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The master's view of the cluster at one instant."""
+
+    workers: tuple[WorkerInfo, ...] = ()
+    active_apps: tuple[AppInfo, ...] = ()
+    waiting_apps: int = 0
+    waiting_drivers: int = 0
+
+    @property
+    def alive(self) -> tuple[WorkerInfo, ...]:
+        return tuple(w for w in self.workers if w.serving)
+
+    @property
+    def alive_workers(self) -> int:
+        return len(self.alive)
+
+    @property
+    def decommissioning_workers(self) -> int:
+        return sum(1 for w in self.workers if w.state == "DECOMMISSIONED")
+
+    @property
+    def cores_total(self) -> int:
+        return sum(w.cores for w in self.alive)
+
+    @property
+    def cores_used(self) -> int:
+        return sum(w.cores_used for w in self.alive)
+
+    @property
+    def memory_total_mb(self) -> int:
+        return sum(w.memory_mb for w in self.alive)
+
+    @property
+    def memory_used_mb(self) -> int:
+        return sum(w.memory_used_mb for w in self.alive)
+
+    @property
+    def cores_per_worker(self) -> float | None:
+        """Mean cores of the serving workers, or None for an empty cluster."""
+        alive = self.alive
+        return sum(w.cores for w in alive) / len(alive) if alive else None
+
+
+@dataclass(frozen=True)
+class Features:
+    """The OLA 2019 paper's six state features, each a percentage in [0, 100].
+
+    cu/cs: CPU user/system time of the worker processes over the interval, relative to the
+    cores they were given; mt/ma: Spark storage ("transformations") and execution ("actions")
+    memory relative to the executors' unified memory; bi/bo: network in/out relative to the
+    configured link capacity.
+    """
+
+    cu: float = 0.0
+    cs: float = 0.0
+    mt: float = 0.0
+    ma: float = 0.0
+    bi: float = 0.0
+    bo: float = 0.0
+
+    def as_tuple(self) -> tuple[float, float, float, float, float, float]:
+        return (self.cu, self.cs, self.mt, self.ma, self.bi, self.bo)
+
+
+def time_features(epoch_s: float) -> tuple[int, int, int]:
+    """(weekday 0=Monday, hour, minute of day) in the machine's local time zone.
+
+    Local time because load follows the users' working day, which is what a weekday/hour
+    forecaster has to learn.
+    """
+    t = dt.datetime.fromtimestamp(epoch_s)
+    return t.weekday(), t.hour, t.hour * 60 + t.minute
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a policy may look at for one decision (DESIGN.md, "Observation").
+
+    ``stale`` is true when the master did not answer: the cluster fields then repeat nothing and
+    the guard holds instead of acting on a blind guess.
+    """
+
+    time: float
+    cluster: ClusterState = field(default_factory=ClusterState)
+    running_tasks: int = 0
+    pending_tasks: int = 0
+    backlog_age_s: float = 0.0
+    features: Features = field(default_factory=Features)
+    input_bytes: float | None = None
+    oldest_job_elapsed_s: float | None = None
+    deadline_s: float | None = None
+    stale: bool = False
+    errors: tuple[str, ...] = ()
+
+    @property
+    def weekday(self) -> int:
+        return time_features(self.time)[0]
+
+    @property
+    def hour(self) -> int:
+        return time_features(self.time)[1]
+
+    @property
+    def minute_of_day(self) -> int:
+        return time_features(self.time)[2]
+
+    @property
+    def workers(self) -> int:
+        """Workers that count towards the cluster's size (ALIVE, not decommissioning)."""
+        return self.cluster.alive_workers
+
+    def summary(self) -> dict[str, Any]:
+        """The flat numbers that the store keeps one column each for."""
+        c = self.cluster
+        return {
+            "time": self.time,
+            "workers": c.alive_workers,
+            "decommissioning": c.decommissioning_workers,
+            "cores_total": c.cores_total,
+            "cores_used": c.cores_used,
+            "memory_total_mb": c.memory_total_mb,
+            "memory_used_mb": c.memory_used_mb,
+            "running_apps": len(c.active_apps),
+            "waiting_apps": c.waiting_apps,
+            "running_tasks": self.running_tasks,
+            "pending_tasks": self.pending_tasks,
+            "backlog_age_s": self.backlog_age_s,
+            **dataclasses.asdict(self.features),
+            "stale": self.stale,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A policy's answer: the worker count it wants, and why, in one line a person can read."""
+
+    target: int
+    policy: str
+    reason: str
+    model_version: str = ""
+
+
+Action = Literal["scale_out", "scale_in", "none", "hold"]
+
+
+@dataclass(frozen=True)
+class GuardedDecision:
+    """What the guard made of a policy's decision: the target that will be acted on."""
+
+    decision: Decision | None
+    current: int
+    target: int
+    action: Action
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One finished Spark application, from its event log: the history that models learn from."""
+
+    app_id: str
+    name: str
+    submit_time: float
+    end_time: float
+    tasks: int
+    failed_tasks: int
+    task_seconds: float
+    executors: int
+    workers: int
+    input_bytes: int
+    spark_jobs: int
+    success: bool
+    deadline_s: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_time - self.submit_time

@@ -1,0 +1,73 @@
+"""The guard between a policy's wish and the cluster: bounds, cooldowns, stabilisation, holds.
+
+Kept apart from the policies as Kubernetes keeps ``horizontal.go`` apart from
+``replica_calculator.go``: a policy says what size it wants; the guard decides whether acting on
+it now is safe. It never predicts, and it explains every refusal in the decision's reason.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from sparkscaler.config import ScalingSettings
+from sparkscaler.core import Decision, GuardedDecision, Observation
+
+
+class Guard:
+    def __init__(self, settings: ScalingSettings) -> None:
+        self.settings = settings
+        self._recommendations: deque[tuple[float, int]] = deque()
+        self._last_action_time: float | None = None
+
+    def _hold(self, decision: Decision | None, current: int, why: str) -> GuardedDecision:
+        return GuardedDecision(decision, current, current, "hold", why)
+
+    def evaluate(self, decision: Decision | None, obs: Observation) -> GuardedDecision:
+        """The target to act on for this observation, or a hold with the reason."""
+        s, now, current = self.settings, obs.time, obs.workers
+        if obs.stale:
+            why = obs.errors[0] if obs.errors else "no observation"
+            return self._hold(decision, current, f"holding at {current}: metrics stale ({why})")
+        if decision is None:
+            return self._hold(decision, current, f"holding at {current}: the policy gave no decision")
+
+        wanted = decision.target
+        target = min(max(wanted, s.min_workers), s.max_workers)
+        reason = decision.reason
+        if target != wanted:
+            reason += f"; bounded {wanted} → {target} (min {s.min_workers}, max {s.max_workers})"
+
+        out_of_bounds = current < s.min_workers or current > s.max_workers
+        if out_of_bounds:
+            self._last_action_time = now
+            action = "scale_out" if target > current else "scale_in"
+            return GuardedDecision(decision, current, target, action, reason + "; restoring bounds")
+
+        self._recommendations.append((now, target))
+        while self._recommendations and self._recommendations[0][0] < now - s.scale_in_stabilization_s:
+            self._recommendations.popleft()
+
+        if target < current:
+            highest = max(t for _, t in self._recommendations)
+            if highest > target:
+                stabilised = min(highest, current)
+                reason += (
+                    f"; stabilised {target} → {stabilised} (highest target in the last "
+                    f"{s.scale_in_stabilization_s:g} s)"
+                )
+                target = stabilised
+        if target == current:
+            return GuardedDecision(decision, current, current, "none", reason)
+
+        cooldown = s.scale_out_cooldown_s if target > current else s.scale_in_cooldown_s
+        since = None if self._last_action_time is None else now - self._last_action_time
+        if since is not None and since < cooldown:
+            return self._hold(
+                decision,
+                current,
+                f"{reason}; holding at {current} → {target}: cooldown, {cooldown - since:.0f} s left",
+            )
+        self._last_action_time = now
+        return GuardedDecision(
+            decision, current, target, "scale_out" if target > current else "scale_in", reason
+        )

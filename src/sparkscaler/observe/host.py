@@ -1,0 +1,79 @@
+"""Host metrics of the Spark worker processes by psutil: the paper's CPU and network features.
+
+CPU is measured on the processes that do the cluster's work (worker and executor JVMs and their
+Python children), not on the whole machine, so that a busy laptop browser does not look like
+cluster load. Network is the host's interfaces: on one machine the cluster talks over loopback.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+_SPARK_DAEMONS = (
+    "org.apache.spark.deploy.worker.Worker",
+    "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+)
+
+
+def spark_worker_processes() -> list[psutil.Process]:
+    """Worker and executor JVMs on this host, with all their children (Python workers)."""
+    roots = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(daemon in cmdline for daemon in _SPARK_DAEMONS):
+            roots.append(proc)
+    seen: dict[int, psutil.Process] = {}
+    for root in roots:
+        seen[root.pid] = root
+        try:
+            for child in root.children(recursive=True):
+                seen[child.pid] = child
+        except psutil.Error:
+            continue
+    return list(seen.values())
+
+
+class HostSampler:
+    """Turns cumulative CPU and network counters into percentages over the last interval."""
+
+    def __init__(self, link_capacity_mbit: float = 1000.0) -> None:
+        self.link_bytes_per_s = link_capacity_mbit * 1e6 / 8
+        self._cpu: dict[tuple[int, float], tuple[float, float]] = {}
+        self._net: tuple[int, int] | None = None
+        self._last: float | None = None
+
+    def sample(self, cores: int) -> tuple[float, float, float, float]:
+        """(cpu user %, cpu system %, net in %, net out %); zeros on the first call.
+
+        CPU percentages are relative to the ``cores`` the workers offer, so 100 % means the
+        cluster's cores are all busy computing.
+        """
+        now = time.monotonic()
+        cpu: dict[tuple[int, float], tuple[float, float]] = {}
+        for proc in spark_worker_processes():
+            try:
+                times = proc.cpu_times()
+                cpu[(proc.pid, proc.create_time())] = (times.user, times.system)
+            except psutil.Error:
+                continue
+        net = psutil.net_io_counters()
+        counters = (net.bytes_recv, net.bytes_sent)
+        result = (0.0, 0.0, 0.0, 0.0)
+        if self._last is not None and self._net is not None:
+            elapsed = max(now - self._last, 1e-6)
+            user = system = 0.0
+            for key, (u, s) in cpu.items():
+                prev_u, prev_s = self._cpu.get(key, (0.0, 0.0))
+                user += max(0.0, u - prev_u)
+                system += max(0.0, s - prev_s)
+            capacity = elapsed * max(cores, 1)
+            net_in = (counters[0] - self._net[0]) / elapsed / self.link_bytes_per_s
+            net_out = (counters[1] - self._net[1]) / elapsed / self.link_bytes_per_s
+            result = tuple(  # type: ignore[assignment]
+                min(100.0, max(0.0, 100.0 * v))
+                for v in (user / capacity, system / capacity, net_in, net_out)
+            )
+        self._cpu, self._net, self._last = cpu, counters, now
+        return result

@@ -1,0 +1,132 @@
+"""Running applications' REST API (``/api/v1``): tasks running and waiting, executor memory.
+
+The master's ``/json/`` does not say where a driver's UI is, so the UI ports Spark hands out
+(4040, 4041, ... on the driver's host) are probed and each application id is mapped to the base
+URL that serves it. The mapping is cached and probed again only when an unknown id shows up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+#: The application property through which a job tells sparkscaler its deadline T, in seconds.
+DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
+
+
+@dataclass(frozen=True)
+class AppLoad:
+    """One application's load, summed over its active stages and live executors."""
+
+    app_id: str
+    running_tasks: int = 0
+    pending_tasks: int = 0
+    storage_memory_used: float = 0.0
+    execution_memory_peak: float = 0.0
+    executor_memory: float = 0.0
+    input_bytes: float = 0.0
+    deadline_s: float | None = None
+
+
+def stage_tasks(stages: list[dict[str, Any]]) -> tuple[int, int]:
+    """(running, pending) over active stages; pending = numTasks - active - complete - failed."""
+    running = pending = 0
+    for stage in stages:
+        active = int(stage.get("numActiveTasks", 0))
+        done = int(stage.get("numCompleteTasks", 0)) + int(stage.get("numFailedTasks", 0))
+        running += active
+        pending += max(0, int(stage.get("numTasks", 0)) - active - done)
+    return running, pending
+
+
+def executor_memory(executors: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """(storage used, execution peak, unified memory, input bytes) over live non-driver executors.
+
+    Spark's REST API reports storage memory as it is now but execution memory only as the peak
+    seen in executor heartbeats, so ``ma`` is a peak: the closest the API gets to the paper's
+    "memory used by actions".
+    """
+    storage = execution = total = input_bytes = 0.0
+    for ex in executors:
+        if ex.get("id") == "driver" or not ex.get("isActive", True):
+            continue
+        metrics = ex.get("memoryMetrics") or {}
+        storage += metrics.get("usedOnHeapStorageMemory", ex.get("memoryUsed", 0))
+        storage += metrics.get("usedOffHeapStorageMemory", 0)
+        peak = ex.get("peakMemoryMetrics") or {}
+        execution += peak.get("OnHeapExecutionMemory", 0) + peak.get("OffHeapExecutionMemory", 0)
+        total += ex.get("maxMemory", 0)
+        input_bytes += ex.get("totalInputBytes", 0)
+    return storage, execution, total, input_bytes
+
+
+class AppClient:
+    def __init__(
+        self,
+        host: str,
+        ports: list[int],
+        timeout_s: float = 2.0,
+        reprobe_s: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.ports = ports
+        self.timeout_s = timeout_s
+        self.reprobe_s = reprobe_s
+        self._urls: dict[str, str] = {}
+        self._deadlines: dict[str, float | None] = {}
+        self._last_probe = float("-inf")
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, url: str) -> Any:
+        response = self._http.get(url)
+        response.raise_for_status()
+        return response.json()
+
+    def _probe(self) -> None:
+        """Ask every candidate UI port which applications it serves."""
+        self._last_probe = time.monotonic()
+        found: dict[str, str] = {}
+        for port in self.ports:
+            base = f"http://{self.host}:{port}/api/v1"
+            try:
+                apps = self._get(f"{base}/applications")
+            except (httpx.HTTPError, ValueError):
+                continue
+            for app in apps if isinstance(apps, list) else []:
+                found[app["id"]] = base
+        self._urls = found
+
+    def url_of(self, app_id: str) -> str | None:
+        if app_id not in self._urls and time.monotonic() - self._last_probe >= self.reprobe_s:
+            self._probe()
+        return self._urls.get(app_id)
+
+    def _deadline(self, base: str, app_id: str) -> float | None:
+        if app_id not in self._deadlines:
+            env = self._get(f"{base}/applications/{app_id}/environment")
+            props = dict(env.get("sparkProperties", []))
+            value = props.get(DEADLINE_PROPERTY)
+            self._deadlines[app_id] = float(value) if value else None
+        return self._deadlines[app_id]
+
+    def load(self, app_id: str) -> AppLoad | None:
+        """The load of one application, or None when its UI cannot be found."""
+        base = self.url_of(app_id)
+        if base is None:
+            return None
+        try:
+            stages = self._get(f"{base}/applications/{app_id}/stages?status=active")
+            executors = self._get(f"{base}/applications/{app_id}/executors")
+            deadline = self._deadline(base, app_id)
+        except (httpx.HTTPError, ValueError):
+            self._urls.pop(app_id, None)
+            return None
+        running, pending = stage_tasks(stages)
+        storage, execution, total, input_bytes = executor_memory(executors)
+        return AppLoad(app_id, running, pending, storage, execution, total, input_bytes, deadline)

@@ -1,0 +1,139 @@
+"""The embedded SQLite store: every observation, every decision, every finished job.
+
+WAL mode lets the service read while the controller writes; one connection guarded by a lock
+is enough for one controller process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sparkscaler.core import GuardedDecision, JobRecord, Observation
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    workers INTEGER, decommissioning INTEGER, cores_total INTEGER, cores_used INTEGER,
+    memory_total_mb INTEGER, memory_used_mb INTEGER, running_apps INTEGER, waiting_apps INTEGER,
+    running_tasks INTEGER, pending_tasks INTEGER, backlog_age_s REAL,
+    cu REAL, cs REAL, mt REAL, ma REAL, bi REAL, bo REAL,
+    stale INTEGER, errors TEXT
+);
+CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    observation_id INTEGER REFERENCES observations(id),
+    policy TEXT, model_version TEXT,
+    current INTEGER, wanted INTEGER, target INTEGER,
+    action TEXT NOT NULL, reason TEXT NOT NULL,
+    dry_run INTEGER NOT NULL, acted INTEGER NOT NULL, error TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
+CREATE TABLE IF NOT EXISTS jobs (
+    app_id TEXT PRIMARY KEY,
+    submit_time REAL, end_time REAL, success INTEGER,
+    record TEXT NOT NULL
+);
+"""
+
+_OBS_COLUMNS = (
+    "time workers decommissioning cores_total cores_used memory_total_mb memory_used_mb "
+    "running_apps waiting_apps running_tasks pending_tasks backlog_age_s cu cs mt ma bi bo stale"
+).split()
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add_observation(self, obs: Observation) -> int:
+        row = obs.summary()
+        values = [row[c] for c in _OBS_COLUMNS] + [json.dumps(list(obs.errors))]
+        marks = ",".join("?" * len(values))
+        with self._lock:
+            cur = self._db.execute(
+                f"INSERT INTO observations ({','.join(_OBS_COLUMNS)}, errors) VALUES ({marks})",
+                values,
+            )
+        return int(cur.lastrowid or 0)
+
+    def add_decision(
+        self,
+        time: float,
+        outcome: GuardedDecision,
+        *,
+        observation_id: int | None,
+        dry_run: bool,
+        acted: bool,
+        error: str | None = None,
+    ) -> int:
+        d = outcome.decision
+        values = (
+            time, observation_id, d.policy if d else None, d.model_version if d else None,
+            outcome.current, d.target if d else None, outcome.target, outcome.action,
+            outcome.reason, int(dry_run), int(acted), error,
+        )
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO decisions (time, observation_id, policy, model_version, current, "
+                "wanted, target, action, reason, dry_run, acted, error) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+        return int(cur.lastrowid or 0)
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def decisions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent decisions, newest first."""
+        return self._rows("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+
+    def observations(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Observations after ``since`` (epoch s), oldest first."""
+        return self._rows(
+            "SELECT * FROM observations WHERE time > ? ORDER BY id LIMIT ?", (since, limit)
+        )
+
+    def add_jobs(self, records: Iterable[JobRecord]) -> int:
+        """Insert or replace job records; returns how many were written."""
+        rows = [
+            (r.app_id, r.submit_time, r.end_time, int(r.success), json.dumps(dataclasses.asdict(r)))
+            for r in records
+        ]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def jobs(self, since: float = 0.0) -> list[JobRecord]:
+        rows = self._rows("SELECT record FROM jobs WHERE submit_time >= ? ORDER BY submit_time", (since,))
+        return [JobRecord(**json.loads(r["record"])) for r in rows]
+
+    def job_ids(self) -> set[str]:
+        return {r["app_id"] for r in self._rows("SELECT app_id FROM jobs", ())}

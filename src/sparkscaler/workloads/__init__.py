@@ -1,0 +1,1 @@
+"""Real PySpark jobs and the machinery to submit them to the local cluster."""

@@ -1,0 +1,105 @@
+"""Submits the project's PySpark jobs with ``spark-submit`` and owns their driver processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparkscaler.backends.local import app_properties, spark_home, write_properties
+from sparkscaler.config import ClusterSettings
+from sparkscaler.observe.spark_app import DEADLINE_PROPERTY
+from sparkscaler.workloads import jobs
+
+
+@dataclass
+class SubmittedJob:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    submitted_at: float
+    finished_at: float | None = None
+    returncode: int | None = field(default=None)
+
+    def poll(self) -> bool:
+        """True once the driver has exited (and records when and how)."""
+        if self.returncode is None:
+            code = self.process.poll()
+            if code is not None:
+                self.returncode, self.finished_at = code, time.time()
+        return self.returncode is not None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0
+
+
+class JobSubmitter:
+    def __init__(self, cluster: ClusterSettings, state_dir: Path) -> None:
+        self.cluster = cluster
+        self.state_dir = state_dir
+        self.jobs: list[SubmittedJob] = []
+
+    def submit(
+        self, name: str, job_args: list[str], deadline_s: float | None = None
+    ) -> SubmittedJob:
+        conf = write_properties(self.state_dir / "conf" / "app.conf", app_properties(self.state_dir))
+        (self.state_dir / "events").mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master", self.cluster.master_url,
+            "--properties-file", str(conf),
+            "--name", name,
+            "--driver-memory", "512m",
+            "--executor-memory", f"{min(self.cluster.worker_memory_mb, 1024)}m",
+        ]
+        if deadline_s is not None:
+            cmd += ["--conf", f"{DEADLINE_PROPERTY}={deadline_s:g}"]
+        cmd += [jobs.__file__, *job_args, "--name", name]
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_LOCAL_IP": self.cluster.master_host,
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
+        log = self.state_dir / "logs" / f"job-{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        job = SubmittedJob(name, process, log, time.time())
+        self.jobs.append(job)
+        return job
+
+    def running(self) -> list[SubmittedJob]:
+        return [j for j in self.jobs if not j.poll()]
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
+
+    def stop_all(self, grace_s: float = 10.0) -> None:
+        """Stop every driver still running (its process group: JVM and Python)."""
+        running = self.running()
+        for job in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for job in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.process.pid, signal.SIGKILL)
+            job.process.wait()

@@ -1,0 +1,345 @@
+"""Event logs -> JobRecords, on logs written here by hand and on logs from a real local Spark."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from sparkscaler.core import JobRecord
+from sparkscaler.observe.eventlog import EventLogError, parse_event_log, scan_event_logs
+
+APP_ID = "app-20250101000000-0001"
+T0 = 1_700_000_000_000  # ms
+
+
+def _task(launch: int, ms: int, executor: str, *, read: int | None = None, **flags: Any) -> dict:
+    failed = bool(flags)
+    return {
+        "Event": "SparkListenerTaskEnd",
+        "Stage ID": 0,
+        "Task End Reason": {"Reason": "ExceptionFailure" if failed else "Success"},
+        "Task Info": {
+            "Launch Time": launch,
+            "Finish Time": launch + ms,
+            "Executor ID": executor,
+            "Host": "10.0.0.1",
+            "Failed": flags.get("failed", False),
+            "Killed": flags.get("killed", False),
+        },
+        **({} if read is None else {"Task Metrics": {"Input Metrics": {"Bytes Read": read}}}),
+    }
+
+
+def _executor(executor_id: str, host: str) -> dict:
+    return {
+        "Event": "SparkListenerExecutorAdded",
+        "Executor ID": executor_id,
+        "Executor Info": {"Host": host, "Total Cores": 2},
+    }
+
+
+def _app(
+    app_id: str = APP_ID,
+    start: int = T0,
+    *,
+    job_result: str = "JobSucceeded",
+    exit_code: int | None = 0,
+    properties: Any = None,
+) -> list[dict]:
+    """Two Spark jobs, four tasks (two failed or killed) on three executors on two hosts."""
+    if properties is None:
+        properties = {"spark.master": "spark://m:7077", "spark.sparkscaler.deadline": "300"}
+    end = {"Event": "SparkListenerApplicationEnd", "Timestamp": start + 60_000}
+    if exit_code is not None:
+        end["ExitCode"] = exit_code
+    return [
+        {"Event": "SparkListenerLogStart", "Spark Version": "4.3.0"},
+        _executor("1", "10.0.0.1"),
+        _executor("2", "10.0.0.2"),
+        _executor("3", "10.0.0.1"),
+        {"Event": "SparkListenerEnvironmentUpdate", "Spark Properties": properties},
+        {
+            "Event": "SparkListenerApplicationStart",
+            "App Name": "etl",
+            "App ID": app_id,
+            "Timestamp": start,
+        },
+        {"Event": "SparkListenerJobStart", "Job ID": 0},
+        _task(start + 1_000, 1_500, "1", read=100),
+        _task(start + 1_000, 2_500, "2", read=200),
+        {
+            **_task(start + 3_000, 250, "3", failed=True),
+            "Task Metrics": None,
+        },
+        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Job Result": {"Result": "JobSucceeded"}},
+        {"Event": "SparkListenerJobStart", "Job ID": 1},
+        _task(start + 4_000, 750, "1", killed=True),
+        {"Event": "SparkListenerJobEnd", "Job ID": 1, "Job Result": {"Result": job_result}},
+        end,
+    ]
+
+
+EXPECTED = JobRecord(
+    app_id=APP_ID,
+    name="etl",
+    submit_time=1_700_000_000.0,
+    end_time=1_700_000_060.0,
+    tasks=4,
+    failed_tasks=2,
+    task_seconds=5.0,  # 1.5 + 2.5 + 0.25 + 0.75
+    executors=3,
+    workers=2,
+    input_bytes=300,
+    spark_jobs=2,
+    success=True,
+    deadline_s=300.0,
+)
+
+
+def _text(events: list[dict]) -> str:
+    return "".join(json.dumps(event) + "\n" for event in events)
+
+
+def _zstd(text: str, frames: int = 1) -> bytes:
+    """Compress ``text`` as ``frames`` concatenated zstd frames, as a flushed stream can be."""
+    data = text.encode()
+    cut = len(data) // frames
+    chunks = [data[i * cut : (i + 1) * cut if i < frames - 1 else None] for i in range(frames)]
+    return b"".join(zstandard.ZstdCompressor().compress(chunk) for chunk in chunks)
+
+
+def test_plain_file(tmp_path: Path) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app()))
+    assert parse_event_log(log) == EXPECTED
+
+
+def test_zstd_file_with_concatenated_frames(tmp_path: Path) -> None:
+    log = tmp_path / f"{APP_ID}.zstd"
+    log.write_bytes(_zstd(_text(_app()), frames=3))
+    assert parse_event_log(log) == EXPECTED
+
+
+def test_rolled_dir_reads_parts_in_numeric_order(tmp_path: Path) -> None:
+    events = _app()
+    # A later environment update wins, so the deadline shows which part was read last:
+    # numeric order reads part 10 last, lexical order would read part 2 last.
+    update = {"Event": "SparkListenerEnvironmentUpdate", "Spark Properties": {}}
+    parts = {
+        1: events[:9],
+        2: [*events[9:12], {**update, "Spark Properties": {"spark.sparkscaler.deadline": "1"}}],
+        10: [*events[12:], {**update, "Spark Properties": {"spark.sparkscaler.deadline": "42"}}],
+    }
+    rolled = tmp_path / f"eventlog_v2_{APP_ID}"
+    rolled.mkdir()
+    for n, part in parts.items():
+        (rolled / f"events_{n}_{APP_ID}.zstd").write_bytes(_zstd(_text(part)))
+    (rolled / f"appstatus_{APP_ID}").touch()
+    (rolled / f".events_1_{APP_ID}.zstd.crc").write_bytes(b"crc\x00\x01")
+    assert parse_event_log(rolled) == JobRecord(**{**vars(EXPECTED), "deadline_s": 42.0})
+
+
+def test_rolled_dir_of_plain_parts(tmp_path: Path) -> None:
+    rolled = tmp_path / f"eventlog_v2_{APP_ID}"
+    rolled.mkdir()
+    events = _app()
+    (rolled / f"events_1_{APP_ID}").write_text(_text(events[:7]))
+    (rolled / f"events_2_{APP_ID}").write_text(_text(events[7:]))
+    assert parse_event_log(rolled) == EXPECTED
+
+
+def test_unfinished_apps_are_none_and_skipped(tmp_path: Path) -> None:
+    running = _app(start=T0 + 1)[:-1]
+    (tmp_path / f"{APP_ID}.inprogress").write_text(_text(_app()))  # even if complete
+    (tmp_path / "app-running").write_text(_text(running))
+    rolled = tmp_path / "eventlog_v2_app-rolled"
+    rolled.mkdir()
+    (rolled / "events_1_app-rolled.zstd").write_bytes(_zstd(_text(running)))
+    (rolled / "appstatus_app-rolled.inprogress").touch()
+    for path in tmp_path.iterdir():
+        assert parse_event_log(path) is None
+    assert scan_event_logs(tmp_path) == []
+
+
+def test_failed_job_or_exit_code_is_not_success(tmp_path: Path) -> None:
+    failed_job = tmp_path / "failed-job"
+    failed_job.write_text(_text(_app(job_result="JobFailed")))
+    bad_exit = tmp_path / "bad-exit"
+    bad_exit.write_text(_text(_app(exit_code=1)))
+    no_exit = tmp_path / "no-exit-code"
+    no_exit.write_text(_text(_app(exit_code=None)))
+    assert parse_event_log(failed_job) == JobRecord(**{**vars(EXPECTED), "success": False})
+    assert parse_event_log(bad_exit) == JobRecord(**{**vars(EXPECTED), "success": False})
+    assert parse_event_log(no_exit) == EXPECTED
+
+
+def test_malformed_lines_are_skipped(tmp_path: Path) -> None:
+    task = json.dumps(_task(T0, 9_000, "1", read=7))
+    text = _text(_app())
+    lines = text.splitlines(keepends=True)
+    lines.insert(8, "not json\n")
+    lines.insert(9, "[1, 2]\n")
+    log = tmp_path / APP_ID
+    log.write_text("".join(lines) + task[: len(task) // 2])  # truncated last line
+    assert parse_event_log(log) == EXPECTED
+
+
+def test_log_without_application_start_is_none(tmp_path: Path) -> None:
+    log = tmp_path / "junk"
+    log.write_text(_text([e for e in _app() if e["Event"] != "SparkListenerApplicationStart"]))
+    assert parse_event_log(log) is None
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"spark.sparkscaler.deadline": "90.5"},
+        [["spark.master", "local[2]"], ["spark.sparkscaler.deadline", "90.5"]],
+    ],
+    ids=["dict", "pairs"],
+)
+def test_spark_properties_dict_or_pairs(tmp_path: Path, properties: Any) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app(properties=properties)))
+    assert parse_event_log(log) == JobRecord(**{**vars(EXPECTED), "deadline_s": 90.5})
+
+
+def test_no_deadline_property(tmp_path: Path) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app(properties={"spark.master": "local"})))
+    assert parse_event_log(log) == JobRecord(**{**vars(EXPECTED), "deadline_s": None})
+
+
+def test_bad_deadline_is_an_error(tmp_path: Path) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app(properties={"spark.sparkscaler.deadline": "soon"})))
+    with pytest.raises(EventLogError, match="soon"):
+        parse_event_log(log)
+
+
+@pytest.mark.parametrize("codec", ["lz4", "snappy"])
+def test_unsupported_codec_names_it_and_suggests_zstd(tmp_path: Path, codec: str) -> None:
+    log = tmp_path / f"{APP_ID}.{codec}"
+    log.write_bytes(b"\x00binary")
+    with pytest.raises(EventLogError, match=rf"{codec}.*spark\.eventLog\.compression\.codec=zstd"):
+        parse_event_log(log)
+
+
+def test_corrupt_zstd_is_an_error(tmp_path: Path) -> None:
+    log = tmp_path / f"{APP_ID}.zstd"
+    log.write_bytes(b"this is not zstd")
+    with pytest.raises(EventLogError, match="cannot read"):
+        parse_event_log(log)
+
+
+def test_compacted_rolled_log_is_an_error(tmp_path: Path) -> None:
+    rolled = tmp_path / f"eventlog_v2_{APP_ID}"
+    rolled.mkdir()
+    (rolled / f"events_3_{APP_ID}.zstd.compact").write_bytes(_zstd(_text(_app())))
+    with pytest.raises(EventLogError, match="compacted"):
+        parse_event_log(rolled)
+
+
+def test_scan_sorts_by_submit_time_and_skips_noise(tmp_path: Path) -> None:
+    (tmp_path / "app-late").write_text(_text(_app("app-late", start=T0 + 5_000)))
+    (tmp_path / "app-early.zstd").write_bytes(_zstd(_text(_app("app-early", start=T0))))
+    rolled = tmp_path / "eventlog_v2_app-mid"
+    rolled.mkdir()
+    (rolled / "events_1_app-mid.zstd").write_bytes(_zstd(_text(_app("app-mid", start=T0 + 1))))
+    (tmp_path / ".app-late.crc").write_bytes(b"\x00\x01")
+    (tmp_path / "unrelated-dir").mkdir()
+    records = scan_event_logs(tmp_path)
+    assert [r.app_id for r in records] == ["app-early", "app-mid", "app-late"]
+    assert [r.submit_time for r in records] == [1_700_000_000.0, 1_700_000_000.001, 1_700_000_005.0]
+
+
+def test_scan_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        scan_event_logs(tmp_path / "nope")
+
+
+_SPARK_APP = textwrap.dedent(
+    """
+    import sys
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[2]").appName("eventlog-test")
+    for pair in sys.argv[1:]:
+        key, value = pair.split("=", 1)
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    print(spark.sparkContext.parallelize(range(8), 8).map(lambda x: x * 2).sum())
+    spark.stop()
+    """
+)
+
+
+@pytest.mark.spark
+@pytest.mark.skipif(
+    shutil.which("java") is None and "JAVA_HOME" not in os.environ, reason="needs a JVM"
+)
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [],  # Spark 4 default: rolled, zstd
+        ["spark.eventLog.rolling.enabled=false", "spark.eventLog.compress=false"],
+    ],
+    ids=["rolled-zstd", "plain-file"],
+)
+def test_real_local_spark_app(tmp_path: Path, layout: list[str]) -> None:
+    pytest.importorskip("pyspark")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    script = tmp_path / "app.py"
+    script.write_text(_SPARK_APP)
+    conf = [
+        "spark.eventLog.enabled=true",
+        f"spark.eventLog.dir=file://{logs}",
+        "spark.sparkscaler.deadline=120",
+        "spark.ui.enabled=false",
+        *layout,
+    ]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    # The JVM is a child of the app; its own session lets us kill both if anything goes wrong.
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *conf],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone: nothing left over
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0, output[-4000:]
+    assert "56" in output.splitlines()
+
+    records = scan_event_logs(logs)
+    assert len(records) == 1, list(logs.rglob("*"))
+    record = records[0]
+    assert record.app_id.startswith("local-")
+    assert record.name == "eventlog-test"
+    assert record.tasks == 8
+    assert record.failed_tasks == 0
+    assert record.spark_jobs == 1
+    assert record.success is True
+    assert record.deadline_s == 120.0
+    assert record.executors == 0  # local mode: only the driver, which is not counted
+    assert record.workers >= 1
+    assert record.task_seconds > 0
+    assert record.end_time > record.submit_time
