@@ -87,7 +87,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _require_java() -> None:
     if shutil.which("java") is None:
-        raise _fail("java is not on PATH; Spark needs Java 17 (`apt-get install openjdk-17-jre-headless`)")
+        raise _fail(
+            "java is not on PATH; Spark needs Java 17 (`apt-get install openjdk-17-jre-headless`)"
+        )
 
 
 def _version(value: bool) -> None:
@@ -114,7 +116,11 @@ def cluster_start(
     config: ConfigOption = None,
 ) -> None:
     """Start a local master and WORKERS workers (each on its own 127.0.0.x address)."""
-    overrides = {k: v for k, v in {"worker_cores": worker_cores, "worker_memory": worker_memory}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"worker_cores": worker_cores, "worker_memory": worker_memory}.items()
+        if v is not None
+    }
     cfg = _load(config, {"cluster": overrides} if overrides else None)
     _require_java()
     cluster = LocalCluster(cfg.cluster, cfg.state_dir)
@@ -141,7 +147,9 @@ def _status_table(cluster: LocalCluster, cfg: Config) -> tuple[Table, dict[str, 
     for column in ("worker", "state", "cores used", "memory used (MB)"):
         table.add_column(column)
     for w in state.workers:
-        table.add_row(w.id, w.state, f"{w.cores_used}/{w.cores}", f"{w.memory_used_mb}/{w.memory_mb}")
+        table.add_row(
+            w.id, w.state, f"{w.cores_used}/{w.cores}", f"{w.memory_used_mb}/{w.memory_mb}"
+        )
     data = {
         "master_url": cfg.cluster.master_url,
         "managed_pids": cluster.pids,
@@ -172,13 +180,18 @@ def cluster_status(
         console.print_json(json.dumps({"running": True, **data}))
     else:
         console.print(table)
-        console.print(f"{data['alive_workers']} alive, {data['decommissioning_workers']} decommissioning, {len(data['active_apps'])} running app(s)")
+        console.print(
+            f"{data['alive_workers']} alive, {data['decommissioning_workers']} decommissioning, "
+            f"{len(data['active_apps'])} running app(s)"
+        )
 
 
 @cluster_app.command("scale")
 def cluster_scale(
     workers: Annotated[int, typer.Argument(min=0, help="Target number of workers.")],
-    timeout: Annotated[float, typer.Option(help="Seconds a removed worker may take to drain.")] = 120.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a removed worker may take to drain.")
+    ] = 120.0,
     config: ConfigOption = None,
 ) -> None:
     """Set the number of workers by hand; removals are graceful decommissions."""
@@ -216,7 +229,9 @@ def cluster_stop(config: ConfigOption = None) -> None:
 
 
 # ---------------------------------------------------------------------------------- run
-def build_controller(cfg: Config, cluster: LocalCluster, store: Store, clock: WallClock, dry_run: bool) -> Controller:
+def build_controller(
+    cfg: Config, cluster: LocalCluster, store: Store, clock: WallClock, dry_run: bool
+) -> Controller:
     """Wire the loop for a local cluster: the one place that knows every concrete part."""
     return Controller(
         observer=SparkObserver.from_config(cfg, clock),
@@ -232,7 +247,11 @@ def build_controller(cfg: Config, cluster: LocalCluster, store: Store, clock: Wa
 
 def step_line(step: Step) -> str:
     o, g = step.observation, step.outcome
-    mark = {"scale_out": "[green]▲[/green]", "scale_in": "[yellow]▼[/yellow]", "hold": "[red]‖[/red]"}.get(g.action, " ")
+    mark = {
+        "scale_out": "[green]▲[/green]",
+        "scale_in": "[yellow]▼[/yellow]",
+        "hold": "[red]‖[/red]",
+    }.get(g.action, " ")
     extra = f" [red]{step.error}[/red]" if step.error else ""
     return (
         f"{mark} workers {o.workers}→{g.target}  running {o.running_tasks:3d}  pending "
@@ -243,7 +262,9 @@ def step_line(step: Step) -> str:
 @app.command()
 def run(
     config: ConfigOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Record decisions, change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Record decisions, change nothing.")
+    ] = False,
     once: Annotated[bool, typer.Option("--once", help="Run a single iteration and exit.")] = False,
 ) -> None:
     """Run the autoscaler against the local cluster (started here if none is running)."""
@@ -260,9 +281,10 @@ def run(
                 with console.status("no cluster running: starting one…"):
                     cluster.start(max(cfg.scaling.min_workers, 1))
             controller = build_controller(cfg, cluster, store, clock, dry_run)
+            s = cfg.scaling
             console.print(
-                f"policy [bold]{cfg.policy.name}[/bold], {cfg.scaling.min_workers}–{cfg.scaling.max_workers} "
-                f"workers, every {cfg.scaling.interval_s:g} s{' (dry run)' if dry_run else ''}; Ctrl-C to stop"
+                f"policy [bold]{cfg.policy.name}[/bold], {s.min_workers}–{s.max_workers} workers, "
+                f"every {s.interval_s:g} s{' (dry run)' if dry_run else ''}; Ctrl-C to stop"
             )
             controller.run(
                 iterations=1 if once else None,
@@ -302,13 +324,21 @@ def history(
     for r in rows:
         when = dt.datetime.fromtimestamp(r["time"]).strftime("%Y-%m-%d %H:%M:%S")
         acted = "" if r["acted"] or r["action"] in ("none", "hold") else " (not done)"
-        table.add_row(when, r["policy"] or "-", f"{r['current']}→{r['target']}", r["action"] + acted, r["reason"])
+        table.add_row(
+            when,
+            r["policy"] or "-",
+            f"{r['current']}→{r['target']}",
+            r["action"] + acted,
+            r["reason"],
+        )
     console.print(table)
 
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path("sparkscaler.yaml"),
+    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path(
+        "sparkscaler.yaml"
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented example config with every setting and its default."""

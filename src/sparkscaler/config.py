@@ -66,7 +66,11 @@ class ClusterSettings(_Strict):
     @classmethod
     def _ip_base(cls, value: str) -> str:
         parts = value.split(".")
-        if len(parts) != 3 or parts[0] != "127" or not all(p.isdigit() and int(p) < 256 for p in parts):
+        if (
+            len(parts) != 3
+            or parts[0] != "127"
+            or not all(p.isdigit() and int(p) < 256 for p in parts)
+        ):
             raise ValueError("worker_ip_base must be the first three parts of a 127.x.y address")
         return value
 
@@ -151,7 +155,11 @@ def format_validation_error(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling; `sparkscaler init` lists them all)"
-        elif "input" in item and not isinstance(item["input"], dict) and repr(item["input"]) not in message:
+        elif (
+            "input" in item
+            and not isinstance(item["input"], dict)
+            and repr(item["input"]) not in message
+        ):
             message = f"{message} (got {item['input']!r})"
         lines.append(f"{where}: {message}")
     return lines
@@ -186,7 +194,8 @@ def load_config(path: Path) -> Config:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(source, [f"{where}not valid YAML ({getattr(error, 'problem', error)})"])
+        problem = getattr(error, "problem", error)
+        raise ConfigError(source, [f"{where}not valid YAML ({problem})"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

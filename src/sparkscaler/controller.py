@@ -7,6 +7,7 @@ error holds, a backend error is recorded with the decision and the loop goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -69,7 +70,11 @@ class Controller:
 
     def step(self) -> Step:
         started = time.perf_counter()
-        obs = self.observer.observe()
+        obs = dataclasses.replace(
+            self.observer.observe(),
+            min_workers=self.scaling.min_workers,
+            max_workers=self.scaling.max_workers,
+        )
         observation_id = self.store.add_observation(obs)
         outcome = self._decide(obs)
         acted, error = False, None
@@ -81,8 +86,12 @@ class Controller:
                 error = str(exc)
                 log.warning("scaling to %d failed: %s", outcome.target, exc)
         self.store.add_decision(
-            obs.time, outcome, observation_id=observation_id, dry_run=self.dry_run,
-            acted=acted, error=error,
+            obs.time,
+            outcome,
+            observation_id=observation_id,
+            dry_run=self.dry_run,
+            acted=acted,
+            error=error,
         )
         if self.history is not None:
             self.store.add_jobs(self.history.poll())

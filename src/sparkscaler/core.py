@@ -12,6 +12,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: The application property through which a job tells sparkscaler its deadline T, in seconds.
+DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
+
 WorkerState = Literal["ALIVE", "DECOMMISSIONED", "DEAD", "UNKNOWN"]
 
 #: The states in which a worker still counts towards the cluster's size.
@@ -136,7 +139,9 @@ class Observation:
     """Everything a policy may look at for one decision (DESIGN.md, "Observation").
 
     ``stale`` is true when the master did not answer: the cluster fields then repeat nothing and
-    the guard holds instead of acting on a blind guess.
+    the guard holds instead of acting on a blind guess. ``min_workers``/``max_workers`` are the
+    bounds the controller enforces (N in the paper), which Spark's own allocation rule and the
+    paper's action set both need to know.
     """
 
     time: float
@@ -148,6 +153,8 @@ class Observation:
     input_bytes: float | None = None
     oldest_job_elapsed_s: float | None = None
     deadline_s: float | None = None
+    min_workers: int = 0
+    max_workers: int | None = None
     stale: bool = False
     errors: tuple[str, ...] = ()
 

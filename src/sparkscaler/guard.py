@@ -29,13 +29,17 @@ class Guard:
             why = obs.errors[0] if obs.errors else "no observation"
             return self._hold(decision, current, f"holding at {current}: metrics stale ({why})")
         if decision is None:
-            return self._hold(decision, current, f"holding at {current}: the policy gave no decision")
+            return self._hold(
+                decision, current, f"holding at {current}: the policy gave no decision"
+            )
 
         wanted = decision.target
         target = min(max(wanted, s.min_workers), s.max_workers)
         reason = decision.reason
-        if target != wanted:
-            reason += f"; bounded {wanted} → {target} (min {s.min_workers}, max {s.max_workers})"
+        if wanted > s.max_workers:
+            reason += f"; capped at the maximum of {s.max_workers}"
+        elif wanted < s.min_workers:
+            reason += f"; kept at the minimum of {s.min_workers}"
 
         out_of_bounds = current < s.min_workers or current > s.max_workers
         if out_of_bounds:
@@ -44,7 +48,9 @@ class Guard:
             return GuardedDecision(decision, current, target, action, reason + "; restoring bounds")
 
         self._recommendations.append((now, target))
-        while self._recommendations and self._recommendations[0][0] < now - s.scale_in_stabilization_s:
+        while (
+            self._recommendations and self._recommendations[0][0] < now - s.scale_in_stabilization_s
+        ):
             self._recommendations.popleft()
 
         if target < current:
@@ -65,7 +71,8 @@ class Guard:
             return self._hold(
                 decision,
                 current,
-                f"{reason}; holding at {current} → {target}: cooldown, {cooldown - since:.0f} s left",
+                f"{reason}; holding at {current} (wants {target}): cooldown, "
+                f"{cooldown - since:.0f} s left",
             )
         self._last_action_time = now
         return GuardedDecision(

@@ -45,9 +45,26 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 _OBS_COLUMNS = (
-    "time workers decommissioning cores_total cores_used memory_total_mb memory_used_mb "
-    "running_apps waiting_apps running_tasks pending_tasks backlog_age_s cu cs mt ma bi bo stale"
-).split()
+    "time",
+    "workers",
+    "decommissioning",
+    "cores_total",
+    "cores_used",
+    "memory_total_mb",
+    "memory_used_mb",
+    "running_apps",
+    "waiting_apps",
+    "running_tasks",
+    "pending_tasks",
+    "backlog_age_s",
+    "cu",
+    "cs",
+    "mt",
+    "ma",
+    "bi",
+    "bo",
+    "stale",
+)
 
 
 class Store:
@@ -94,9 +111,18 @@ class Store:
     ) -> int:
         d = outcome.decision
         values = (
-            time, observation_id, d.policy if d else None, d.model_version if d else None,
-            outcome.current, d.target if d else None, outcome.target, outcome.action,
-            outcome.reason, int(dry_run), int(acted), error,
+            time,
+            observation_id,
+            d.policy if d else None,
+            d.model_version if d else None,
+            outcome.current,
+            d.target if d else None,
+            outcome.target,
+            outcome.action,
+            outcome.reason,
+            int(dry_run),
+            int(acted),
+            error,
         )
         with self._lock:
             cur = self._db.execute(
@@ -132,7 +158,9 @@ class Store:
         return len(rows)
 
     def jobs(self, since: float = 0.0) -> list[JobRecord]:
-        rows = self._rows("SELECT record FROM jobs WHERE submit_time >= ? ORDER BY submit_time", (since,))
+        rows = self._rows(
+            "SELECT record FROM jobs WHERE submit_time >= ? ORDER BY submit_time", (since,)
+        )
         return [JobRecord(**json.loads(r["record"])) for r in rows]
 
     def job_ids(self) -> set[str]:

@@ -265,6 +265,8 @@ class LocalCluster:
         s = self.settings
         conf = write_properties(self.state_dir / "conf" / "daemon.conf", DAEMON_PROPERTIES)
         with self._lock:
+            if self._closing.is_set():
+                raise BackendError("the cluster is stopping")
             known = {w["id"] for w in self._master_workers()}
             started: dict[str, ManagedProcess] = {}
             for host in self._free_worker_hosts(count):
@@ -331,9 +333,7 @@ class LocalCluster:
     # ------------------------------------------------------------------ draining
     def _pending_decommissions(self) -> dict[str, ManagedProcess]:
         with self._lock:
-            return {
-                h: w for h, w in self._workers.items() if w.decommission_deadline is not None
-            }
+            return {h: w for h, w in self._workers.items() if w.decommission_deadline is not None}
 
     def _ensure_drainer(self) -> None:
         with self._lock:

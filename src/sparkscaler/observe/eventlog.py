@@ -18,10 +18,7 @@ from typing import IO, Any
 
 import zstandard
 
-from sparkscaler.core import JobRecord
-
-#: Spark property (seconds) a submitter sets so that the deadline is kept with the history.
-DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
+from sparkscaler.core import DEADLINE_PROPERTY, JobRecord
 
 _ROLLED_PREFIX = "eventlog_v2_"
 _IN_PROGRESS = ".inprogress"

@@ -26,7 +26,11 @@ class EventLogWatcher:
             name = entry.name
             if name in self._finished or name.endswith(".inprogress"):
                 continue
-            mtime = max((p.stat().st_mtime for p in entry.iterdir()), default=0.0) if entry.is_dir() else entry.stat().st_mtime
+            mtime = (
+                max((p.stat().st_mtime for p in entry.iterdir()), default=0.0)
+                if entry.is_dir()
+                else entry.stat().st_mtime
+            )
             if self._tried_at.get(name) == mtime:
                 continue
             self._tried_at[name] = mtime

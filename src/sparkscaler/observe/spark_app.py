@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 
-#: The application property through which a job tells sparkscaler its deadline T, in seconds.
-DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
+from sparkscaler.core import DEADLINE_PROPERTY
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ class MasterClient:
             response.raise_for_status()
             data = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            raise MasterUnavailable(f"Spark master at {self.ui_url} did not answer: {error}") from error
+            raise MasterUnavailable(
+                f"Spark master at {self.ui_url} did not answer: {error}"
+            ) from error
         if not isinstance(data, dict) or "workers" not in data:
             raise MasterUnavailable(f"{self.ui_url}/json/ is not a Spark master's status page")
         return data
@@ -40,7 +42,9 @@ class MasterClient:
                 f"{self.ui_url}/workers/kill/", params={"host": host}, timeout=self.timeout_s
             )
         except httpx.HTTPError as error:
-            raise MasterUnavailable(f"cannot reach the master to decommission {host}: {error}") from error
+            raise MasterUnavailable(
+                f"cannot reach the master to decommission {host}: {error}"
+            ) from error
         if response.status_code >= 400:
             raise MasterUnavailable(
                 f"the master refused to decommission {host} (HTTP {response.status_code}); "
@@ -81,7 +85,9 @@ class MasterClient:
             for a in data.get("activeapps", [])
         )
         waiting_drivers = sum(
-            1 for d in data.get("activedrivers", []) if d.get("state") in ("SUBMITTED", "RELAUNCHING")
+            1
+            for d in data.get("activedrivers", [])
+            if d.get("state") in ("SUBMITTED", "RELAUNCHING")
         )
         return ClusterState(
             workers=workers,

@@ -9,15 +9,15 @@ from pydantic import ValidationError
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.dra import DynamicAllocationPolicy
 
-POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (DynamicAllocationPolicy,)
-}
+POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (DynamicAllocationPolicy,)}
 
 
 def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
     """Problems with a policy name and its parameters, one line each (empty when valid)."""
     if name not in POLICIES:
-        return [f"policy.name: unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}"]
+        return [
+            f"policy.name: unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}"
+        ]
     try:
         POLICIES[name].Params(**params)
     except ValidationError as error:

@@ -8,7 +8,7 @@ the job-scheduling guide. The rule, with one executor per worker:
   (``spark.dynamicAllocation.schedulerBacklogTimeout``, 1 s), then again every
   ``sustained_backlog_timeout_s`` (``...sustainedSchedulerBacklogTimeout``, 1 s) while the backlog
   lasts, adding 1, 2, 4, ... workers per round (the ramp doubles only when the full increase
-  fit under the need, else it restarts at 1), never above the need;
+  fit under the need and the maximum, else it restarts at 1), never above either;
 - scale in only by removing workers that have been idle for ``idle_timeout_s``
   (``spark.dynamicAllocation.executorIdleTimeout``, 60 s), never below the need.
 """
@@ -61,8 +61,9 @@ class DynamicAllocationPolicy(Policy):
             return self._decision(current, f"{obs.pending_tasks} tasks pending; next round soon")
         else:
             return self._decision(
-                current, f"{obs.pending_tasks} tasks pending for {obs.backlog_age_s:.1f} s, "
-                f"below the {p.backlog_timeout_s:g} s backlog timeout"
+                current,
+                f"{obs.pending_tasks} tasks pending for {obs.backlog_age_s:.1f} s, "
+                f"below the {p.backlog_timeout_s:g} s backlog timeout",
             )
 
         idle = [w for w in obs.cluster.alive if not w.busy and w.idle_s >= p.idle_timeout_s]
@@ -76,7 +77,8 @@ class DynamicAllocationPolicy(Policy):
         return self._decision(current, f"no backlog; {tasks} running task(s) need {needed}")
 
     def _ramp(self, obs: Observation, current: int, needed: int) -> Decision:
-        target = max(current, min(current + self.to_add_, needed))
+        ceiling = needed if obs.max_workers is None else min(needed, obs.max_workers)
+        target = max(current, min(current + self.to_add_, ceiling))
         added = target - current
         ramp = self.to_add_
         self.to_add_ = ramp * 2 if added == ramp else 1

@@ -20,7 +20,7 @@ def _task(seconds: float, cpu_share: float) -> float:
     return total
 
 
-def backlog(spark, tasks: int, task_seconds: float, cpu_share: float) -> int:  # noqa: ANN001
+def backlog(spark, tasks: int, task_seconds: float, cpu_share: float) -> int:
     rdd = spark.sparkContext.parallelize(range(tasks), tasks)
     return rdd.map(lambda _: _task(task_seconds, cpu_share)).count()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sparkscaler.backends.local import app_properties, spark_home, write_properties
 from sparkscaler.config import ClusterSettings
-from sparkscaler.observe.spark_app import DEADLINE_PROPERTY
+from sparkscaler.core import DEADLINE_PROPERTY
 from sparkscaler.workloads import jobs
 
 
@@ -48,15 +48,22 @@ class JobSubmitter:
     def submit(
         self, name: str, job_args: list[str], deadline_s: float | None = None
     ) -> SubmittedJob:
-        conf = write_properties(self.state_dir / "conf" / "app.conf", app_properties(self.state_dir))
+        conf = write_properties(
+            self.state_dir / "conf" / "app.conf", app_properties(self.state_dir)
+        )
         (self.state_dir / "events").mkdir(parents=True, exist_ok=True)
         cmd = [
             str(spark_home() / "bin" / "spark-submit"),
-            "--master", self.cluster.master_url,
-            "--properties-file", str(conf),
-            "--name", name,
-            "--driver-memory", "512m",
-            "--executor-memory", f"{min(self.cluster.worker_memory_mb, 1024)}m",
+            "--master",
+            self.cluster.master_url,
+            "--properties-file",
+            str(conf),
+            "--name",
+            name,
+            "--driver-memory",
+            "512m",
+            "--executor-memory",
+            f"{min(self.cluster.worker_memory_mb, 1024)}m",
         ]
         if deadline_s is not None:
             cmd += ["--conf", f"{DEADLINE_PROPERTY}={deadline_s:g}"]
@@ -72,7 +79,11 @@ class JobSubmitter:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         job = SubmittedJob(name, process, log, time.time())
