@@ -119,11 +119,6 @@ def test_invalid_config_as_a_subprocess_prints_no_traceback(tmp_path: Path) -> N
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py:69 (and _fail, cli.py:54) print user-supplied text as rich markup: a value "
-    "like '[/x]' raises MarkupError (a traceback, exit 1), '[bold]x' is shown as 'x'",
-)
 @pytest.mark.parametrize("value", ["[/x]", "[bold]x"])
 def test_config_values_that_look_like_markup_are_shown_verbatim(tmp_path: Path, value: str) -> None:
     path = _config(tmp_path, f'cluster:\n  worker_memory: "{value}"\n')
@@ -214,11 +209,6 @@ def test_run_once_dry_run_against_a_dead_master_records_a_stale_hold(tmp_path: P
     assert decision["observation_id"] == observations[0]["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py:54 _fail prints its message as rich markup: a state_dir containing '[/x]' "
-    "turns 'no store at ...' into a MarkupError traceback",
-)
 def test_error_messages_with_brackets_are_shown_verbatim(tmp_path: Path) -> None:
     state = tmp_path / "[/x]"
     path = _config(tmp_path, f'state_dir: "{state}"\n')

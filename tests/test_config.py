@@ -261,12 +261,6 @@ def test_without_sparkscaler_home_the_state_dir_is_in_home(
     assert Config().state_dir == tmp_path / ".sparkscaler"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py:122 Config.state_dir does not expand '~': the example config suggests "
-    "'state_dir: ~/.sparkscaler', which becomes a directory literally named '~' under the "
-    "current directory",
-)
 def test_state_dir_with_tilde_means_the_home_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,7 @@ def _obs(
     running: int = 0,
     pending: int = 0,
     backlog_age_s: float = 0.0,
+    max_workers: int | None = None,
 ) -> Observation:
     ws = workers if isinstance(workers, list) else [_worker(i, cores=cores) for i in range(workers)]
     return Observation(
@@ -46,6 +47,7 @@ def _obs(
         running_tasks=running,
         pending_tasks=pending,
         backlog_age_s=backlog_age_s,
+        max_workers=max_workers,
     )
 
 
@@ -153,6 +155,33 @@ def test_sustained_backlog_timeout_paces_the_rounds() -> None:
     assert policy.decide(_obs(T0 + 5, workers=2, pending=50, backlog_age_s=6)).target == 4
     assert policy.decide(_obs(T0 + 9, workers=4, pending=50, backlog_age_s=10)).target == 4
     assert policy.decide(_obs(T0 + 10, workers=4, pending=50, backlog_age_s=11)).target == 8
+
+
+def test_ramp_is_capped_by_the_maximum_and_then_restarts_at_one() -> None:
+    policy = _dra(sustained_backlog_timeout_s=1)
+    targets, current = [], 1
+    for round_ in range(4):
+        obs = _obs(
+            T0 + round_, workers=current, pending=50, backlog_age_s=1 + round_, max_workers=5
+        )
+        out = policy.decide(obs)
+        targets.append(out.target)
+        current = out.target
+        if round_ == 2:
+            assert "+1 (ramp step 4, 50 needed)" in out.reason
+    # +1, +2, then +4 would pass the maximum of 5: +1; at the maximum: +0.
+    assert targets == [2, 4, 5, 5]
+    # The maximum is raised: the ramp starts again from 1.
+    out = policy.decide(_obs(T0 + 4, workers=5, pending=50, backlog_age_s=5, max_workers=10))
+    assert out.target == 6
+    assert "ramp step 1" in out.reason
+
+
+def test_without_a_maximum_only_the_need_caps_the_ramp() -> None:
+    policy = _dra()
+    policy.to_add_ = 64  # as after six full rounds
+    out = policy.decide(_obs(workers=3, pending=40, backlog_age_s=2))
+    assert out.target == 40
 
 
 def test_ramp_never_shrinks_the_cluster_when_the_need_is_below_current() -> None:

@@ -52,16 +52,16 @@ def _guard(**overrides: float) -> Guard:
 def test_target_above_max_is_clamped_to_max() -> None:
     out = _guard(max_workers=4).evaluate(_want(9), _obs(T0, 2))
     assert (out.current, out.target, out.action) == (2, 4, "scale_out")
-    assert "9 → 4" in out.reason
-    assert "max 4" in out.reason
+    assert "maximum of 4" in out.reason
+    assert "minimum" not in out.reason
     assert out.reason.startswith("policy says so")
 
 
 def test_target_below_min_is_clamped_to_min() -> None:
     out = _guard(min_workers=2).evaluate(_want(0), _obs(T0, 3))
     assert (out.current, out.target, out.action) == (3, 2, "scale_in")
-    assert "0 → 2" in out.reason
-    assert "min 2" in out.reason
+    assert "minimum of 2" in out.reason
+    assert "maximum" not in out.reason
 
 
 def test_target_inside_bounds_is_untouched() -> None:
@@ -78,7 +78,7 @@ def test_wanting_the_current_size_is_action_none() -> None:
 def test_clamped_to_the_current_size_is_action_none() -> None:
     out = _guard(max_workers=4).evaluate(_want(10), _obs(T0, 4))
     assert (out.target, out.action) == (4, "none")
-    assert "10 → 4" in out.reason
+    assert "maximum of 4" in out.reason
 
 
 def test_current_below_min_is_restored_even_within_a_cooldown() -> None:
@@ -116,6 +116,7 @@ def test_scale_out_cooldown_holds_then_allows_at_its_exact_end() -> None:
     assert (held.current, held.target, held.action) == (3, 3, "hold")
     assert "cooldown" in held.reason
     assert "6 s left" in held.reason  # 10 - 4
+    assert "wants 4" in held.reason
 
     still = guard.evaluate(_want(4), _obs(T0 + 9.999, 3))
     assert still.action == "hold"

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sparkscaler import __version__
@@ -51,7 +52,7 @@ ConfigOption = Annotated[
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -66,7 +67,10 @@ def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> Confi
             base = config_from_dict(data, str(config or "command line"))
     except ConfigError as error:
         for problem in error.problems:
-            err.print(f"[red]invalid config[/red] {error.source}: {problem}", highlight=False)
+            err.print(
+                f"[red]invalid config[/red] {escape(error.source)}: {escape(problem)}",
+                highlight=False,
+            )
         raise typer.Exit(2) from None
     return base
 

@@ -133,6 +133,11 @@ class Config(_Strict):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
+    @field_validator("state_dir", "store")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
     @property
     def store_path(self) -> Path:
         return self.store or self.state_dir / "sparkscaler.db"

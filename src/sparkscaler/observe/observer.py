@@ -21,7 +21,11 @@ class Observer(Protocol):
 
 
 class SparkObserver:
-    """Observes a real standalone cluster; never raises for an unreachable source."""
+    """Observes a real standalone cluster; never raises for an unreachable source.
+
+    A stale observation (master unreachable) carries the last cluster state that was seen, so
+    that a hold can say what it holds at; the guard never acts on it.
+    """
 
     def __init__(
         self,
@@ -38,6 +42,7 @@ class SparkObserver:
         self.default_deadline_s = default_deadline_s
         self._busy_until: dict[str, float] = {}
         self._backlog_since: float | None = None
+        self._last_cluster = ClusterState()
 
     @classmethod
     def from_config(cls, config: Config, clock: Clock) -> SparkObserver:
@@ -66,9 +71,12 @@ class SparkObserver:
         try:
             raw = self.master.fetch()
         except MasterUnavailable as error:
-            return Observation(time=now, stale=True, errors=(str(error),))
+            return Observation(
+                time=now, cluster=self._last_cluster, stale=True, errors=(str(error),)
+            )
         cluster = MasterClient.cluster_state(raw)
         cluster = MasterClient.cluster_state(raw, self._idle_times(cluster, now))
+        self._last_cluster = cluster
 
         errors: list[str] = []
         running = pending = 0
