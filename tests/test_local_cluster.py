@@ -197,3 +197,42 @@ def _master_up(cfg: Config) -> bool:
     except ConnectionError:
         return False
     return True
+
+
+def test_cluster_commands_start_status_scale_stop(spark_config: Config, tmp_path: Path) -> None:
+    """The cluster commands a person types, as subprocesses, against one state directory."""
+    import json
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(spark_config.model_dump(mode="json", exclude_none=True)))
+    env = {**os.environ, "SPARKSCALER_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sparkscaler", *args, "--config", str(config_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    pids: list[int] = []
+    try:
+        started = cli("cluster", "start", "--workers", "1")
+        assert started.returncode == 0, started.stderr
+        pids = _state_pids(spark_config.state_dir)
+        status = json.loads(cli("cluster", "status", "--json").stdout)
+        assert status["running"] and status["alive_workers"] == 1
+        assert cli("cluster", "scale", "2").returncode == 0
+        assert json.loads(cli("cluster", "status", "--json").stdout)["alive_workers"] == 2
+        pids = sorted(set(pids) | set(_state_pids(spark_config.state_dir)))
+        scaled_in = cli("cluster", "scale", "1")
+        assert scaled_in.returncode == 0, scaled_in.stderr
+        assert "1 worker(s) alive" in scaled_in.stdout
+        assert len(_state_pids(spark_config.state_dir)) == 2
+        stopped = cli("cluster", "stop")
+        assert stopped.returncode == 0 and "stopped 2 process(es)" in stopped.stdout
+    finally:
+        LocalCluster(spark_config.cluster, spark_config.state_dir).stop()
+    assert_all_stopped(pids)
+    assert json.loads(cli("cluster", "status", "--json").stdout)["running"] is False
