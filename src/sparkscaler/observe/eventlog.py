@@ -48,9 +48,14 @@ def parse_event_log(path: Path) -> JobRecord | None:
     path = Path(path)
     if path.name.endswith(_IN_PROGRESS):
         return None
-    files = _rolled_parts(path) if path.is_dir() else [path]
     default_id = path.name.removeprefix(_ROLLED_PREFIX).split(".")[0]
-    return _summarise(_events(files), path, default_id)
+    return _summarise(read_events(path), path, default_id)
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Every event of one application's log (plain, ``.zstd`` or rolled directory), in order."""
+    path = Path(path)
+    return _events(_rolled_parts(path) if path.is_dir() else [path])
 
 
 def scan_event_logs(directory: Path) -> list[JobRecord]:

@@ -1,0 +1,72 @@
+"""What the benchmarks share: a throw-away local cluster on free ports, stopped on every exit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from sparkscaler.backends.local import LocalCluster
+from sparkscaler.config import Config
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_config(
+    state_dir: Path, policy_params: dict[str, Any] | None = None, **scaling: Any
+) -> Config:
+    return Config.model_validate(
+        {
+            "state_dir": str(state_dir),
+            "cluster": {
+                "master_port": _free_port(),
+                "master_ui_port": _free_port(),
+                "worker_ui_port": _free_port(),
+                "worker_cores": 1,
+                "worker_memory": "1g",
+            },
+            "scaling": {"min_workers": 1, "max_workers": 4, **scaling},
+            "policy": {"name": "dra", "params": policy_params or {}},
+        }
+    )
+
+
+@contextlib.contextmanager
+def throwaway_cluster(workers: int, **scaling: Any) -> Iterator[tuple[Config, LocalCluster]]:
+    with tempfile.TemporaryDirectory(prefix="sparkscaler-bench-") as tmp:
+        cfg = bench_config(Path(tmp), **scaling)
+        cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+        try:
+            cluster.start(workers)
+            yield cfg, cluster
+        finally:
+            cluster.stop()
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
+    return path
