@@ -7,6 +7,7 @@ stopping sparkscaler leaves no JVM behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import signal
@@ -28,10 +29,7 @@ from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config, ConfigError, config_from_dict, load_config
 from sparkscaler.controller import Controller, Step
-from sparkscaler.observe.history import EventLogWatcher
-from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
-from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
 
 app = typer.Typer(
@@ -159,8 +157,8 @@ def _status_table(cluster: LocalCluster, cfg: Config) -> tuple[Table, dict[str, 
         "managed_pids": cluster.pids,
         "alive_workers": state.alive_workers,
         "decommissioning_workers": state.decommissioning_workers,
-        "workers": [w.__dict__ for w in state.workers],
-        "active_apps": [a.__dict__ for a in state.active_apps],
+        "workers": [dataclasses.asdict(w) for w in state.workers],
+        "active_apps": [dataclasses.asdict(a) for a in state.active_apps],
     }
     return table, data
 
@@ -233,22 +231,6 @@ def cluster_stop(config: ConfigOption = None) -> None:
 
 
 # ---------------------------------------------------------------------------------- run
-def build_controller(
-    cfg: Config, cluster: LocalCluster, store: Store, clock: WallClock, dry_run: bool
-) -> Controller:
-    """Wire the loop for a local cluster: the one place that knows every concrete part."""
-    return Controller(
-        observer=SparkObserver.from_config(cfg, clock),
-        policy=make_policy(cfg.policy.name, cfg.policy.params).fit(store.jobs()),
-        backend=cluster,
-        store=store,
-        clock=clock,
-        scaling=cfg.scaling,
-        history=EventLogWatcher(cfg.state_dir / "events", store.job_ids()),
-        dry_run=dry_run,
-    )
-
-
 def step_line(step: Step) -> str:
     o, g = step.observation, step.outcome
     mark = {
@@ -284,7 +266,7 @@ def run(
                 owned = True
                 with console.status("no cluster running: starting one…"):
                     cluster.start(max(cfg.scaling.min_workers, 1))
-            controller = build_controller(cfg, cluster, store, clock, dry_run)
+            controller = Controller.from_config(cfg, cluster, store, clock, dry_run=dry_run)
             s = cfg.scaling
             console.print(
                 f"policy [bold]{cfg.policy.name}[/bold], {s.min_workers}–{s.max_workers} workers, "

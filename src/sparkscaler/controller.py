@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from sparkscaler.backends.base import Backend, BackendError
 from sparkscaler.clock import Clock
-from sparkscaler.config import ScalingSettings
+from sparkscaler.config import Config, ScalingSettings
 from sparkscaler.core import ClusterState, GuardedDecision, Observation
 from sparkscaler.guard import Guard
 from sparkscaler.observe.history import EventLogWatcher
-from sparkscaler.observe.observer import Observer
+from sparkscaler.observe.observer import Observer, SparkObserver
+from sparkscaler.policies import make_policy
 from sparkscaler.policies.base import Policy
 from sparkscaler.store import Store
 
@@ -67,6 +68,23 @@ class Controller:
         self.guard = guard or Guard(scaling)
         self.history = history
         self.dry_run = dry_run
+
+    @classmethod
+    def from_config(
+        cls, config: Config, backend: Backend, store: Store, clock: Clock, *, dry_run: bool = False
+    ) -> Controller:
+        """The loop for a real cluster as the config describes it, its policy fitted to the
+        store's job history, and new event logs flowing into the store."""
+        return cls(
+            observer=SparkObserver.from_config(config, clock),
+            policy=make_policy(config.policy.name, config.policy.params).fit(store.jobs()),
+            backend=backend,
+            store=store,
+            clock=clock,
+            scaling=config.scaling,
+            history=EventLogWatcher(config.state_dir / "events", store.job_ids()),
+            dry_run=dry_run,
+        )
 
     def step(self) -> Step:
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config, default_state_dir, load_config
-from sparkscaler.controller import Step
+from sparkscaler.controller import Controller, Step
 from sparkscaler.store import Store
 from sparkscaler.workloads.submit import JobSubmitter
 
@@ -187,9 +187,7 @@ def run_demo(console: Console, config_path: Path | None = None) -> int:
         console.print(
             f"cluster up: master UI {cfg.cluster.master_ui_url}  (state in {cfg.state_dir})"
         )
-        from sparkscaler.cli import build_controller
-
-        controller = build_controller(cfg, cluster, store, clock, dry_run=False)
+        controller = Controller.from_config(cfg, cluster, store, clock)
         thread = threading.Thread(
             target=controller.run, kwargs={"stop": stop, "on_step": steps.append}, daemon=True
         )
