@@ -236,3 +236,42 @@ def test_cluster_commands_start_status_scale_stop(spark_config: Config, tmp_path
         LocalCluster(spark_config.cluster, spark_config.state_dir).stop()
     assert_all_stopped(pids)
     assert json.loads(cli("cluster", "status", "--json").stdout)["running"] is False
+
+
+def test_demo_interrupted_midway_leaves_no_process(tmp_path: Path) -> None:
+    """Ctrl-C while the demo's jobs run: drivers, workers and master all stop."""
+    home = tmp_path / "home"
+    env = {**os.environ, "SPARKSCALER_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparkscaler", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    state = home / "demo"
+    pids: list[int] = []
+    try:
+        _wait(
+            lambda: (state / "logs").is_dir() and any((state / "logs").glob("job-*.log")),
+            180,
+            "the demo to submit its first job",
+        )
+        time.sleep(3)
+        pids = _state_pids(state)
+        drivers = [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if "org.apache.spark.deploy.SparkSubmit" in " ".join(p.info["cmdline"] or [])
+            and str(state) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert len(pids) >= 2
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, output.decode()[-2000:]
+        assert b"Traceback" not in output
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert_all_stopped(pids + drivers)
