@@ -255,5 +255,9 @@ def _print_summary(console: Console, s: DemoSummary, cfg: Config) -> None:
         f"{s.worker_seconds:.0f} (a static cluster of {cfg.scaling.max_workers} workers: "
         f"{s.static_worker_seconds:.0f}, {saved:.0%} saved)",
     )
-    table.add_row("decisions", f"`sparkscaler history --config …` or the store at {cfg.store_path}")
+    table.add_row(
+        "decisions",
+        f"SPARKSCALER_HOME={cfg.state_dir} sparkscaler history  (store: {cfg.store_path})",
+    )
+    console.print()
     console.print(table)

@@ -117,6 +117,7 @@ class LocalCluster:
         self.settings = settings
         self.state_dir = state_dir
         self.master_client = MasterClient(settings.master_ui_url)
+        self._http = httpx.Client(timeout=2.0)
         self._state_path = state_dir / "cluster.json"
         self._lock = threading.RLock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -360,7 +361,7 @@ class LocalCluster:
     def _drained(self, host: str) -> bool:
         url = f"http://{host}:{self.settings.worker_ui_port}/json/"
         try:
-            return not httpx.get(url, timeout=2.0).json().get("executors")
+            return not self._http.get(url).json().get("executors")
         except (httpx.HTTPError, ValueError):
             return False
 
