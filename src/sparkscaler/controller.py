@@ -40,8 +40,12 @@ class Step:
 
 
 def choose_victims(cluster: ClusterState, count: int) -> list[str]:
-    """Workers to decommission: idle ones first (longest idle first), then the least busy."""
-    ranked = sorted(cluster.alive, key=lambda w: (w.cores_used, -w.idle_s, w.id))
+    """Workers to remove: still-provisioning ones first (nothing to lose), then idle ones
+    (longest idle first), then the least busy."""
+    candidates = [w for w in cluster.workers if w.state in ("PROVISIONING", "ALIVE")]
+    ranked = sorted(
+        candidates, key=lambda w: (w.state != "PROVISIONING", w.cores_used, -w.idle_s, w.id)
+    )
     return [w.id for w in ranked[:count]]
 
 

@@ -7,15 +7,15 @@ store as JSON and read back.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 #: The application property through which a job tells sparkscaler its deadline T, in seconds.
 DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
 
-WorkerState = Literal["ALIVE", "DECOMMISSIONED", "DEAD", "UNKNOWN"]
+WorkerState = Literal["PROVISIONING", "ALIVE", "DECOMMISSIONED", "DEAD", "UNKNOWN"]
 
 #: The states in which a worker still counts towards the cluster's size.
 SERVING_STATES: frozenset[str] = frozenset({"ALIVE"})
@@ -68,13 +68,19 @@ class ClusterState:
     waiting_apps: int = 0
     waiting_drivers: int = 0
 
-    @property
+    @cached_property
     def alive(self) -> tuple[WorkerInfo, ...]:
+        """Cached: the summary, the guard and the policies all ask for it every decision."""
         return tuple(w for w in self.workers if w.serving)
 
     @property
     def alive_workers(self) -> int:
         return len(self.alive)
+
+    @property
+    def provisioning_workers(self) -> int:
+        """Workers asked for but not yet ALIVE (a VM booting); they count towards the size."""
+        return sum(1 for w in self.workers if w.state == "PROVISIONING")
 
     @property
     def decommissioning_workers(self) -> int:
@@ -172,8 +178,10 @@ class Observation:
 
     @property
     def workers(self) -> int:
-        """Workers that count towards the cluster's size (ALIVE, not decommissioning)."""
-        return self.cluster.alive_workers
+        """The cluster's size: ALIVE workers plus those being provisioned, as HPA counts pods
+        that are not ready yet, so that a slow boot does not make the controller launch twice.
+        Decommissioning workers do not count: they are on their way out."""
+        return self.cluster.alive_workers + self.cluster.provisioning_workers
 
     def summary(self) -> dict[str, Any]:
         """The flat numbers that the store keeps one column each for."""
@@ -182,6 +190,7 @@ class Observation:
             "time": self.time,
             "workers": c.alive_workers,
             "decommissioning": c.decommissioning_workers,
+            "provisioning": c.provisioning_workers,
             "cores_total": c.cores_total,
             "cores_used": c.cores_used,
             "memory_total_mb": c.memory_total_mb,
@@ -191,7 +200,12 @@ class Observation:
             "running_tasks": self.running_tasks,
             "pending_tasks": self.pending_tasks,
             "backlog_age_s": self.backlog_age_s,
-            **dataclasses.asdict(self.features),
+            "cu": self.features.cu,
+            "cs": self.features.cs,
+            "mt": self.features.mt,
+            "ma": self.features.ma,
+            "bi": self.features.bi,
+            "bo": self.features.bo,
             "stale": self.stale,
         }
 

@@ -20,7 +20,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
     id INTEGER PRIMARY KEY,
     time REAL NOT NULL,
-    workers INTEGER, decommissioning INTEGER, cores_total INTEGER, cores_used INTEGER,
+    workers INTEGER, decommissioning INTEGER, provisioning INTEGER,
+    cores_total INTEGER, cores_used INTEGER,
     memory_total_mb INTEGER, memory_used_mb INTEGER, running_apps INTEGER, waiting_apps INTEGER,
     running_tasks INTEGER, pending_tasks INTEGER, backlog_age_s REAL,
     cu REAL, cs REAL, mt REAL, ma REAL, bi REAL, bo REAL,
@@ -48,6 +49,7 @@ _OBS_COLUMNS = (
     "time",
     "workers",
     "decommissioning",
+    "provisioning",
     "cores_total",
     "cores_used",
     "memory_total_mb",
@@ -76,6 +78,9 @@ class Store:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL cannot corrupt the file; it only skips an fsync per commit,
+            # which the simulator's many small writes would otherwise pay for.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

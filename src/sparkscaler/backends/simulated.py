@@ -1,0 +1,66 @@
+"""The simulator behind the same three interfaces the real cluster fills: ``Backend``,
+``Clock`` and ``Observer``. The controller drives it exactly as it drives local JVMs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sparkscaler.core import Observation, WorkerInfo
+from sparkscaler.sim.cluster import SimCluster
+
+
+class SimulatedBackend:
+    def __init__(self, sim: SimCluster) -> None:
+        self.sim = sim
+        self.scale_outs = 0
+        self.scale_ins = 0
+
+    def workers(self) -> list[WorkerInfo]:
+        return list(self.sim.worker_infos())
+
+    def launch(self, count: int) -> list[str]:
+        """Asks for workers and returns at once: they join after the provisioning delay, and
+        count towards the cluster's size (PROVISIONING) meanwhile."""
+        self.scale_outs += 1
+        return self.sim.launch(count)
+
+    def decommission(self, ids: Sequence[str], timeout: float) -> None:
+        self.scale_ins += 1
+        self.sim.decommission(list(ids), timeout)
+
+
+class SimClock:
+    """Simulated time: ``sleep`` runs the simulation forward instead of waiting."""
+
+    def __init__(self, sim: SimCluster) -> None:
+        self.sim = sim
+
+    def now(self) -> float:
+        return self.sim.start_epoch + self.sim.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sim.run_until(self.sim.now + max(0.0, seconds))
+
+
+class SimObserver:
+    """Observations of the simulated cluster, with the same fields as the real observer's."""
+
+    def __init__(self, sim: SimCluster, default_deadline_s: float | None = None) -> None:
+        self.sim = sim
+        self.default_deadline_s = default_deadline_s
+
+    def observe(self) -> Observation:
+        sim = self.sim
+        backlog = 0.0 if sim.backlog_since is None else sim.now - sim.backlog_since
+        deadline = sim.deadline_s()
+        return Observation(
+            time=sim.start_epoch + sim.now,
+            cluster=sim.cluster_state(),
+            running_tasks=sim.running_tasks,
+            pending_tasks=sim.pending_tasks,
+            backlog_age_s=backlog,
+            features=sim.features(),
+            input_bytes=sim.input_gb() * 1e9 if sim.active else None,
+            oldest_job_elapsed_s=sim.elapsed_oldest(),
+            deadline_s=deadline if deadline is not None else self.default_deadline_s,
+        )

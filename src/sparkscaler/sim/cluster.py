@@ -1,0 +1,495 @@
+"""A discrete-event simulator of a Spark standalone cluster.
+
+What it models, because autoscaling decisions depend on it:
+
+- workers that take a provisioning delay to join (a VM: 60-120 s; this machine's local JVMs:
+  the measured 7.8-10.1 s), and an executor start-up delay the first time a job uses a worker;
+- jobs as DAGs of stages of tasks, scheduled FIFO across jobs on free cores; a stage runs when
+  its parents are done; task durations follow the fresh / first-wave / rest-wave effects;
+- graceful decommission (no new tasks; the worker leaves when its tasks end, or at a timeout,
+  when its running tasks are lost and re-run; its shuffle output has been migrated), and abrupt
+  loss (running tasks and the shuffle output it held for unfinished stages are recomputed);
+- the same observation fields as the real cluster, including the paper's six features, derived
+  from the simulated load (see :meth:`SimCluster.features`).
+
+Time is seconds since the simulation started; :attr:`SimCluster.start_epoch` maps it to the
+calendar for the weekday/hour features.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sparkscaler.core import ClusterState, Features, WorkerInfo
+from sparkscaler.sim.workload import Draws, JobSpec, Stage, WaveKind
+
+#: Provisioning-delay presets (uniform low, high seconds).
+PROVISIONING_PRESETS: dict[str, tuple[float, float]] = {
+    "vm": (60.0, 120.0),
+    # benchmarks/reaction_time.py: backlog → ALIVE minus backlog → decision, 5 runs (README)
+    "local": (7.8, 10.1),
+}
+#: Executor start-up on a worker's first use by a job; the local measurement (alive → executor).
+LOCAL_EXECUTOR_STARTUP_S = (4.0, 5.9)
+
+
+@dataclass
+class SimWorker:
+    id: str
+    cores: int
+    memory_mb: int
+    launched_at: float
+    state: str = "PROVISIONING"
+    ready_at: float = 0.0
+    gone_at: float | None = None
+    busy: int = 0
+    idle_since: float = 0.0
+    decommission_deadline: float | None = None
+    executor_ready: dict[int, float] = field(default_factory=dict)
+    executor_tasks: dict[int, int] = field(default_factory=dict)
+    tasks_started: dict[tuple[int, int], int] = field(default_factory=dict)
+    running: set[tuple[int, int, int, int]] = field(default_factory=set)
+
+
+@dataclass
+class StageState:
+    pending: deque[int]
+    running: int = 0
+    done: int = 0
+    output_on: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobState:
+    spec: JobSpec
+    stages: dict[int, StageState]
+    children: dict[int, list[int]]
+    started_at: float | None = None
+    driver_done: bool = False
+    finished_at: float | None = None
+    done_stages: set[int] = field(default_factory=set)
+
+    def complete(self, stage_id: int) -> bool:
+        return stage_id in self.done_stages
+
+    def runnable(self, stage_id: int) -> bool:
+        return self.driver_done and self.done_stages.issuperset(self.spec.stages[stage_id].parents)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    id: int
+    name: str
+    arrival: float
+    started: float
+    finished: float
+    deadline_s: float | None
+    size_gb: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.finished - self.arrival
+
+    @property
+    def missed(self) -> bool:
+        return self.deadline_s is not None and self.duration_s > self.deadline_s
+
+
+EventKind = Literal["arrive", "driver", "task", "ready", "timeout", "wake"]
+
+
+class SimCluster:
+    """The simulated cluster. Drive it with :meth:`run_until`; change it with :meth:`launch`,
+    :meth:`decommission` and :meth:`fail_worker`."""
+
+    def __init__(
+        self,
+        jobs: list[JobSpec],
+        *,
+        cores_per_worker: int = 1,
+        memory_mb_per_worker: int = 1024,
+        initial_workers: int = 1,
+        provisioning: tuple[float, float] | str = "vm",
+        executor_startup_s: tuple[float, float] = LOCAL_EXECUTOR_STARTUP_S,
+        seed: int = 0,
+        start_epoch: float = 1_767_571_200.0,
+    ) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.draws = Draws(self.rng)
+        self.cores_per_worker = cores_per_worker
+        self.memory_mb_per_worker = memory_mb_per_worker
+        self.provisioning = (
+            PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning
+        )
+        self.executor_startup_s = executor_startup_s
+        self.start_epoch = start_epoch
+        self.now = 0.0
+        self.workers: dict[str, SimWorker] = {}
+        self.gone: list[SimWorker] = []
+        self.jobs: dict[int, JobState] = {}
+        self.active: list[int] = []
+        self.results: list[JobResult] = []
+        self.pending_tasks = 0
+        self.running_tasks = 0
+        self.free_slots = 0
+        self.alive_slots = 0
+        self.backlog_since: float | None = None
+        self.lost_task_seconds = 0.0
+        self._events: list[tuple[float, int, EventKind, object]] = []
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self._attempts = itertools.count()
+        self._task_start: dict[int, float] = {}
+        for spec in sorted(jobs, key=lambda j: j.arrival):
+            self._push(spec.arrival, "arrive", spec)
+        for _ in range(initial_workers):
+            self._add_worker(ready_at=0.0)
+
+    # ------------------------------------------------------------------ events
+    def _push(self, time: float, kind: EventKind, payload: object) -> None:
+        heapq.heappush(self._events, (time, next(self._seq), kind, payload))
+
+    def run_until(self, until: float) -> None:
+        """Process every event up to ``until`` (seconds since start), then set the time there."""
+        events = self._events
+        while events and events[0][0] <= until:
+            time, _, kind, payload = heapq.heappop(events)
+            self.now = time
+            self._handle(kind, payload)
+            self._schedule()
+        self.now = max(self.now, until)
+
+    @property
+    def idle(self) -> bool:
+        """No job running or still to arrive."""
+        return not self.active and not any(kind == "arrive" for _, _, kind, _ in self._events)
+
+    def _handle(self, kind: EventKind, payload: object) -> None:
+        if kind == "arrive":
+            self._arrive(payload)  # type: ignore[arg-type]
+        elif kind == "driver":
+            self.jobs[payload].driver_done = True  # type: ignore[index]
+            self._recount()
+        elif kind == "task":
+            self._task_done(*payload)  # type: ignore[misc]
+        elif kind == "ready":
+            worker = self.workers.get(payload)  # type: ignore[arg-type]
+            if worker is not None and worker.state == "PROVISIONING":
+                worker.state, worker.idle_since = "ALIVE", self.now
+                self.free_slots += worker.cores
+                self.alive_slots += worker.cores
+        elif kind == "timeout":
+            worker = self.workers.get(payload)  # type: ignore[arg-type]
+            if worker is not None and worker.state == "DECOMMISSIONED":
+                self._remove(worker, graceful=True)
+
+    # ------------------------------------------------------------------ workers
+    def _add_worker(self, ready_at: float) -> SimWorker:
+        worker = SimWorker(
+            f"sim-worker-{next(self._ids)}",
+            self.cores_per_worker,
+            self.memory_mb_per_worker,
+            launched_at=self.now,
+            ready_at=ready_at,
+        )
+        self.workers[worker.id] = worker
+        if ready_at <= self.now:
+            worker.state, worker.idle_since = "ALIVE", self.now
+            self.free_slots += worker.cores
+            self.alive_slots += worker.cores
+        else:
+            self._push(ready_at, "ready", worker.id)
+        return worker
+
+    def launch(self, count: int) -> list[str]:
+        low, high = self.provisioning
+        return [
+            self._add_worker(self.now + float(self.rng.uniform(low, high))).id for _ in range(count)
+        ]
+
+    def decommission(self, ids: list[str], timeout: float) -> None:
+        """Graceful: a provisioning worker is cancelled; a busy one drains, or is stopped at
+        ``timeout``; an idle one leaves at once."""
+        for worker_id in ids:
+            worker = self.workers[worker_id]
+            if worker.state == "PROVISIONING" or (worker.state == "ALIVE" and not worker.busy):
+                self._remove(worker, graceful=True)
+            elif worker.state == "ALIVE":
+                self.free_slots -= worker.cores - worker.busy
+                self.alive_slots -= worker.cores
+                worker.state, worker.decommission_deadline = "DECOMMISSIONED", self.now + timeout
+                self._push(self.now + timeout, "timeout", worker.id)
+
+    def fail_worker(self, worker_id: str) -> None:
+        """Abrupt loss: running tasks and the shuffle output held for unfinished stages are lost."""
+        self._remove(self.workers[worker_id], graceful=False)
+        self._schedule()
+
+    def _remove(self, worker: SimWorker, graceful: bool) -> None:
+        if worker.state == "ALIVE":
+            self.free_slots -= worker.cores - worker.busy
+            self.alive_slots -= worker.cores
+        for key in list(worker.running):
+            self._lose_task(worker, key)
+        if not graceful:
+            self._lose_outputs(worker.id)
+        worker.state, worker.gone_at, worker.busy = "GONE", self.now, 0
+        del self.workers[worker.id]
+        self.gone.append(worker)
+        self._recount()
+
+    def _lose_task(self, worker: SimWorker, key: tuple[int, int, int, int]) -> None:
+        job_id, stage_id, task, attempt = key
+        worker.running.discard(key)
+        worker.busy -= 1
+        self.running_tasks -= 1
+        self.lost_task_seconds += self.now - self._task_start.pop(attempt, self.now)
+        stage = self.jobs[job_id].stages[stage_id]
+        stage.running -= 1
+        stage.pending.appendleft(task)
+
+    def _lose_outputs(self, worker_id: str) -> None:
+        for job in self.jobs.values():
+            for stage_id, stage in job.stages.items():
+                children = job.children[stage_id]
+                if not children or all(job.complete(c) for c in children):
+                    continue
+                lost = [t for t, where in stage.output_on.items() if where == worker_id]
+                for task in lost:
+                    del stage.output_on[task]
+                    stage.done -= 1
+                    stage.pending.append(task)
+                if lost:
+                    job.done_stages.discard(stage_id)
+
+    # ------------------------------------------------------------------ jobs and tasks
+    def _arrive(self, spec: JobSpec) -> None:
+        children: dict[int, list[int]] = {s.id: [] for s in spec.stages}
+        for s in spec.stages:
+            for p in s.parents:
+                children[p].append(s.id)
+        stages = {s.id: StageState(deque(range(s.num_tasks))) for s in spec.stages}
+        job = JobState(spec, stages, children, started_at=self.now)
+        self.jobs[spec.id] = job
+        self.active.append(spec.id)
+        if spec.driver_s > 0:
+            self._push(self.now + spec.driver_s, "driver", spec.id)
+        else:
+            job.driver_done = True
+            self._finish_if_done(job)
+        self._recount()
+
+    def _task_done(
+        self, worker_id: str, job_id: int, stage_id: int, task: int, attempt: int
+    ) -> None:
+        worker = self.workers.get(worker_id)
+        key = (job_id, stage_id, task, attempt)
+        if worker is None or key not in worker.running:
+            return  # the attempt was lost with its worker
+        worker.running.discard(key)
+        self._task_start.pop(attempt, None)
+        worker.busy -= 1
+        self.running_tasks -= 1
+        if worker.state == "ALIVE":
+            self.free_slots += 1
+        if not worker.busy:
+            worker.idle_since = self.now
+        job = self.jobs[job_id]
+        stage = job.stages[stage_id]
+        stage.running -= 1
+        stage.done += 1
+        stage.output_on[task] = worker_id
+        if worker.state == "DECOMMISSIONED" and not worker.busy:
+            self._remove(worker, graceful=True)
+        if stage.done >= job.spec.stages[stage_id].num_tasks:
+            job.done_stages.add(stage_id)
+            self._finish_if_done(job)
+            self._recount()
+
+    def _finish_if_done(self, job: JobState) -> None:
+        if job.driver_done and all(job.complete(s.id) for s in job.spec.stages):
+            job.finished_at = self.now
+            self.active.remove(job.spec.id)
+            spec = job.spec
+            self.results.append(
+                JobResult(
+                    spec.id,
+                    spec.name,
+                    spec.arrival,
+                    job.started_at or 0.0,
+                    self.now,
+                    spec.deadline_s,
+                    spec.size_gb,
+                )
+            )
+            del self.jobs[spec.id]
+
+    def _recount(self) -> None:
+        """Pending tasks of runnable stages (Spark's active stages), counted afresh when the set
+        of runnable stages may have changed; task starts keep it up to date in between."""
+        pending = 0
+        for job_id in self.active:
+            job = self.jobs[job_id]
+            for stage in job.spec.stages:
+                if job.runnable(stage.id):
+                    pending += len(job.stages[stage.id].pending)
+        self.pending_tasks = pending
+        self._backlog_changed()
+
+    def _backlog_changed(self) -> None:
+        if self.pending_tasks and self.backlog_since is None:
+            self.backlog_since = self.now
+        elif not self.pending_tasks:
+            self.backlog_since = None
+
+    def _schedule(self) -> None:
+        """FIFO across jobs: the oldest job's runnable stages take free cores first."""
+        if not self.pending_tasks or not self.free_slots:
+            return
+        free = [w for w in self.workers.values() if w.state == "ALIVE" and w.busy < w.cores]
+        slots = self.alive_slots
+        for job_id in self.active:
+            job = self.jobs[job_id]
+            for stage in job.spec.stages:
+                state = job.stages[stage.id]
+                if not state.pending or not job.runnable(stage.id):
+                    continue
+                executors = max(1, min(slots, stage.num_tasks))
+                while state.pending and free:
+                    worker = free[-1]
+                    self._start(worker, job_id, stage, state.pending.popleft(), executors)
+                    if worker.busy >= worker.cores:
+                        free.pop()
+                if not free:
+                    self._backlog_changed()
+                    return
+        self._backlog_changed()
+
+    def _start(
+        self, worker: SimWorker, job_id: int, stage: Stage, task: int, executors: int
+    ) -> None:
+        start = self.now
+        if job_id not in worker.executor_ready:
+            low, high = self.executor_startup_s
+            worker.executor_ready[job_id] = self.now + self.draws.uniform(low, high)
+        start = max(start, worker.executor_ready[job_id])
+        on_executor = worker.executor_tasks.get(job_id, 0)
+        worker.executor_tasks[job_id] = on_executor + 1
+        on_stage = worker.tasks_started.get((job_id, stage.id), 0)
+        kind: WaveKind = (
+            "fresh"
+            if on_executor < worker.cores
+            else "first"
+            if on_stage < worker.cores
+            else "rest"
+        )
+        worker.tasks_started[(job_id, stage.id)] = on_stage + 1
+        duration = stage.durations.sample(kind, executors, self.draws)
+        attempt = next(self._attempts)
+        key = (job_id, stage.id, task, attempt)
+        worker.running.add(key)
+        worker.busy += 1
+        self.running_tasks += 1
+        self.pending_tasks -= 1
+        self.free_slots -= 1
+        self._task_start[attempt] = self.now
+        self.jobs[job_id].stages[stage.id].running += 1
+        heapq.heappush(
+            self._events,
+            (
+                start + duration,
+                next(self._seq),
+                "task",
+                (worker.id, job_id, stage.id, task, attempt),
+            ),
+        )
+
+    # ------------------------------------------------------------------ observation
+    def worker_infos(self) -> tuple[WorkerInfo, ...]:
+        infos = []
+        for w in self.workers.values():
+            state = "DECOMMISSIONED" if w.state == "DECOMMISSIONED" else w.state
+            idle = 0.0 if w.busy or w.state != "ALIVE" else self.now - w.idle_since
+            infos.append(
+                WorkerInfo(
+                    w.id,
+                    w.id,
+                    0,
+                    state,
+                    w.cores,
+                    w.busy,
+                    w.memory_mb,
+                    w.memory_mb if w.busy else 0,
+                    idle,
+                )
+            )
+        return tuple(infos)
+
+    def cluster_state(self) -> ClusterState:
+        return ClusterState(workers=self.worker_infos())
+
+    def features(self) -> Features:
+        """The paper's six features from the simulated load.
+
+        The simulator has no bytes or CPU counters, so these are proxies with the shape the real
+        ones have: CPU user/system are the busy cores' share (90 % user, 6 % system, as Spark
+        tasks measured here spend); storage memory is the running jobs' cached input (half of
+        it, capped by the cluster's memory); execution memory is 30 % of a core's memory per
+        running task; network in/out is the share of cores reading (stages with parents) or
+        writing shuffle data (stages with children), at half the link each.
+        """
+        alive = [w for w in self.workers.values() if w.state == "ALIVE"]
+        slots = sum(w.cores for w in alive)
+        memory = sum(w.memory_mb for w in alive)
+        if not slots:
+            return Features()
+        busy = self.running_tasks
+        reading = writing = 0
+        cached_mb = 0.0
+        for job_id in self.active:
+            job = self.jobs[job_id]
+            cached_mb += job.spec.size_gb * 1024 * 0.5
+            for stage in job.spec.stages:
+                running = job.stages[stage.id].running
+                reading += running if stage.parents else 0
+                writing += running if job.children[stage.id] else 0
+        per_core_mb = memory / slots
+        return Features(
+            cu=100.0 * 0.90 * busy / slots,
+            cs=100.0 * 0.06 * busy / slots,
+            mt=min(100.0, 100.0 * cached_mb / memory),
+            ma=min(100.0, 100.0 * 0.3 * per_core_mb * busy / memory),
+            bi=min(100.0, 50.0 * reading / slots),
+            bo=min(100.0, 50.0 * writing / slots),
+        )
+
+    def worker_seconds(self) -> float:
+        """Billed time of every worker so far: from the launch request until it is gone."""
+        live = sum(self.now - w.launched_at for w in self.workers.values())
+        return live + sum((w.gone_at or self.now) - w.launched_at for w in self.gone)
+
+    def oldest_job(self) -> JobState | None:
+        return self.jobs[self.active[0]] if self.active else None
+
+    def deadline_s(self) -> float | None:
+        deadlines = [self.jobs[j].spec.deadline_s for j in self.active]
+        known = [d for d in deadlines if d is not None]
+        return min(known) if known else None
+
+    def input_gb(self) -> float:
+        return sum(self.jobs[j].spec.size_gb for j in self.active)
+
+    def elapsed_oldest(self) -> float | None:
+        job = self.oldest_job()
+        return None if job is None else self.now - job.spec.arrival
+
+    def wait_hint(self) -> float:
+        """Seconds until the next event (math.inf when none): lets callers skip dead time."""
+        return self._events[0][0] - self.now if self._events else math.inf
