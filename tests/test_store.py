@@ -24,16 +24,59 @@ from sparkscaler.store import Store
 T0 = 1_700_000_000.0
 
 
+WORKERS = (
+    WorkerInfo("w1", "127.0.0.2", 1, "ALIVE", 2, 2, 1024, 512, idle_s=0.0, running_tasks=3),
+    WorkerInfo("w2", "127.0.0.3", 2, "ALIVE", 4, 1, 2048, 0, idle_s=12.5, running_tasks=0),
+    WorkerInfo("w3", "127.0.0.4", 3, "DECOMMISSIONED", 8, 8, 4096, 4096),
+)
+
+#: WORKERS as the store keeps them, written out by hand.
+WORKER_DETAIL = [
+    {
+        "id": "w1",
+        "host": "127.0.0.2",
+        "port": 1,
+        "state": "ALIVE",
+        "cores": 2,
+        "cores_used": 2,
+        "memory_mb": 1024,
+        "memory_used_mb": 512,
+        "idle_s": 0.0,
+        "running_tasks": 3,
+    },
+    {
+        "id": "w2",
+        "host": "127.0.0.3",
+        "port": 2,
+        "state": "ALIVE",
+        "cores": 4,
+        "cores_used": 1,
+        "memory_mb": 2048,
+        "memory_used_mb": 0,
+        "idle_s": 12.5,
+        "running_tasks": 0,
+    },
+    {
+        "id": "w3",
+        "host": "127.0.0.4",
+        "port": 3,
+        "state": "DECOMMISSIONED",
+        "cores": 8,
+        "cores_used": 8,
+        "memory_mb": 4096,
+        "memory_used_mb": 4096,
+        "idle_s": 0.0,
+        "running_tasks": None,
+    },
+]
+
+
 def _observation(time: float, *, stale: bool = False) -> Observation:
-    workers = (
-        WorkerInfo("w1", "127.0.0.2", 1, "ALIVE", 2, 2, 1024, 512),
-        WorkerInfo("w2", "127.0.0.3", 2, "ALIVE", 4, 1, 2048, 0),
-        WorkerInfo("w3", "127.0.0.4", 3, "DECOMMISSIONED", 8, 8, 4096, 4096),
-    )
     cluster = ClusterState(
-        workers=workers,
+        workers=WORKERS,
         active_apps=(AppInfo("app-1", "etl", 3, T0 - 50),),
         waiting_apps=2,
+        waiting_drivers=1,
     )
     return Observation(
         time=time,
@@ -42,8 +85,11 @@ def _observation(time: float, *, stale: bool = False) -> Observation:
         pending_tasks=7,
         backlog_age_s=4.5,
         features=Features(cu=10.5, cs=2.25, mt=33.0, ma=50.0, bi=0.125, bo=1.5),
+        input_bytes=2048.0,
+        oldest_job_elapsed_s=50.0,
+        deadline_s=300.0,
         stale=stale,
-        errors=("no REST API found for application app-2",) if stale else (),
+        errors=("no REST API found for application app-2", "host: psutil failed") if stale else (),
     )
 
 
@@ -79,23 +125,82 @@ def test_observation_round_trip(store: Store) -> None:
     (row,) = store.observations()
     summary = obs.summary()
     assert row["id"] == obs_id
-    assert set(row) == set(summary) | {"id", "errors"}
+    assert set(row) == set(summary) | {"id", "errors", "worker_detail"}
     for key, value in summary.items():
         assert row[key] == value, key
     # Spot-check summary by hand: only the two ALIVE workers count.
     assert (row["workers"], row["decommissioning"]) == (2, 1)
     assert (row["cores_total"], row["cores_used"]) == (6, 3)
     assert (row["memory_total_mb"], row["memory_used_mb"]) == (3072, 512)
-    assert (row["running_apps"], row["waiting_apps"]) == (1, 2)
+    assert (row["running_apps"], row["waiting_apps"], row["waiting_drivers"]) == (1, 2, 1)
+    assert (row["input_bytes"], row["oldest_job_elapsed_s"], row["deadline_s"]) == (
+        2048.0,
+        50.0,
+        300.0,
+    )
     assert row["stale"] == 0
     assert json.loads(row["errors"]) == []
+    assert json.loads(row["worker_detail"]) == WORKER_DETAIL
+
+
+def test_summary_has_one_key_per_stored_number() -> None:
+    assert _observation(T0).summary() == {
+        "time": T0,
+        "workers": 2,
+        "decommissioning": 1,
+        "provisioning": 0,
+        "cores_total": 6,
+        "cores_used": 3,
+        "memory_total_mb": 3072,
+        "memory_used_mb": 512,
+        "running_apps": 1,
+        "waiting_apps": 2,
+        "running_tasks": 3,
+        "pending_tasks": 7,
+        "backlog_age_s": 4.5,
+        "cu": 10.5,
+        "cs": 2.25,
+        "mt": 33.0,
+        "ma": 50.0,
+        "bi": 0.125,
+        "bo": 1.5,
+        "stale": False,
+        "waiting_drivers": 1,
+        "input_bytes": 2048.0,
+        "oldest_job_elapsed_s": 50.0,
+        "deadline_s": 300.0,
+    }
+
+
+def test_unknown_optional_numbers_are_stored_as_null(store: Store) -> None:
+    store.add_observation(Observation(time=T0))
+    (row,) = store.observations()
+    assert (row["input_bytes"], row["oldest_job_elapsed_s"], row["deadline_s"]) == (
+        None,
+        None,
+        None,
+    )
+    assert (row["workers"], row["waiting_drivers"], row["stale"]) == (0, 0, 0)
+    assert json.loads(row["errors"]) == []
+    assert json.loads(row["worker_detail"]) == []
+
+
+def test_worker_detail_can_be_turned_off(tmp_path: Path) -> None:
+    with Store(tmp_path / "lean.db", worker_detail=False) as store:
+        store.add_observation(_observation(T0))
+        (row,) = store.observations()
+    assert row["worker_detail"] is None
+    assert (row["workers"], row["cores_used"]) == (2, 3)  # the summary is still there
 
 
 def test_stale_observation_keeps_its_errors(store: Store) -> None:
     store.add_observation(_observation(T0, stale=True))
     (row,) = store.observations()
     assert row["stale"] == 1
-    assert json.loads(row["errors"]) == ["no REST API found for application app-2"]
+    assert json.loads(row["errors"]) == [
+        "no REST API found for application app-2",
+        "host: psutil failed",
+    ]
 
 
 def test_observations_since_is_strictly_after_and_oldest_first(store: Store) -> None:
@@ -198,3 +303,106 @@ def test_wal_mode_is_on(tmp_path: Path) -> None:
             assert other.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == 1
         finally:
             other.close()
+
+
+#: The tables as an older sparkscaler wrote them: no waiting_drivers ... worker_detail columns
+#: in observations, no model_version or error in decisions.
+_OLD_SCHEMA = """
+CREATE TABLE observations (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, workers INTEGER, decommissioning INTEGER,
+    provisioning INTEGER, cores_total INTEGER, cores_used INTEGER, memory_total_mb INTEGER,
+    memory_used_mb INTEGER, running_apps INTEGER, waiting_apps INTEGER, running_tasks INTEGER,
+    pending_tasks INTEGER, backlog_age_s REAL, cu REAL, cs REAL, mt REAL, ma REAL, bi REAL,
+    bo REAL, stale INTEGER
+);
+CREATE INDEX observations_time ON observations(time);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL,
+    observation_id INTEGER REFERENCES observations(id), policy TEXT, current INTEGER,
+    wanted INTEGER, target INTEGER, action TEXT NOT NULL, reason TEXT NOT NULL,
+    dry_run INTEGER NOT NULL, acted INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+    app_id TEXT PRIMARY KEY, submit_time REAL, end_time REAL, success INTEGER,
+    record TEXT NOT NULL
+);
+INSERT INTO observations VALUES (1, 1600000000.0, 3, 0, 0, 6, 2, 3072, 1024, 1, 0, 2, 5, 1.5,
+                                 10.0, 1.0, 20.0, 30.0, 0.5, 0.25, 0);
+INSERT INTO decisions VALUES (1, 1600000000.0, 1, 'dra', 3, 4, 4, 'scale_out', 'old', 0, 1);
+"""
+
+
+def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    try:
+        old.executescript(_OLD_SCHEMA)
+        old.commit()
+    finally:
+        old.close()
+
+    with Store(path) as store:
+        (old_row,) = store.observations()
+        assert set(old_row) == set(_observation(T0).summary()) | {
+            "id",
+            "errors",
+            "worker_detail",
+        }
+        assert (old_row["id"], old_row["time"], old_row["workers"], old_row["bo"]) == (
+            1,
+            1_600_000_000.0,
+            3,
+            0.25,
+        )
+        for added in (
+            "waiting_drivers",
+            "input_bytes",
+            "oldest_job_elapsed_s",
+            "deadline_s",
+            "errors",
+            "worker_detail",
+        ):
+            assert old_row[added] is None, added
+
+        obs_id = store.add_observation(_observation(T0))
+        store.add_decision(
+            T0,
+            GuardedDecision(Decision(2, "dra", "idle", "7"), 3, 2, "scale_in", "idle 60 s"),
+            observation_id=obs_id,
+            dry_run=False,
+            acted=False,
+            error="decommission failed",
+        )
+        old_row2, new_row = store.observations()
+        assert old_row2 == old_row  # untouched
+        assert new_row["id"] == obs_id == 2
+        assert (new_row["waiting_drivers"], new_row["deadline_s"]) == (1, 300.0)
+        assert json.loads(new_row["worker_detail"]) == WORKER_DETAIL
+        assert json.loads(new_row["errors"]) == []
+
+        new_dec, old_dec = store.decisions()
+        assert {k: old_dec[k] for k in old_dec} == {
+            "id": 1,
+            "time": 1_600_000_000.0,
+            "observation_id": 1,
+            "policy": "dra",
+            "model_version": None,
+            "current": 3,
+            "wanted": 4,
+            "target": 4,
+            "action": "scale_out",
+            "reason": "old",
+            "dry_run": 0,
+            "acted": 1,
+            "error": None,
+        }
+        assert (new_dec["model_version"], new_dec["error"], new_dec["observation_id"]) == (
+            "7",
+            "decommission failed",
+            2,
+        )
+
+    # Opening the migrated file again changes nothing.
+    with Store(path) as store:
+        assert [r["id"] for r in store.observations()] == [1, 2]
+        assert [r["id"] for r in store.decisions()] == [2, 1]

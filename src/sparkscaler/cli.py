@@ -11,7 +11,6 @@ import dataclasses
 import json
 import shutil
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from importlib import resources
@@ -28,7 +27,8 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config, ConfigError, config_from_dict, load_config
-from sparkscaler.controller import Controller, Step
+from sparkscaler.controller import Controller, Step, choose_victims
+from sparkscaler.core import ClusterState
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.store import Store
 
@@ -75,16 +75,18 @@ def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> Confi
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Make SIGTERM raise KeyboardInterrupt, so that one cleanup path serves both."""
+    """Make SIGTERM and SIGHUP (a closed terminal) raise KeyboardInterrupt, so that one
+    cleanup path serves all three."""
 
     def handler(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _require_java() -> None:
@@ -131,10 +133,8 @@ def cluster_start(
             with console.status(f"starting the master and {workers} worker(s)…"):
                 cluster.start(workers)
         except KeyboardInterrupt:
-            cluster.stop()
-            raise _fail("interrupted; stopped what had started", 130) from None
+            raise _fail("interrupted; stopped what this command had started", 130) from None
         except BackendError as error:
-            cluster.stop()
             raise _fail(str(error)) from None
     console.print(
         f"cluster up: master {cfg.cluster.master_url}, UI {cfg.cluster.master_ui_url}, "
@@ -192,26 +192,30 @@ def cluster_status(
 def cluster_scale(
     workers: Annotated[int, typer.Argument(min=0, help="Target number of workers.")],
     timeout: Annotated[
-        float, typer.Option(help="Seconds a removed worker may take to drain.")
-    ] = 120.0,
+        float | None,
+        typer.Option(help="Seconds a removed worker may take to drain [default: from config]."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Set the number of workers by hand; removals are graceful decommissions."""
+    """Set the number of workers by hand; removals are graceful decommissions (idle first)."""
     cfg = _load(config)
+    drain_s = cfg.scaling.decommission_timeout_s if timeout is None else timeout
     cluster = LocalCluster(cfg.cluster, cfg.state_dir)
-    if not cluster.running:
-        raise _fail("no local cluster is running (start one with `sparkscaler cluster start`)")
     with _sigterm_as_interrupt():
         try:
-            alive = [w for w in cluster.workers() if w.serving]
-            if workers > len(alive):
-                with console.status(f"adding {workers - len(alive)} worker(s)…"):
-                    cluster.launch(workers - len(alive))
-            elif workers < len(alive):
-                ranked = sorted(alive, key=lambda w: (w.cores_used, w.id))
-                cluster.decommission([w.id for w in ranked[: len(alive) - workers]], timeout)
+            if not cluster.running:
+                raise _fail(
+                    "no local cluster is running (start one with `sparkscaler cluster start`)"
+                )
+            state = ClusterState(workers=tuple(cluster.workers()))
+            alive = state.alive_workers
+            if workers > alive:
+                with console.status(f"adding {workers - alive} worker(s)…"):
+                    cluster.launch(workers - alive)
+            elif workers < alive:
+                cluster.decommission(choose_victims(state, alive - workers), drain_s)
                 with console.status("decommissioning (waiting for running tasks to finish)…"):
-                    cluster.wait_drained(timeout + 30)
+                    cluster.wait_drained(drain_s + 30)
         except BackendError as error:
             raise _fail(str(error)) from None
         except KeyboardInterrupt:
@@ -260,6 +264,7 @@ def run(
     owned = False
     clock = WallClock()
     stop = threading.Event()
+    controller: Controller | None = None
     with _sigterm_as_interrupt(), Store(cfg.store_path) as store:
         try:
             if not cluster.running and not dry_run:
@@ -283,6 +288,8 @@ def run(
         except BackendError as error:
             raise _fail(str(error)) from None
         finally:
+            if controller is not None:
+                controller.close()
             if owned:
                 cluster.stop()
 
@@ -341,14 +348,12 @@ def demo(
     """The main job: a local cluster, the autoscaler and real PySpark jobs, live (≈3 minutes)."""
     from sparkscaler.demo import run_demo
 
+    cfg = _load(config) if config else None
     _require_java()
     with _sigterm_as_interrupt():
-        code = run_demo(console, config)
+        code = run_demo(console, cfg)
     raise typer.Exit(code)
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    app()

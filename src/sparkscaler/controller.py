@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparkscaler.backends.base import Backend, BackendError
+from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import Clock
 from sparkscaler.config import Config, ScalingSettings
 from sparkscaler.core import ClusterState, GuardedDecision, Observation
@@ -75,14 +76,20 @@ class Controller:
 
     @classmethod
     def from_config(
-        cls, config: Config, backend: Backend, store: Store, clock: Clock, *, dry_run: bool = False
+        cls,
+        config: Config,
+        cluster: LocalCluster,
+        store: Store,
+        clock: Clock,
+        *,
+        dry_run: bool = False,
     ) -> Controller:
-        """The loop for a real cluster as the config describes it, its policy fitted to the
+        """The loop for a local cluster as the config describes it, its policy fitted to the
         store's job history, and new event logs flowing into the store."""
         return cls(
-            observer=SparkObserver.from_config(config, clock),
+            observer=SparkObserver.from_config(config, clock, roots=cluster.worker_pids),
             policy=make_policy(config.policy.name, config.policy.params).fit(store.jobs()),
-            backend=backend,
+            backend=cluster,
             store=store,
             clock=clock,
             scaling=config.scaling,
@@ -118,6 +125,9 @@ class Controller:
         if self.history is not None:
             self.store.add_jobs(self.history.poll())
         return Step(obs, outcome, acted, error, time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.observer.close()
 
     def _decide(self, obs: Observation) -> GuardedDecision:
         if obs.stale:

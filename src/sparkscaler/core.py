@@ -15,18 +15,18 @@ from typing import Any, Literal
 #: The application property through which a job tells sparkscaler its deadline T, in seconds.
 DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
 
-WorkerState = Literal["PROVISIONING", "ALIVE", "DECOMMISSIONED", "DEAD", "UNKNOWN"]
-
 #: The states in which a worker still counts towards the cluster's size.
 SERVING_STATES: frozenset[str] = frozenset({"ALIVE"})
 
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """One worker as the master reports it, plus how long it has been idle.
+    """One worker as the master reports it, plus what it is doing and how long it has idled.
 
-    ``idle_s`` is tracked by the observer across observations (the master only says how many
-    cores are used *now*); idle-timeout rules such as Spark dynamic allocation's need it.
+    ``cores_used`` is what the master allocated to executors, which a standalone executor
+    keeps for its application's whole life; ``running_tasks`` (from the applications' REST
+    API) says whether the worker is actually working. ``idle_s`` is tracked by the observer
+    across observations; idle-timeout rules such as Spark dynamic allocation's need it.
     """
 
     id: str
@@ -38,9 +38,13 @@ class WorkerInfo:
     memory_mb: int
     memory_used_mb: int
     idle_s: float = 0.0
+    running_tasks: int | None = None
 
     @property
     def busy(self) -> bool:
+        """Running tasks when known (from the apps' executors); else cores allocated."""
+        if self.running_tasks is not None:
+            return self.running_tasks > 0
         return self.cores_used > 0
 
     @property
@@ -207,6 +211,10 @@ class Observation:
             "bi": self.features.bi,
             "bo": self.features.bo,
             "stale": self.stale,
+            "waiting_drivers": c.waiting_drivers,
+            "input_bytes": self.input_bytes,
+            "oldest_job_elapsed_s": self.oldest_job_elapsed_s,
+            "deadline_s": self.deadline_s,
         }
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import collections
 import shutil
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -23,8 +21,9 @@ from rich.table import Table
 from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
-from sparkscaler.config import Config, default_state_dir, load_config
+from sparkscaler.config import Config, default_state_dir
 from sparkscaler.controller import Controller, Step
+from sparkscaler.processes import free_port, signals_deferred
 from sparkscaler.store import Store
 from sparkscaler.workloads.submit import JobSubmitter
 
@@ -37,29 +36,17 @@ JOB_PLAN: tuple[tuple[float, str, list[str]], ...] = (
 TIME_LIMIT_S = 270.0
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-
-def demo_config(config_path: Path | None) -> Config:
+def demo_config() -> Config:
     """The demo's settings: quick to react and to release, so that it fits in five minutes.
 
     Spark's own idle timeout is 60 s; the demo uses 10 s (and says so) to show a full cycle.
     """
-    if config_path is not None:
-        return load_config(config_path)
     return Config.model_validate(
         {
             "state_dir": str(default_state_dir() / "demo"),
             "cluster": {
-                "master_port": _free_port(7077),
-                "master_ui_port": _free_port(8080),
+                "master_port": free_port(7077),
+                "master_ui_port": free_port(8080),
                 "worker_cores": 1,
                 "worker_memory": "1g",
             },
@@ -153,31 +140,26 @@ def _view(steps: collections.deque[Step], submitter: JobSubmitter, started: floa
     return Group(table, jobs)
 
 
-def run_demo(console: Console, config_path: Path | None = None) -> int:
-    cfg = demo_config(config_path)
-    if config_path is None:
-        for leftover in (
-            "events",
-            "sparkscaler.db",
-            "sparkscaler.db-wal",
-            "sparkscaler.db-shm",
-            "work",
-        ):
-            path = cfg.state_dir / leftover
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
-                missing_ok=True
-            )
+def run_demo(console: Console, config: Config | None = None) -> int:
+    """Run the main job; ``config`` replaces the demo's own settings. Returns the exit code."""
+    cfg = config or demo_config()
     cluster = LocalCluster(cfg.cluster, cfg.state_dir)
     if cluster.running:
         console.print(
-            f"[red]a demo cluster from {cfg.state_dir} is still running; "
-            "stop it with `sparkscaler cluster stop`[/red]"
+            f"[red]a cluster from {cfg.state_dir} is still running; stop it with "
+            f"`SPARKSCALER_HOME={cfg.state_dir} sparkscaler cluster stop`[/red]"
         )
         return 1
+    if config is None:
+        for leftover in ("events", "work"):
+            shutil.rmtree(cfg.state_dir / leftover, ignore_errors=True)
+        for leftover in ("sparkscaler.db", "sparkscaler.db-wal", "sparkscaler.db-shm"):
+            (cfg.state_dir / leftover).unlink(missing_ok=True)
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
     clock, stop = WallClock(), threading.Event()
     steps: collections.deque[Step] = collections.deque(maxlen=14)
     thread: threading.Thread | None = None
+    controller: Controller | None = None
     store = Store(cfg.store_path)
     started = time.time()
     code: int | None = None
@@ -221,19 +203,22 @@ def run_demo(console: Console, config_path: Path | None = None) -> int:
         console.print("[yellow]interrupted: stopping jobs, autoscaler and cluster…[/yellow]")
         code = 130
     finally:
-        stop.set()
-        clock.interrupt()
-        if thread is not None:
-            thread.join(timeout=60)
-        submitter.stop_all()
-        cluster.stop()
-        succeeded = sum(j.succeeded for j in submitter.jobs)
-        if thread is not None:
-            summary = summarise(
-                store, started, len(submitter.jobs), succeeded, cfg.scaling.max_workers
-            )
-            _print_summary(console, summary, cfg)
-        store.close()
+        with signals_deferred():
+            stop.set()
+            clock.interrupt()
+            submitter.stop_all()
+            cluster.stop()  # also ends a launch the controller may be waiting on
+            if thread is not None:
+                thread.join(timeout=60)
+            if controller is not None:
+                controller.close()
+            succeeded = sum(j.succeeded for j in submitter.jobs)
+            if thread is not None:
+                summary = summarise(
+                    store, started, len(submitter.jobs), succeeded, cfg.scaling.max_workers
+                )
+                _print_summary(console, summary, cfg)
+            store.close()
     if code is not None:
         return code
     return 0 if submitter.jobs and succeeded == len(submitter.jobs) else 1

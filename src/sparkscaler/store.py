@@ -16,27 +16,61 @@ from typing import Any
 
 from sparkscaler.core import GuardedDecision, JobRecord, Observation
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS observations (
-    id INTEGER PRIMARY KEY,
-    time REAL NOT NULL,
-    workers INTEGER, decommissioning INTEGER, provisioning INTEGER,
-    cores_total INTEGER, cores_used INTEGER,
-    memory_total_mb INTEGER, memory_used_mb INTEGER, running_apps INTEGER, waiting_apps INTEGER,
-    running_tasks INTEGER, pending_tasks INTEGER, backlog_age_s REAL,
-    cu REAL, cs REAL, mt REAL, ma REAL, bi REAL, bo REAL,
-    stale INTEGER, errors TEXT
-);
+#: Every column of ``observations`` but the id, in order; the first ones are
+#: :meth:`Observation.summary`'s keys.
+_OBS_COLUMNS: dict[str, str] = {
+    "time": "REAL NOT NULL",
+    "workers": "INTEGER",
+    "decommissioning": "INTEGER",
+    "provisioning": "INTEGER",
+    "cores_total": "INTEGER",
+    "cores_used": "INTEGER",
+    "memory_total_mb": "INTEGER",
+    "memory_used_mb": "INTEGER",
+    "running_apps": "INTEGER",
+    "waiting_apps": "INTEGER",
+    "running_tasks": "INTEGER",
+    "pending_tasks": "INTEGER",
+    "backlog_age_s": "REAL",
+    "cu": "REAL",
+    "cs": "REAL",
+    "mt": "REAL",
+    "ma": "REAL",
+    "bi": "REAL",
+    "bo": "REAL",
+    "stale": "INTEGER",
+    "waiting_drivers": "INTEGER",
+    "input_bytes": "REAL",
+    "oldest_job_elapsed_s": "REAL",
+    "deadline_s": "REAL",
+    "errors": "TEXT",
+    "worker_detail": "TEXT",
+}
+_DECISION_COLUMNS: dict[str, str] = {
+    "time": "REAL NOT NULL",
+    "observation_id": "INTEGER REFERENCES observations(id)",
+    "policy": "TEXT",
+    "model_version": "TEXT",
+    "current": "INTEGER",
+    "wanted": "INTEGER",
+    "target": "INTEGER",
+    "action": "TEXT NOT NULL",
+    "reason": "TEXT NOT NULL",
+    "dry_run": "INTEGER NOT NULL",
+    "acted": "INTEGER NOT NULL",
+    "error": "TEXT",
+}
+
+
+def _create(table: str, columns: dict[str, str]) -> str:
+    body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, {body})"
+
+
+_SCHEMA = f"""
+{_create("observations", _OBS_COLUMNS)};
 CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    time REAL NOT NULL,
-    observation_id INTEGER REFERENCES observations(id),
-    policy TEXT, model_version TEXT,
-    current INTEGER, wanted INTEGER, target INTEGER,
-    action TEXT NOT NULL, reason TEXT NOT NULL,
-    dry_run INTEGER NOT NULL, acted INTEGER NOT NULL, error TEXT
-);
+{_create("decisions", _DECISION_COLUMNS)};
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 CREATE TABLE IF NOT EXISTS jobs (
     app_id TEXT PRIMARY KEY,
@@ -45,33 +79,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
-_OBS_COLUMNS = (
-    "time",
-    "workers",
-    "decommissioning",
-    "provisioning",
-    "cores_total",
-    "cores_used",
-    "memory_total_mb",
-    "memory_used_mb",
-    "running_apps",
-    "waiting_apps",
-    "running_tasks",
-    "pending_tasks",
-    "backlog_age_s",
-    "cu",
-    "cs",
-    "mt",
-    "ma",
-    "bi",
-    "bo",
-    "stale",
-)
-
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, worker_detail: bool = True) -> None:
+        """``worker_detail``: keep each observation's per-worker list (as JSON). Long
+        simulations of large clusters turn it off: 100 workers a step add up to gigabytes."""
         self.path = path
+        self.worker_detail = worker_detail
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -82,6 +96,16 @@ class Store:
             # which the simulator's many small writes would otherwise pay for.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate("observations", _OBS_COLUMNS)
+            self._migrate("decisions", _DECISION_COLUMNS)
+
+    def _migrate(self, table: str, columns: dict[str, str]) -> None:
+        """Add the columns a store written by an older version lacks (all are nullable)."""
+        present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                kind = kind.replace(" NOT NULL", "")
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -94,13 +118,18 @@ class Store:
         self.close()
 
     def add_observation(self, obs: Observation) -> int:
-        row = obs.summary()
-        values = [row[c] for c in _OBS_COLUMNS] + [json.dumps(list(obs.errors))]
-        marks = ",".join("?" * len(values))
+        row: dict[str, Any] = obs.summary()
+        row["errors"] = json.dumps(list(obs.errors))
+        row["worker_detail"] = (
+            json.dumps([dataclasses.asdict(w) for w in obs.cluster.workers])
+            if self.worker_detail
+            else None
+        )
+        names = ",".join(row)
+        marks = ",".join("?" * len(row))
         with self._lock:
             cur = self._db.execute(
-                f"INSERT INTO observations ({','.join(_OBS_COLUMNS)}, errors) VALUES ({marks})",
-                values,
+                f"INSERT INTO observations ({names}) VALUES ({marks})", list(row.values())
             )
         return int(cur.lastrowid or 0)
 

@@ -1,27 +1,30 @@
 """A real Spark standalone cluster on this machine: master and workers as child JVMs.
 
 Every worker binds its own loopback address (127.0.0.2, 127.0.0.3, ...). That makes the master's
-host-based decommission endpoint (``POST /workers/kill/?host=``) address exactly one worker, and
-lets all workers use the same web-UI port. The processes are started through the ``pyspark``
-package's ``bin/spark-class``, each in its own process group, so stopping a worker also stops the
-executor JVMs and Python workers it spawned.
+host-based decommission endpoint (``POST /workers/kill/?host=``) address exactly one worker,
+and lets all workers use the same web-UI port. The processes are started through the
+``pyspark`` package's ``bin/spark-class``, each in its own process group, so stopping a worker
+also stops the executor JVMs and Python workers it spawned.
 
-The backend keeps a state file (pids, addresses, pending decommissions) in the state directory so
-that a restarted sparkscaler re-adopts the cluster instead of starting a second one.
+The state file (pids, addresses, pending decommissions) is the single source of truth, shared
+by every sparkscaler process on this state directory (``run``, ``cluster scale`` in another
+terminal, a restarted sparkscaler): each change is a locked read-modify-write, so no process
+overwrites another's workers and a restarted one re-adopts the cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import logging
 import os
-import signal
-import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -31,6 +34,9 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import WorkerInfo
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
+from sparkscaler.processes import port_free, signals_deferred, terminate_groups
+
+log = logging.getLogger(__name__)
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -93,14 +99,15 @@ class ManagedProcess:
             return False
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+@dataclass
+class ClusterRecord:
+    """What the state file holds."""
+
+    master: ManagedProcess | None = None
+    workers: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def processes(self) -> list[ManagedProcess]:
+        return ([self.master] if self.master else []) + list(self.workers.values())
 
 
 def _log_tail(path: str, lines: int = 15) -> str:
@@ -121,67 +128,90 @@ class LocalCluster:
         self._state_path = state_dir / "cluster.json"
         self._lock = threading.RLock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._master: ManagedProcess | None = None
-        self._workers: dict[str, ManagedProcess] = {}
         self._drainer: threading.Thread | None = None
         self._closing = threading.Event()
-        self._adopt()
-
-    # ------------------------------------------------------------------ state file and adoption
-    def _adopt(self) -> None:
-        """Take over the daemons a previous sparkscaler started, forget the ones that died."""
-        try:
-            state = json.loads(self._state_path.read_text())
-        except (OSError, ValueError):
-            return
-        master = ManagedProcess(**state["master"]) if state.get("master") else None
-        if master and master.alive():
-            self._master = master
-        for host, record in state.get("workers", {}).items():
-            worker = ManagedProcess(**record)
-            if worker.alive():
-                self._workers[host] = worker
-        self._save()
         if self._pending_decommissions():
             self._ensure_drainer()
 
-    def _save(self) -> None:
+    # ------------------------------------------------------------------ state file
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[ClusterRecord]:
+        """Lock the state file (across processes), read it, let the caller change it, write it.
+
+        Daemons that died since the last write are dropped on the way in.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, (self.state_dir / "cluster.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = self._read()
+            yield record
+            self._write(record)
+
+    def _read(self) -> ClusterRecord:
+        try:
+            text = self._state_path.read_text()
+        except FileNotFoundError:
+            return ClusterRecord()
+        try:
+            state = json.loads(text)
+            master = ManagedProcess(**state["master"]) if state.get("master") else None
+            workers = {h: ManagedProcess(**w) for h, w in state.get("workers", {}).items()}
+        except (ValueError, TypeError, KeyError) as error:
+            raise BackendError(
+                f"the state file {self._state_path} is unreadable ({error}); stop any Spark "
+                "daemons started from it by hand, then delete it"
+            ) from error
+        return ClusterRecord(
+            master if master and master.alive() else None,
+            {h: w for h, w in workers.items() if w.alive()},
+        )
+
+    def _write(self, record: ClusterRecord) -> None:
         state = {
             "master_url": self.settings.master_url,
             "master_ui_url": self.settings.master_ui_url,
-            "master": asdict(self._master) if self._master else None,
-            "workers": {host: asdict(w) for host, w in self._workers.items()},
+            "master": asdict(record.master) if record.master else None,
+            "workers": {host: asdict(w) for host, w in record.workers.items()},
         }
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self._state_path)
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".cluster-", suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump(state, out, indent=2)
+        os.replace(tmp, self._state_path)
 
-    # ------------------------------------------------------------------ processes
+    def record(self) -> ClusterRecord:
+        """The daemons of this cluster that are alive now (read under the lock, not written)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, (self.state_dir / "cluster.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return self._read()
+
     @property
     def running(self) -> bool:
-        return self._master is not None and self._master.alive()
+        return self.record().master is not None
 
     @property
     def pids(self) -> list[int]:
-        """Pids of every daemon this backend runs (the master first)."""
-        with self._lock:
-            procs = ([self._master] if self._master else []) + list(self._workers.values())
-            return [p.pid for p in procs if p.alive()]
+        """Pids of every daemon this cluster runs (the master first)."""
+        return [p.pid for p in self.record().processes()]
 
+    def worker_pids(self) -> list[int]:
+        """Pids of the worker daemons: with their children, the processes that run tasks."""
+        return [w.pid for w in self.record().workers.values()]
+
+    # ------------------------------------------------------------------ processes
     def _spawn(self, main_class: str, args: list[str], host: str, log_name: str) -> ManagedProcess:
         home = spark_home()
         log_path = self.state_dir / "logs" / log_name
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": host}
         env.pop("SPARK_CONF_DIR", None)
-        with log_path.open("ab") as log:
+        with log_path.open("ab") as log_file:
             try:
                 popen = subprocess.Popen(
                     [str(home / "bin" / "spark-class"), main_class, *args],
                     env=env,
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
+                    stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
@@ -191,20 +221,17 @@ class LocalCluster:
         create_time = psutil.Process(popen.pid).create_time()
         return ManagedProcess(popen.pid, create_time, host, str(log_path))
 
-    def _terminate(self, procs: Iterable[ManagedProcess], grace_s: float = 15.0) -> None:
-        """SIGTERM each process group, then SIGKILL what is still there after ``grace_s``."""
-        procs = [p for p in procs if p.alive()]
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while any(p.alive() for p in procs) and time.monotonic() < deadline:
+    def _terminate(self, procs: Sequence[ManagedProcess], grace_s: float = 15.0) -> None:
+        """Stop these daemons' process groups (with everything they spawned)."""
+        by_pid = {p.pid: p for p in procs}
+
+        def alive(pid: int) -> bool:
             self._reap_children()
-            time.sleep(0.2)
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        self._reap_children()
+            return by_pid[pid].alive()
+
+        with signals_deferred():
+            terminate_groups(by_pid, alive, grace_s)
+            self._reap_children()
 
     def _reap_children(self) -> None:
         for pid, popen in list(self._children.items()):
@@ -213,31 +240,42 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ master
     def start(self, workers: int) -> list[str]:
-        """Start the master if needed, then add workers until ``workers`` are running."""
-        with self._lock:
+        """Start the master if needed, then add workers until ``workers`` are running.
+
+        When this call started the master and then fails, it stops the master again; workers
+        it could not bring up are stopped by :meth:`launch` itself. A cluster that was already
+        running is never stopped by a failed start.
+        """
+        started_master = False
+        try:
             if not self.running:
                 self.start_master()
-            missing = workers - len(self._workers)
-        return self.launch(missing) if missing > 0 else []
+                started_master = True
+            missing = workers - len(self.record().workers)
+            return self.launch(missing) if missing > 0 else []
+        except BaseException:
+            if started_master:
+                self.stop()
+            raise
 
     def start_master(self) -> None:
         s = self.settings
         for port in (s.master_port, s.master_ui_port):
-            if not _port_free(s.master_host, port):
+            if not port_free(s.master_host, port):
                 raise BackendError(
                     f"port {port} on {s.master_host} is in use (another Spark master?); "
                     "stop it or set cluster.master_port / cluster.master_ui_port"
                 )
+        self._closing.clear()
         conf = write_properties(self.state_dir / "conf" / "daemon.conf", DAEMON_PROPERTIES)
         args = ["--host", s.master_host, "--port", str(s.master_port)]
         args += ["--webui-port", str(s.master_ui_port), "--properties-file", str(conf)]
-        with self._lock:
-            self._master = self._spawn(MASTER_CLASS, args, s.master_host, "master.log")
-            self._save()
+        with self._transaction() as record:
+            master = record.master = self._spawn(MASTER_CLASS, args, s.master_host, "master.log")
         deadline = time.monotonic() + s.startup_timeout_s
         while time.monotonic() < deadline:
-            if not self._master.alive():
-                raise BackendError(f"the Spark master exited:\n{_log_tail(self._master.log)}")
+            if not master.alive():
+                raise BackendError(f"the Spark master exited:\n{_log_tail(master.log)}")
             with contextlib.suppress(MasterUnavailable):
                 if self.master_client.fetch().get("status") == "ALIVE":
                     return
@@ -245,46 +283,58 @@ class LocalCluster:
         raise BackendError(f"the Spark master did not come up in {s.startup_timeout_s:.0f} s")
 
     # ------------------------------------------------------------------ Backend protocol
-    def _free_worker_hosts(self, count: int) -> list[str]:
+    def _free_worker_hosts(self, count: int, taken: set[str]) -> list[str]:
         base, port = self.settings.worker_ip_base, self.settings.worker_ui_port
         hosts = []
         for last in range(2, 255):
             host = f"{base}.{last}"
-            if host == self.settings.master_host or host in self._workers:
+            if host == self.settings.master_host or host in taken:
                 continue
-            if _port_free(host, port):
+            if port_free(host, port):
                 hosts.append(host)
                 if len(hosts) == count:
                     return hosts
         raise BackendError(f"no free loopback address left under {base}.x for {count} worker(s)")
 
     def launch(self, count: int) -> list[str]:
+        """Start ``count`` workers and return their master ids once they are ALIVE.
+
+        Workers that do not come up (or an interrupt while waiting) are stopped again, so a
+        failed launch leaves the cluster as it was.
+        """
         if count <= 0:
             return []
-        if not self.running:
-            raise BackendError("the Spark master is not running (start the cluster first)")
         s = self.settings
         conf = write_properties(self.state_dir / "conf" / "daemon.conf", DAEMON_PROPERTIES)
-        with self._lock:
+        started: dict[str, ManagedProcess] = {}
+        with self._transaction() as record:
             if self._closing.is_set():
                 raise BackendError("the cluster is stopping")
+            if record.master is None:
+                raise BackendError("the Spark master is not running (start the cluster first)")
             known = {w["id"] for w in self._master_workers()}
-            started: dict[str, ManagedProcess] = {}
-            for host in self._free_worker_hosts(count):
+            for host in self._free_worker_hosts(count, set(record.workers)):
                 work_dir = self.state_dir / "work" / host
                 work_dir.mkdir(parents=True, exist_ok=True)
                 args = ["--host", host, "--port", "0", "--webui-port", str(s.worker_ui_port)]
                 args += ["--cores", str(s.worker_cores), "--memory", s.worker_memory]
                 args += ["--work-dir", str(work_dir), "--properties-file", str(conf)]
                 args.append(s.master_url)
-                started[host] = self._spawn(WORKER_CLASS, args, host, f"worker-{host}.log")
-                self._workers[host] = started[host]
-            self._save()
-        return self._wait_registered(started, known)
+                record.workers[host] = started[host] = self._spawn(
+                    WORKER_CLASS, args, host, f"worker-{host}.log"
+                )
+        try:
+            return self._wait_registered(started, known)
+        except BaseException:
+            self._terminate(list(started.values()))
+            self._forget(started)
+            raise
 
     def _wait_registered(self, started: dict[str, ManagedProcess], known: set[str]) -> list[str]:
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while True:
+            if self._closing.is_set():
+                raise BackendError("the cluster is stopping")
             ids = {
                 w["host"]: w["id"]
                 for w in self._master_workers()
@@ -294,7 +344,6 @@ class LocalCluster:
                 return [ids[host] for host in started]
             for host, proc in started.items():
                 if not proc.alive():
-                    self._forget(host)
                     raise BackendError(f"worker {host} exited at start:\n{_log_tail(proc.log)}")
             if time.monotonic() > deadline:
                 raise BackendError(
@@ -310,8 +359,7 @@ class LocalCluster:
             raise BackendError(str(error)) from error
 
     def workers(self) -> list[WorkerInfo]:
-        with self._lock:
-            ours = set(self._workers)
+        ours = set(self.record().workers)
         latest: dict[str, dict] = {}
         for w in self._master_workers():
             if w["host"] in ours and (w["host"] not in latest or w["state"] != "DEAD"):
@@ -320,43 +368,57 @@ class LocalCluster:
 
     def decommission(self, ids: Sequence[str], timeout: float) -> None:
         hosts = {w["id"]: w["host"] for w in self._master_workers()}
-        unknown = [i for i in ids if hosts.get(i) not in self._workers]
+        ours = self.record().workers
+        unknown = [i for i in ids if hosts.get(i) not in ours]
         if unknown:
             raise BackendError(f"not a worker of this cluster: {', '.join(unknown)}")
-        for worker_id in ids:
-            host = hosts[worker_id]
-            self.master_client.decommission_host(host)
-            with self._lock:
-                self._workers[host].decommission_deadline = time.time() + timeout
-                self._save()
-        self._ensure_drainer()
+        try:
+            for worker_id in ids:
+                host = hosts[worker_id]
+                try:
+                    self.master_client.decommission_host(host)
+                except MasterUnavailable as error:
+                    raise BackendError(str(error)) from error
+                with self._transaction() as record:
+                    if host in record.workers:
+                        record.workers[host].decommission_deadline = time.time() + timeout
+        finally:
+            self._ensure_drainer()
 
     # ------------------------------------------------------------------ draining
     def _pending_decommissions(self) -> dict[str, ManagedProcess]:
-        with self._lock:
-            return {h: w for h, w in self._workers.items() if w.decommission_deadline is not None}
+        workers = self.record().workers
+        return {h: w for h, w in workers.items() if w.decommission_deadline is not None}
 
     def _ensure_drainer(self) -> None:
         with self._lock:
-            if self._drainer is None or not self._drainer.is_alive():
+            if self._drainer is None:
                 self._drainer = threading.Thread(
                     target=self._drain_loop, name="sparkscaler-drainer", daemon=True
                 )
                 self._drainer.start()
 
     def _drain_loop(self) -> None:
-        """Stop each decommissioned worker once its executors are gone, or at its timeout."""
-        time.sleep(1.0)
+        """Stop each decommissioned worker once its executors are gone, or at its timeout.
+
+        The decision to exit is taken under the lock that :meth:`_ensure_drainer` takes, so a
+        decommission that comes in meanwhile always finds a drainer (or starts one).
+        """
+        self._closing.wait(1.0)
         while not self._closing.is_set():
-            pending = self._pending_decommissions()
-            if not pending:
-                return
+            with self._lock:
+                pending = self._pending_decommissions()
+                if not pending:
+                    self._drainer = None
+                    return
             for host, proc in pending.items():
                 deadline = proc.decommission_deadline or 0.0
                 if not proc.alive() or self._drained(host) or time.time() >= deadline:
                     self._terminate([proc])
-                    self._forget(host)
+                    self._forget({host: proc})
             self._closing.wait(1.0)
+        with self._lock:
+            self._drainer = None
 
     def _drained(self, host: str) -> bool:
         url = f"http://{host}:{self.settings.worker_ui_port}/json/"
@@ -374,22 +436,24 @@ class LocalCluster:
             time.sleep(0.5)
         return True
 
-    def _forget(self, host: str) -> None:
-        with self._lock:
-            self._workers.pop(host, None)
-            self._save()
+    def _forget(self, procs: dict[str, ManagedProcess]) -> None:
+        with self._transaction() as record:
+            for host, proc in procs.items():
+                if host in record.workers and record.workers[host].pid == proc.pid:
+                    del record.workers[host]
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> None:
-        """Stop every worker, then the master; afterwards no JVM of this cluster is left."""
+        """Stop every worker, then the master; afterwards no JVM of this cluster is left.
+
+        Further launches on this object fail until a new master is started.
+        """
         self._closing.set()
-        if self._drainer is not None:
-            self._drainer.join(timeout=30)
-        with self._lock:
-            self._terminate(self._workers.values())
-            self._workers.clear()
-            if self._master:
-                self._terminate([self._master])
-            self._master = None
-            self._save()
-        self._closing.clear()
+        drainer = self._drainer
+        if drainer is not None and drainer is not threading.current_thread():
+            drainer.join(timeout=30)
+        with self._transaction() as record:
+            self._terminate(list(record.workers.values()))
+            if record.master:
+                self._terminate([record.master])
+            record.master, record.workers = None, {}

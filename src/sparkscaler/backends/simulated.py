@@ -49,6 +49,9 @@ class SimObserver:
         self.sim = sim
         self.default_deadline_s = default_deadline_s
 
+    def close(self) -> None:
+        """Nothing to release: the simulator holds no connections."""
+
     def observe(self) -> Observation:
         sim = self.sim
         backlog = 0.0 if sim.backlog_since is None else sim.now - sim.backlog_since

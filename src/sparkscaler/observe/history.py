@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sparkscaler.core import JobRecord
 from sparkscaler.observe.eventlog import EventLogError, parse_event_log
+
+log = logging.getLogger(__name__)
 
 
 class EventLogWatcher:
@@ -16,7 +19,6 @@ class EventLogWatcher:
         self._known = set(known_app_ids or ())
         self._finished: set[str] = set()
         self._tried_at: dict[str, float] = {}
-        self.errors: dict[str, str] = {}
 
     def poll(self) -> list[JobRecord]:
         if not self.directory.is_dir():
@@ -24,20 +26,20 @@ class EventLogWatcher:
         new: list[JobRecord] = []
         for entry in sorted(self.directory.iterdir()):
             name = entry.name
-            if name in self._finished or name.endswith(".inprogress"):
+            if name in self._finished or name.endswith(".inprogress") or name.startswith("."):
                 continue
-            mtime = (
-                max((p.stat().st_mtime for p in entry.iterdir()), default=0.0)
-                if entry.is_dir()
-                else entry.stat().st_mtime
-            )
-            if self._tried_at.get(name) == mtime:
-                continue
-            self._tried_at[name] = mtime
             try:
-                record = parse_event_log(entry)
-            except EventLogError as error:
-                self.errors[name] = str(error)
+                record = self._parse_if_changed(entry)
+            except (FileNotFoundError, EventLogError) as error:
+                if isinstance(error, FileNotFoundError) or isinstance(
+                    error.__cause__, FileNotFoundError
+                ):
+                    continue  # Spark renamed a part while finishing: seen again next poll
+                log.warning("skipping event log %s: %s", entry, error)
+                self._finished.add(name)
+                continue
+            except OSError as error:
+                log.warning("skipping event log %s: %s", entry, error)
                 self._finished.add(name)
                 continue
             if record is None:
@@ -47,3 +49,13 @@ class EventLogWatcher:
                 self._known.add(record.app_id)
                 new.append(record)
         return new
+
+    def _parse_if_changed(self, entry: Path) -> JobRecord | None:
+        """Parse an unfinished log again only once it has changed since the last try."""
+        files = list(entry.iterdir()) if entry.is_dir() else [entry]
+        mtime = max((f.stat().st_mtime for f in files), default=0.0)
+        if self._tried_at.get(entry.name) == mtime:
+            return None
+        record = parse_event_log(entry)
+        self._tried_at[entry.name] = mtime  # only once read: a vanished part is retried
+        return record

@@ -7,7 +7,9 @@ cluster load. Network is the host's interfaces: on one machine the cluster talks
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -17,13 +19,19 @@ _SPARK_DAEMONS = (
 )
 
 
-def spark_worker_processes() -> list[psutil.Process]:
-    """Worker and executor JVMs on this host, with all their children (Python workers)."""
+def spark_worker_processes(root_pids: Iterable[int] | None = None) -> list[psutil.Process]:
+    """The given daemons (default: every worker and executor JVM on this host), with all
+    their children (executors, Python workers)."""
     roots = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if any(daemon in cmdline for daemon in _SPARK_DAEMONS):
-            roots.append(proc)
+    if root_pids is not None:
+        for pid in root_pids:
+            with contextlib.suppress(psutil.Error):
+                roots.append(psutil.Process(pid))
+    else:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if any(daemon in cmdline for daemon in _SPARK_DAEMONS):
+                roots.append(proc)
     seen: dict[int, psutil.Process] = {}
     for root in roots:
         seen[root.pid] = root
@@ -38,8 +46,13 @@ def spark_worker_processes() -> list[psutil.Process]:
 class HostSampler:
     """Turns cumulative CPU and network counters into percentages over the last interval."""
 
-    def __init__(self, link_capacity_mbit: float = 1000.0) -> None:
+    def __init__(
+        self,
+        link_capacity_mbit: float = 1000.0,
+        roots: Callable[[], Iterable[int]] | None = None,
+    ) -> None:
         self.link_bytes_per_s = link_capacity_mbit * 1e6 / 8
+        self.roots = roots
         self._cpu: dict[tuple[int, float], tuple[float, float]] = {}
         self._net: tuple[int, int] | None = None
         self._last: float | None = None
@@ -52,7 +65,7 @@ class HostSampler:
         """
         now = time.monotonic()
         cpu: dict[tuple[int, float], tuple[float, float]] = {}
-        for proc in spark_worker_processes():
+        for proc in spark_worker_processes(self.roots() if self.roots else None):
             try:
                 times = proc.cpu_times()
                 cpu[(proc.pid, proc.create_time())] = (times.user, times.system)

@@ -6,6 +6,8 @@ old the backlog is), so that the policies can stay pure functions of one observa
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from sparkscaler.clock import Clock
@@ -18,6 +20,8 @@ from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 
 class Observer(Protocol):
     def observe(self) -> Observation: ...
+
+    def close(self) -> None: ...
 
 
 class SparkObserver:
@@ -41,30 +45,40 @@ class SparkObserver:
         self.host = host
         self.default_deadline_s = default_deadline_s
         self._busy_until: dict[str, float] = {}
-        self._backlog_since: float | None = None
+        self._backlog_seen: float | None = None
         self._last_cluster = ClusterState()
 
     @classmethod
-    def from_config(cls, config: Config, clock: Clock) -> SparkObserver:
+    def from_config(
+        cls, config: Config, clock: Clock, roots: Callable[[], Iterable[int]] | None = None
+    ) -> SparkObserver:
+        """``roots``: pids of the cluster's daemons, whose process trees the CPU features
+        measure; without it every Spark worker and executor on this host counts."""
         timeout = config.metrics.request_timeout_s
         return cls(
             MasterClient(config.cluster.master_ui_url, timeout),
             AppClient(config.cluster.master_host, config.cluster.app_ui_ports, timeout),
             clock,
-            HostSampler(config.metrics.link_capacity_mbit),
+            HostSampler(config.metrics.link_capacity_mbit, roots),
             config.deadline_s,
         )
 
-    def _idle_times(self, cluster: ClusterState, now: float) -> dict[str, float]:
-        """Seconds since each worker last had a core in use (0 while busy)."""
-        idle = {}
+    def close(self) -> None:
+        self.master.close()
+        self.apps.close()
+
+    def _with_idle_times(self, cluster: ClusterState, now: float) -> ClusterState:
+        """Each worker's seconds since it last ran a task (0 while busy)."""
+        workers = []
         for w in cluster.workers:
             if w.busy or w.id not in self._busy_until:
                 self._busy_until[w.id] = now
-            idle[w.id] = 0.0 if w.busy else now - self._busy_until[w.id]
+            workers.append(
+                dataclasses.replace(w, idle_s=0.0 if w.busy else now - self._busy_until[w.id])
+            )
         present = {w.id for w in cluster.workers}
         self._busy_until = {k: v for k, v in self._busy_until.items() if k in present}
-        return idle
+        return dataclasses.replace(cluster, workers=tuple(workers))
 
     def observe(self) -> Observation:
         now = self.clock.now()
@@ -74,50 +88,54 @@ class SparkObserver:
             return Observation(
                 time=now, cluster=self._last_cluster, stale=True, errors=(str(error),)
             )
-        cluster = MasterClient.cluster_state(raw)
-        cluster = MasterClient.cluster_state(raw, self._idle_times(cluster, now))
-        self._last_cluster = cluster
 
         errors: list[str] = []
-        running = pending = 0
-        storage = execution = memory = input_bytes = 0.0
-        deadlines = []
-        for app in cluster.active_apps:
-            load = self.apps.load(app.id)
+        loads = []
+        for app in raw.get("activeapps", []):
+            load = self.apps.load(app["id"])
             if load is None:
-                errors.append(f"no REST API found for application {app.id}")
-                continue
-            running += load.running_tasks
-            pending += load.pending_tasks
-            storage += load.storage_memory_used
-            execution += load.execution_memory_peak
-            memory += load.executor_memory
-            input_bytes += load.input_bytes
-            if load.deadline_s is not None:
-                deadlines.append(load.deadline_s)
+                errors.append(f"no REST API found for application {app['id']}")
+            else:
+                loads.append(load)
+        by_host: dict[str, int] | None = None
+        if not errors:
+            by_host = {}
+            for load in loads:
+                for host, tasks in load.tasks_by_host.items():
+                    by_host[host] = by_host.get(host, 0) + tasks
+        cluster = self._with_idle_times(MasterClient.cluster_state(raw, tasks_by_host=by_host), now)
+        self._last_cluster = cluster
 
-        if pending > 0:
-            self._backlog_since = self._backlog_since if self._backlog_since is not None else now
-        else:
-            self._backlog_since = None
+        pending = sum(load.pending_tasks for load in loads)
+        memory = sum(load.executor_memory for load in loads)
+        storage = sum(load.storage_memory_used for load in loads)
+        execution = sum(load.execution_memory_peak for load in loads)
+        since = [load.backlog_since for load in loads if load.backlog_since is not None]
+        if pending and self._backlog_seen is None:
+            self._backlog_seen = now
+        elif not pending:
+            self._backlog_seen = None
+        backlog_start = min(since) if since else self._backlog_seen
+        deadlines = [load.deadline_s for load in loads if load.deadline_s is not None]
         cu, cs, bi, bo = self.host.sample(cluster.cores_total) if self.host else (0.0,) * 4
-        features = Features(
-            cu=cu,
-            cs=cs,
-            mt=100.0 * storage / memory if memory else 0.0,
-            ma=min(100.0, 100.0 * execution / memory) if memory else 0.0,
-            bi=bi,
-            bo=bo,
-        )
         oldest = min((a.start_time for a in cluster.active_apps), default=None)
         return Observation(
             time=now,
             cluster=cluster,
-            running_tasks=running,
+            running_tasks=sum(load.running_tasks for load in loads),
             pending_tasks=pending,
-            backlog_age_s=0.0 if self._backlog_since is None else now - self._backlog_since,
-            features=features,
-            input_bytes=input_bytes if cluster.active_apps else None,
+            backlog_age_s=0.0
+            if not pending or backlog_start is None
+            else max(0.0, now - backlog_start),
+            features=Features(
+                cu=cu,
+                cs=cs,
+                mt=100.0 * storage / memory if memory else 0.0,
+                ma=min(100.0, 100.0 * execution / memory) if memory else 0.0,
+                bi=bi,
+                bo=bo,
+            ),
+            input_bytes=sum(load.input_bytes for load in loads) if cluster.active_apps else None,
             oldest_job_elapsed_s=None if oldest is None else max(0.0, now - oldest),
             deadline_s=min(deadlines) if deadlines else self.default_deadline_s,
             errors=tuple(errors),

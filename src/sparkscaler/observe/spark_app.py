@@ -7,13 +7,17 @@ URL that serves it. The mapping is cached and probed again only when an unknown 
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from sparkscaler.core import DEADLINE_PROPERTY
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class AppLoad:
     app_id: str
     running_tasks: int = 0
     pending_tasks: int = 0
+    backlog_since: float | None = None
+    tasks_by_host: dict[str, int] = field(default_factory=dict)
     storage_memory_used: float = 0.0
     execution_memory_peak: float = 0.0
     executor_memory: float = 0.0
@@ -30,15 +36,51 @@ class AppLoad:
     deadline_s: float | None = None
 
 
-def stage_tasks(stages: list[dict[str, Any]]) -> tuple[int, int]:
-    """(running, pending) over active stages; pending = numTasks - active - complete - failed."""
+def _spark_time(text: str | None) -> float | None:
+    """Spark's REST timestamps ('2026-11-21T07:51:04.123GMT') as epoch seconds."""
+    if not text:
+        return None
+    try:
+        parsed = dt.datetime.strptime(text.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None
+    return parsed.timestamp()
+
+
+def stage_tasks(stages: list[dict[str, Any]]) -> tuple[int, int, float | None]:
+    """(running, pending, backlog since) over active stages.
+
+    Pending = numTasks - active - completed indices: a task whose attempt failed is pending
+    again until a retry succeeds (Spark's own allocation manager counts it so), which
+    ``numFailedTasks``, a count of failed attempts, would hide. The backlog is as old as the
+    oldest stage that still has pending tasks, from Spark's own submission time, so that a 1 s
+    backlog timeout does not become one observation interval.
+    """
     running = pending = 0
+    since: float | None = None
     for stage in stages:
         active = int(stage.get("numActiveTasks", 0))
-        done = int(stage.get("numCompleteTasks", 0)) + int(stage.get("numFailedTasks", 0))
+        done = int(stage.get("numCompletedIndices", stage.get("numCompleteTasks", 0)))
+        waiting = max(0, int(stage.get("numTasks", 0)) - active - done)
         running += active
-        pending += max(0, int(stage.get("numTasks", 0)) - active - done)
-    return running, pending
+        pending += waiting
+        submitted = _spark_time(stage.get("submissionTime"))
+        if waiting and submitted is not None:
+            since = submitted if since is None else min(since, submitted)
+    return running, pending, since
+
+
+def tasks_by_host(executors: list[dict[str, Any]]) -> dict[str, int]:
+    """Running tasks per executor host: what makes a worker busy. A standalone executor keeps
+    its cores for its application's whole life, so the master's "cores used" cannot tell an
+    idle worker from a busy one."""
+    busy: dict[str, int] = {}
+    for ex in executors:
+        if ex.get("id") == "driver" or not ex.get("isActive", True):
+            continue
+        host = str(ex.get("hostPort", "")).rsplit(":", 1)[0]
+        busy[host] = busy.get(host, 0) + int(ex.get("activeTasks", 0))
+    return busy
 
 
 def executor_memory(executors: list[dict[str, Any]]) -> tuple[float, float, float, float]:
@@ -107,11 +149,18 @@ class AppClient:
         return self._urls.get(app_id)
 
     def _deadline(self, base: str, app_id: str) -> float | None:
+        """The app's ``spark.sparkscaler.deadline``; a malformed value counts as none (logged
+        once), so that it cannot hide the app's load."""
         if app_id not in self._deadlines:
             env = self._get(f"{base}/applications/{app_id}/environment")
-            props = dict(env.get("sparkProperties", []))
-            value = props.get(DEADLINE_PROPERTY)
-            self._deadlines[app_id] = float(value) if value else None
+            value = dict(env.get("sparkProperties", [])).get(DEADLINE_PROPERTY)
+            try:
+                self._deadlines[app_id] = float(value) if value else None
+            except ValueError:
+                log.warning(
+                    "%s: %s=%r is not a number of seconds", app_id, DEADLINE_PROPERTY, value
+                )
+                self._deadlines[app_id] = None
         return self._deadlines[app_id]
 
     def load(self, app_id: str) -> AppLoad | None:
@@ -126,6 +175,17 @@ class AppClient:
         except (httpx.HTTPError, ValueError):
             self._urls.pop(app_id, None)
             return None
-        running, pending = stage_tasks(stages)
+        running, pending, since = stage_tasks(stages)
         storage, execution, total, input_bytes = executor_memory(executors)
-        return AppLoad(app_id, running, pending, storage, execution, total, input_bytes, deadline)
+        return AppLoad(
+            app_id,
+            running,
+            pending,
+            since,
+            tasks_by_host(executors),
+            storage,
+            execution,
+            total,
+            input_bytes,
+            deadline,
+        )

@@ -48,14 +48,22 @@ class MasterClient:
             raise MasterUnavailable(
                 f"cannot reach the master to decommission {host}: {error}"
             ) from error
+        if response.status_code == 404:
+            raise MasterUnavailable(f"the master has no worker on {host} to decommission")
+        if response.status_code == 405:
+            raise MasterUnavailable(
+                f"the master does not allow decommissioning {host} from here: set "
+                "spark.master.ui.decommission.allow.mode (LOCAL for this machine) on the master"
+            )
         if response.status_code >= 400:
             raise MasterUnavailable(
-                f"the master refused to decommission {host} (HTTP {response.status_code}); "
-                "is spark.master.ui.decommission.allow.mode set?"
+                f"the master failed to decommission {host} (HTTP {response.status_code})"
             )
 
     @staticmethod
-    def worker_info(raw: dict[str, Any], idle_s: float = 0.0) -> WorkerInfo:
+    def worker_info(
+        raw: dict[str, Any], idle_s: float = 0.0, running_tasks: int | None = None
+    ) -> WorkerInfo:
         return WorkerInfo(
             id=raw["id"],
             host=raw["host"],
@@ -66,14 +74,27 @@ class MasterClient:
             memory_mb=int(raw.get("memory", 0)),
             memory_used_mb=int(raw.get("memoryused", 0)),
             idle_s=idle_s,
+            running_tasks=running_tasks,
         )
 
     @staticmethod
-    def cluster_state(data: dict[str, Any], idle_s: dict[str, float] | None = None) -> ClusterState:
-        """Turn ``/json/`` into a :class:`ClusterState`; DEAD workers are left out."""
+    def cluster_state(
+        data: dict[str, Any],
+        idle_s: dict[str, float] | None = None,
+        tasks_by_host: dict[str, int] | None = None,
+    ) -> ClusterState:
+        """Turn ``/json/`` into a :class:`ClusterState`; DEAD workers are left out.
+
+        ``tasks_by_host``, when the applications' executors were read, gives each worker's
+        running tasks (0 for a worker with no executor).
+        """
         idle_s = idle_s or {}
         workers = tuple(
-            MasterClient.worker_info(w, idle_s.get(w["id"], 0.0))
+            MasterClient.worker_info(
+                w,
+                idle_s.get(w["id"], 0.0),
+                None if tasks_by_host is None else tasks_by_host.get(w["host"], 0),
+            )
             for w in data.get("workers", [])
             if w.get("state") != "DEAD"
         )

@@ -428,6 +428,7 @@ class SimCluster:
                     w.memory_mb,
                     w.memory_mb if w.busy else 0,
                     idle,
+                    running_tasks=w.busy,
                 )
             )
         return tuple(infos)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 from sparkscaler.backends.local import app_properties, spark_home, write_properties
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import DEADLINE_PROPERTY
+from sparkscaler.processes import signals_deferred, terminate_groups
 from sparkscaler.workloads import jobs
 
 
@@ -103,14 +102,8 @@ class JobSubmitter:
 
     def stop_all(self, grace_s: float = 10.0) -> None:
         """Stop every driver still running (its process group: JVM and Python)."""
-        running = self.running()
-        for job in running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(job.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while self.running() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for job in running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(job.process.pid, signal.SIGKILL)
-            job.process.wait()
+        running = {job.process.pid: job.process for job in self.running()}
+        with signals_deferred():
+            terminate_groups(running, lambda pid: running[pid].poll() is None, grace_s)
+            for process in running.values():
+                process.wait()
