@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -30,6 +31,7 @@ from sparkscaler.config import Config, ConfigError, config_from_dict, load_confi
 from sparkscaler.controller import Controller, Step, choose_victims
 from sparkscaler.core import ClusterState
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
+from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
 
 app = typer.Typer(
@@ -339,6 +341,131 @@ def init(
         raise _fail(f"{path} exists (use --force to overwrite)")
     path.write_text(resources.files("sparkscaler").joinpath("example-config.yaml").read_text())
     console.print(f"wrote {path}; check it with `sparkscaler run --config {path} --dry-run --once`")
+
+
+@app.command()
+def calibrate(
+    runs: Annotated[
+        Path,
+        typer.Argument(
+            help="Run records: a CSV with size,workers,seconds; the paper's thonglek-spark-runs "
+            "folder or a workerN.csv; or a sparkscaler store (.db)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the model (JSON).")
+    ] = Path("model.json"),
+) -> None:
+    """Fit the runtime model (Ernest: NNLS on 1, size/n, size, n, log n) to real runs."""
+    from sparkscaler.sim.runtime_model import FEATURE_NAMES, fit_runs, load_runs
+
+    try:
+        records = load_runs(runs)
+        model = fit_runs(records, source=str(runs))
+    except (OSError, ValueError) as error:
+        raise _fail(str(error)) from None
+    model.save(out)
+    sizes = np.array([r.size_gb for r in records])
+    workers = np.array([r.workers for r in records])
+    seconds = np.array([r.seconds for r in records])
+    table = Table(title=f"runtime model from {len(records)} runs ({runs})", show_header=False)
+    terms = ", ".join(f"{c:.4g}·{n}" for c, n in zip(model.coef_, FEATURE_NAMES, strict=True))
+    table.add_row("seconds =", terms)
+    table.add_row("fit error", f"{model.mape(sizes, workers, seconds):.2f} % MAPE")
+    table.add_row("safety margin", f"+{model.margin(0.95):.1%} covers 95 % of runs")
+    size = float(np.median(sizes))
+    most = int(workers.max())
+    verdict = "scales" if model.scales(size, most) else "does NOT speed up"
+    table.add_row(
+        f"at {size:g} (median size)",
+        f"{verdict}: {most} workers {model.speedup(size, most):.2f}x as fast as 1",
+    )
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def simulate(
+    workload: Annotated[
+        str,
+        typer.Option(
+            "--workload",
+            "-w",
+            help="Arrivals: poisson:rate=30 | daily:rate=30,peak=14,weekend=0.4 | "
+            "csv:PATH,jobs_per_hour=30 | alibaba:PATH,time_scale=1",
+        ),
+    ] = "daily:rate=30",
+    jobs: Annotated[
+        str, typer.Option("--jobs", "-j", help="Job source: synthetic | tpch:DIR | model:FILE")
+    ] = "synthetic",
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Policy name [default: from config]")
+    ] = None,
+    duration: Annotated[str, typer.Option(help="Simulated time: 90m, 12h, 7d…")] = "1d",
+    deadline_factor: Annotated[
+        float, typer.Option(help="Deadline = factor × the job's run time on an idle cluster.")
+    ] = 3.0,
+    seed: Annotated[int | None, typer.Option(help="Seed [default: simulation.seed]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write result JSON here.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the autoscaler against the simulator (same controller and guard as on Spark)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sparkscaler.sim.arrivals import load_arrivals
+    from sparkscaler.sim.runner import parse_duration, parse_jobs
+    from sparkscaler.sim.runner import simulate as run_simulation
+
+    cfg = _load(config)
+    try:
+        seconds = parse_duration(duration)
+        rng = np.random.default_rng(cfg.simulation.seed if seed is None else seed)
+        arrivals = load_arrivals(workload, seconds, rng)
+        source = parse_jobs(jobs)
+        chosen = make_policy(policy or cfg.policy.name, cfg.policy.params if policy is None else {})
+    except (OSError, ValueError) as error:
+        raise _fail(str(error), 2) from None
+    columns = (
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=seconds)
+        try:
+            result = run_simulation(
+                cfg,
+                arrivals,
+                source,
+                chosen,
+                seconds,
+                deadline_factor=deadline_factor,
+                seed=seed,
+                progress=lambda t: bar.update(task, completed=t, description=f"{t / 3600:.0f} h"),
+            )
+        except (OSError, ValueError) as error:
+            raise _fail(str(error), 2) from None
+    table = Table(
+        title=f"simulation: {duration} of {workload}, jobs {jobs}, policy {chosen.name}",
+        show_header=False,
+    )
+    table.add_row("jobs", f"{result.jobs_arrived} arrived, {result.jobs_done} done")
+    table.add_row("deadline misses", f"{result.misses} ({result.miss_pct:.2f} %)")
+    table.add_row("worker-hours", f"{result.worker_hours:.1f}")
+    table.add_row("scale actions", f"{result.scale_outs} out, {result.scale_ins} in")
+    table.add_row("speed", f"{result.speed:,.0f} simulated s per wall s ({result.wall_s:.1f} s)")
+    console.print(table)
+    if out is not None:
+        payload = {
+            "config": cfg.model_dump(mode="json"),
+            "workload": workload,
+            "jobs": jobs,
+            "seed": cfg.simulation.seed if seed is None else seed,
+            **result.to_json(),
+        }
+        out.write_text(json.dumps(payload))
+        console.print(f"wrote {out}")
 
 
 @app.command()

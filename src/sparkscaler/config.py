@@ -121,6 +121,28 @@ class MetricsSettings(_Strict):
     request_timeout_s: float = Field(2.0, gt=0)
 
 
+class SimulationSettings(_Strict):
+    """How the simulator stands in for the cluster (``sparkscaler simulate``, evaluation)."""
+
+    provisioning: Literal["vm", "local"] | tuple[float, float] = Field(
+        "vm",
+        description="worker start-up delay: 'vm' (60-120 s), 'local' (this machine's measured "
+        "7.8-10.1 s) or [low, high] seconds",
+    )
+    executor_startup_s: tuple[float, float] = Field(
+        (4.0, 5.9), description="executor start on a worker's first use by a job (measured)"
+    )
+    initial_workers: int = Field(1, ge=0)
+    seed: int = 0
+
+    @field_validator("provisioning", "executor_startup_s")
+    @classmethod
+    def _range(cls, value: object) -> object:
+        if isinstance(value, tuple) and not 0 <= value[0] <= value[1]:
+            raise ValueError("a delay range needs 0 <= low <= high")
+        return value
+
+
 class Config(_Strict):
     backend: Literal["local"] = "local"
     state_dir: Path = Field(default_factory=default_state_dir)
@@ -132,6 +154,7 @@ class Config(_Strict):
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @field_validator("state_dir", "store")
     @classmethod

@@ -75,6 +75,7 @@ class JobState:
     driver_done: bool = False
     finished_at: float | None = None
     done_stages: set[int] = field(default_factory=set)
+    running: int = 0
 
     def complete(self, stage_id: int) -> bool:
         return stage_id in self.done_stages
@@ -175,8 +176,10 @@ class SimCluster:
         if kind == "arrive":
             self._arrive(payload)  # type: ignore[arg-type]
         elif kind == "driver":
-            self.jobs[payload].driver_done = True  # type: ignore[index]
-            self._recount()
+            job = self.jobs[payload]  # type: ignore[index]
+            job.driver_done = True
+            self._release(job, [s.id for s in job.spec.stages if not s.parents])
+            self._finish_if_done(job)
         elif kind == "task":
             self._task_done(*payload)  # type: ignore[misc]
         elif kind == "ready":
@@ -210,9 +213,11 @@ class SimCluster:
 
     def launch(self, count: int) -> list[str]:
         low, high = self.provisioning
-        return [
+        ids = [
             self._add_worker(self.now + float(self.rng.uniform(low, high))).id for _ in range(count)
         ]
+        self._schedule()  # a worker with no provisioning delay takes tasks at once
+        return ids
 
     def decommission(self, ids: list[str], timeout: float) -> None:
         """Graceful: a provisioning worker is cancelled; a busy one drains, or is stopped at
@@ -238,22 +243,27 @@ class SimCluster:
             self.alive_slots -= worker.cores
         for key in list(worker.running):
             self._lose_task(worker, key)
-        if not graceful:
-            self._lose_outputs(worker.id)
         worker.state, worker.gone_at, worker.busy = "GONE", self.now, 0
         del self.workers[worker.id]
         self.gone.append(worker)
-        self._recount()
+        if not graceful:
+            self._lose_outputs(worker.id)
+            self._recount()
+        self._backlog_changed()
 
     def _lose_task(self, worker: SimWorker, key: tuple[int, int, int, int]) -> None:
         job_id, stage_id, task, attempt = key
         worker.running.discard(key)
         worker.busy -= 1
         self.running_tasks -= 1
-        self.lost_task_seconds += self.now - self._task_start.pop(attempt, self.now)
-        stage = self.jobs[job_id].stages[stage_id]
+        self.lost_task_seconds += max(0.0, self.now - self._task_start.pop(attempt, self.now))
+        job = self.jobs[job_id]
+        job.running -= 1
+        stage = job.stages[stage_id]
         stage.running -= 1
         stage.pending.appendleft(task)
+        if job.runnable(stage_id):
+            self.pending_tasks += 1
 
     def _lose_outputs(self, worker_id: str) -> None:
         for job in self.jobs.values():
@@ -283,8 +293,8 @@ class SimCluster:
             self._push(self.now + spec.driver_s, "driver", spec.id)
         else:
             job.driver_done = True
+            self._release(job, [s.id for s in spec.stages if not s.parents])
             self._finish_if_done(job)
-        self._recount()
 
     def _task_done(
         self, worker_id: str, job_id: int, stage_id: int, task: int, attempt: int
@@ -302,6 +312,7 @@ class SimCluster:
         if not worker.busy:
             worker.idle_since = self.now
         job = self.jobs[job_id]
+        job.running -= 1
         stage = job.stages[stage_id]
         stage.running -= 1
         stage.done += 1
@@ -310,8 +321,8 @@ class SimCluster:
             self._remove(worker, graceful=True)
         if stage.done >= job.spec.stages[stage_id].num_tasks:
             job.done_stages.add(stage_id)
+            self._release(job, [c for c in job.children[stage_id] if job.runnable(c)])
             self._finish_if_done(job)
-            self._recount()
 
     def _finish_if_done(self, job: JobState) -> None:
         if job.driver_done and all(job.complete(s.id) for s in job.spec.stages):
@@ -331,9 +342,15 @@ class SimCluster:
             )
             del self.jobs[spec.id]
 
+    def _release(self, job: JobState, stage_ids: list[int]) -> None:
+        """Stages that just became runnable add their tasks to the backlog."""
+        self.pending_tasks += sum(len(job.stages[s].pending) for s in stage_ids)
+        self._backlog_changed()
+
     def _recount(self) -> None:
-        """Pending tasks of runnable stages (Spark's active stages), counted afresh when the set
-        of runnable stages may have changed; task starts keep it up to date in between."""
+        """Pending tasks of runnable stages (Spark's active stages), counted afresh. Only lost
+        shuffle output needs it (it can make runnable stages wait again); everything else keeps
+        the count up to date as it goes."""
         pending = 0
         for job_id in self.active:
             job = self.jobs[job_id]
@@ -354,14 +371,21 @@ class SimCluster:
         if not self.pending_tasks or not self.free_slots:
             return
         free = [w for w in self.workers.values() if w.state == "ALIVE" and w.busy < w.cores]
-        slots = self.alive_slots
+        unclaimed = self.free_slots
         for job_id in self.active:
             job = self.jobs[job_id]
-            for stage in job.spec.stages:
+            runnable = [
+                s for s in job.spec.stages if job.stages[s.id].pending and job.runnable(s.id)
+            ]
+            if not runnable:
+                continue
+            # Durations are looked up by the executor slots the job holds, as in Decima: what it
+            # runs now plus what this pass gives it.
+            wanted = sum(len(job.stages[s.id].pending) for s in runnable)
+            executors = max(1, job.running + min(unclaimed, wanted))
+            unclaimed -= min(unclaimed, wanted)
+            for stage in runnable:
                 state = job.stages[stage.id]
-                if not state.pending or not job.runnable(stage.id):
-                    continue
-                executors = max(1, min(slots, stage.num_tasks))
                 while state.pending and free:
                     worker = free[-1]
                     self._start(worker, job_id, stage, state.pending.popleft(), executors)
@@ -399,8 +423,10 @@ class SimCluster:
         self.running_tasks += 1
         self.pending_tasks -= 1
         self.free_slots -= 1
-        self._task_start[attempt] = self.now
-        self.jobs[job_id].stages[stage.id].running += 1
+        self._task_start[attempt] = start
+        job = self.jobs[job_id]
+        job.stages[stage.id].running += 1
+        job.running += 1
         heapq.heappush(
             self._events,
             (
@@ -446,9 +472,9 @@ class SimCluster:
         running task; network in/out is the share of cores reading (stages with parents) or
         writing shuffle data (stages with children), at half the link each.
         """
-        alive = [w for w in self.workers.values() if w.state == "ALIVE"]
-        slots = sum(w.cores for w in alive)
-        memory = sum(w.memory_mb for w in alive)
+        up = [w for w in self.workers.values() if w.state in ("ALIVE", "DECOMMISSIONED")]
+        slots = sum(w.cores for w in up)  # draining workers still run tasks
+        memory = sum(w.memory_mb for w in up)
         if not slots:
             return Features()
         busy = self.running_tasks

@@ -1,0 +1,182 @@
+"""Runs the real controller, with any policy, against the simulator over a workload.
+
+This is ``sparkscaler simulate``: the same ``Controller`` and guard as on a real cluster, with
+the simulator behind the ``Backend``, ``Clock`` and ``Observer`` protocols.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.config import Config
+from sparkscaler.controller import Controller, Step
+from sparkscaler.policies.base import Policy
+from sparkscaler.sim.arrivals import Arrivals
+from sparkscaler.sim.cluster import JobResult, SimCluster
+from sparkscaler.sim.runtime_model import RuntimeModel
+from sparkscaler.sim.workload import JobSource, ModelJobs, SyntheticJobs, TpchJobs, make_workload
+from sparkscaler.store import Store
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+JOB_SPEC_USAGE = "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3]"
+
+
+def parse_duration(text: str) -> float:
+    """'7d', '12h', '90m', '3600s' or '3600' → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 12h, 7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_jobs(spec: str) -> JobSource:
+    """A job source from the command line's ``--jobs`` (see ``JOB_SPEC_USAGE``)."""
+    kind, _, rest = spec.partition(":")
+    path, *options = rest.split(",") if rest else [""]
+    opts = dict(o.split("=", 1) for o in options if "=" in o)
+    if kind == "synthetic" and not rest:
+        return SyntheticJobs()
+    if kind == "tpch" and path:
+        sizes = opts["sizes"].split("+") if "sizes" in opts else None
+        return TpchJobs(Path(path), sizes)
+    if kind == "model" and path:
+        low, _, high = opts.get("sizes", "0.5-3").partition("-")
+        return ModelJobs(RuntimeModel.load(Path(path)), (float(low), float(high or low)))
+    raise ValueError(f"unknown job source {spec!r}; use {JOB_SPEC_USAGE}")
+
+
+@dataclass
+class SimulationResult:
+    policy: str
+    duration_s: float
+    jobs_arrived: int
+    jobs_done: int
+    misses: int
+    worker_hours: float
+    scale_outs: int
+    scale_ins: int
+    wall_s: float
+    lost_task_hours: float
+    jobs: list[JobResult] = field(default_factory=list)
+    timeline: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def miss_pct(self) -> float:
+        return 100.0 * self.misses / self.jobs_arrived if self.jobs_arrived else 0.0
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall-clock second."""
+        return self.duration_s / self.wall_s if self.wall_s else float("inf")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "duration_s": self.duration_s,
+            "jobs_arrived": self.jobs_arrived,
+            "jobs_done": self.jobs_done,
+            "misses": self.misses,
+            "miss_pct": round(self.miss_pct, 3),
+            "worker_hours": round(self.worker_hours, 3),
+            "scale_outs": self.scale_outs,
+            "scale_ins": self.scale_ins,
+            "lost_task_hours": round(self.lost_task_hours, 3),
+            "wall_s": round(self.wall_s, 3),
+            "sim_seconds_per_wall_second": round(self.speed, 1),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "jobs": [asdict(j) for j in self.jobs],
+            "timeline": self.timeline,
+        }
+
+
+def simulate(
+    config: Config,
+    arrivals: Arrivals,
+    jobs: JobSource,
+    policy: Policy,
+    duration_s: float,
+    *,
+    deadline_factor: float | None = 3.0,
+    deadline_s: float | None = None,
+    seed: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SimulationResult:
+    """Simulate ``duration_s`` seconds; ``progress`` is called with the simulated time."""
+    s = config.simulation
+    seed = s.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
+    workload = make_workload(
+        arrivals,
+        jobs,
+        rng,
+        deadline_factor=deadline_factor,
+        deadline_s=deadline_s or config.deadline_s,
+    )
+    sim = SimCluster(
+        workload,
+        cores_per_worker=config.cluster.worker_cores,
+        memory_mb_per_worker=config.cluster.worker_memory_mb,
+        initial_workers=s.initial_workers,
+        provisioning=s.provisioning,
+        executor_startup_s=s.executor_startup_s,
+        seed=seed,
+    )
+    backend = SimulatedBackend(sim)
+    timeline: dict[str, list[float]] = {k: [] for k in ("time_s", "workers", "target", "pending")}
+
+    def record(step: Step) -> None:
+        timeline["time_s"].append(sim.now)
+        timeline["workers"].append(step.observation.workers)
+        timeline["target"].append(step.outcome.target)
+        timeline["pending"].append(step.observation.pending_tasks)
+        if progress is not None:
+            progress(sim.now)
+
+    with Store(Path(":memory:"), worker_detail=False) as store:
+        controller = Controller(
+            observer=SimObserver(sim, config.deadline_s),
+            policy=policy,
+            backend=backend,
+            store=store,
+            clock=SimClock(sim),
+            scaling=config.scaling,
+        )
+        started = time.perf_counter()
+        steps = max(1, int(duration_s // config.scaling.interval_s))
+        controller.run(iterations=steps, on_step=record)
+        sim.run_until(duration_s)
+        wall = time.perf_counter() - started
+
+    late_running = sum(
+        1
+        for j in sim.jobs.values()
+        if j.spec.deadline_s is not None and sim.now - j.spec.arrival > j.spec.deadline_s
+    )
+    arrived = sum(1 for j in workload if j.arrival <= duration_s)
+    return SimulationResult(
+        policy=policy.name,
+        duration_s=duration_s,
+        jobs_arrived=arrived,
+        jobs_done=len(sim.results),
+        misses=sum(r.missed for r in sim.results) + late_running,
+        worker_hours=sim.worker_seconds() / 3600.0,
+        scale_outs=backend.scale_outs,
+        scale_ins=backend.scale_ins,
+        wall_s=wall,
+        lost_task_hours=sim.lost_task_seconds / 3600.0,
+        jobs=sim.results,
+        timeline=timeline,
+    )

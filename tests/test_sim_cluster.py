@@ -1,0 +1,429 @@
+"""The discrete-event simulator, on tiny hand-built jobs whose times can be computed by hand.
+
+Every job here uses ``FixedDurations`` without noise, and every cluster a fixed provisioning
+delay and no executor start-up unless a test is about them, so that the times are exact.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.sim.cluster import PROVISIONING_PRESETS, JobResult, SimCluster
+from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
+
+FOREVER = 1e6
+
+
+def stage(
+    sid: int, tasks: int, seconds: float, parents: tuple[int, ...] = (), **durations: float
+) -> Stage:
+    return Stage(sid, tasks, FixedDurations(seconds, **durations), parents)
+
+
+def job(jid: int, *stages: Stage, arrival: float = 0.0, **kw: float | None) -> JobSpec:
+    return JobSpec(jid, f"job{jid}", arrival, stages, **kw)  # type: ignore[arg-type]
+
+
+def make_sim(jobs: list[JobSpec], workers: int = 2, **kw: object) -> SimCluster:
+    kw.setdefault("provisioning", (60.0, 60.0))
+    kw.setdefault("executor_startup_s", (0.0, 0.0))
+    return SimCluster(jobs, initial_workers=workers, **kw)  # type: ignore[arg-type]
+
+
+def finished(sim: SimCluster, until: float = FOREVER) -> dict[int, float]:
+    sim.run_until(until)
+    return {r.id: r.finished for r in sim.results}
+
+
+def worker_ids(sim: SimCluster) -> list[str]:
+    return sorted(sim.workers)
+
+
+# ---------------------------------------------------------------------------------- basics
+def test_four_tasks_on_two_one_core_workers_take_two_waves() -> None:
+    sim = make_sim([job(0, stage(0, 4, 10.0))])
+    assert finished(sim) == {0: 20.0}
+    assert sim.idle
+    assert sim.running_tasks == sim.pending_tasks == 0
+    assert sim.lost_task_seconds == 0.0
+
+
+def test_executor_startup_is_paid_once_per_worker_and_job() -> None:
+    sim = make_sim([job(0, stage(0, 4, 10.0))], executor_startup_s=(3.0, 3.0))
+    assert finished(sim) == {0: 23.0}
+
+
+def test_executor_startup_is_paid_again_by_the_next_job() -> None:
+    jobs = [job(0, stage(0, 1, 10.0)), job(1, stage(0, 1, 10.0), arrival=20.0)]
+    sim = make_sim(jobs, workers=1, executor_startup_s=(3.0, 3.0))
+    assert finished(sim) == {0: 13.0, 1: 33.0}
+
+
+def test_more_cores_per_worker_run_tasks_side_by_side() -> None:
+    sim = make_sim([job(0, stage(0, 4, 10.0))], workers=1, cores_per_worker=4)
+    assert finished(sim) == {0: 10.0}
+
+
+def test_child_stage_waits_for_all_its_parents() -> None:
+    spec = job(0, stage(0, 1, 10.0), stage(1, 1, 30.0), stage(2, 2, 5.0, parents=(0, 1)))
+    sim = make_sim([spec])
+    sim.run_until(15.0)
+    # stage 0 is done, stage 1 still runs: stage 2 is not runnable, so nothing is pending
+    assert (sim.running_tasks, sim.pending_tasks) == (1, 0)
+    sim.run_until(29.9)
+    assert (sim.running_tasks, sim.pending_tasks) == (1, 0)
+    assert finished(sim) == {0: 35.0}
+
+
+def test_fifo_a_later_job_waits_for_the_pending_tasks_of_an_earlier_one() -> None:
+    a = job(0, stage(0, 3, 10.0))
+    b = job(1, stage(0, 1, 10.0), arrival=5.0)
+    sim = make_sim([a, b], workers=1)
+    sim.run_until(6.0)
+    assert (sim.running_tasks, sim.pending_tasks) == (1, 3)
+    assert finished(sim) == {0: 30.0, 1: 40.0}
+
+
+def test_fifo_a_later_job_uses_cores_the_earlier_one_cannot_use() -> None:
+    """Spark's FIFO: the first job's runnable stages go first, but cores it cannot use now
+    (its next stage waits for a parent) go to the next job."""
+    a = job(0, stage(0, 1, 10.0), stage(1, 1, 10.0, parents=(0,)))
+    b = job(1, stage(0, 1, 5.0), arrival=1.0)
+    sim = make_sim([a, b])
+    assert finished(sim) == {0: 20.0, 1: 6.0}
+
+
+def test_fifo_order_follows_arrival_not_the_order_jobs_are_given() -> None:
+    late = job(1, stage(0, 1, 10.0), arrival=2.0)
+    early = job(0, stage(0, 2, 10.0), arrival=1.0)
+    sim = make_sim([late, early], workers=1)
+    assert finished(sim) == {0: 21.0, 1: 31.0}
+
+
+def test_driver_phase_delays_the_first_stage_and_uses_no_worker() -> None:
+    spec = job(0, stage(0, 2, 10.0), driver_s=7.0)
+    sim = make_sim([spec])
+    sim.run_until(6.0)
+    assert (sim.running_tasks, sim.pending_tasks) == (0, 0)
+    assert finished(sim) == {0: 17.0}
+
+
+def test_a_driver_only_job_finishes_when_its_driver_does() -> None:
+    sim = make_sim([job(0, driver_s=5.0)])
+    assert finished(sim, 100.0) == {0: 5.0}
+    assert sim.idle
+
+
+def test_job_result_fields_and_missed_deadline() -> None:
+    jobs = [
+        job(0, stage(0, 2, 10.0), arrival=5.0, deadline_s=15.0, size_gb=2.0),
+        job(1, stage(0, 2, 10.0), arrival=5.0, deadline_s=20.0),
+        job(2, stage(0, 2, 10.0), arrival=5.0),
+    ]
+    sim = make_sim(jobs, workers=6)
+    sim.run_until(FOREVER)
+    results = {r.id: r for r in sim.results}
+    r0 = results[0]
+    assert (r0.name, r0.arrival, r0.started, r0.finished) == ("job0", 5.0, 5.0, 15.0)
+    assert (r0.deadline_s, r0.size_gb, r0.duration_s) == (15.0, 2.0, 10.0)
+    assert not r0.missed  # exactly on the deadline is in time
+    assert JobResult(9, "x", 0.0, 0.0, 15.1, 15.0, 0.0).missed
+    assert not results[1].missed
+    assert not results[2].missed  # no deadline, never missed
+
+
+# ---------------------------------------------------------------------------------- workers
+def test_launch_provisions_for_the_configured_delay_then_takes_tasks() -> None:
+    sim = make_sim([job(0, stage(0, 2, 10.0))], workers=0, provisioning=(60.0, 60.0))
+    sim.run_until(0.0)
+    new = sim.launch(2)
+    assert len(new) == 2 and set(new) == set(sim.workers)
+    state = sim.cluster_state()
+    assert (state.provisioning_workers, state.alive_workers) == (2, 0)
+    assert all(w.state == "PROVISIONING" for w in state.workers)
+    sim.run_until(59.99)
+    assert sim.cluster_state().provisioning_workers == 2
+    assert (sim.running_tasks, sim.pending_tasks) == (0, 2)
+    sim.run_until(60.0)
+    state = sim.cluster_state()
+    assert (state.provisioning_workers, state.alive_workers) == (0, 2)
+    assert (sim.running_tasks, sim.pending_tasks) == (2, 0)
+    assert finished(sim) == {0: 70.0}
+
+
+def test_provisioning_presets_and_random_delays_stay_in_their_range() -> None:
+    assert PROVISIONING_PRESETS["vm"] == (60.0, 120.0)
+    sim = SimCluster([], initial_workers=0, provisioning="vm", seed=1)
+    sim.launch(200)
+    ready = [w.ready_at for w in sim.workers.values()]
+    assert min(ready) >= 60.0 and max(ready) <= 120.0
+    assert max(ready) - min(ready) > 50.0  # really spread, not a constant
+    local = SimCluster([], initial_workers=0, provisioning="local", seed=1)
+    local.launch(50)
+    low, high = PROVISIONING_PRESETS["local"]
+    assert all(low <= w.ready_at <= high for w in local.workers.values())
+
+
+def test_a_worker_launched_with_no_delay_takes_the_backlog() -> None:
+    sim = make_sim([job(0, stage(0, 1, 10.0))], workers=0, provisioning=(0.0, 0.0))
+    sim.run_until(1.0)
+    sim.launch(1)
+    assert finished(sim, 100.0) == {0: 11.0}
+
+
+def test_pending_running_and_backlog_since_over_time() -> None:
+    sim = make_sim([job(0, stage(0, 3, 10.0), arrival=5.0)], workers=1)
+    timeline = []
+    for t in (1.0, 6.0, 16.0, 26.0, 36.0):
+        sim.run_until(t)
+        timeline.append((t, sim.pending_tasks, sim.running_tasks, sim.backlog_since))
+    assert timeline == [
+        (1.0, 0, 0, None),
+        (6.0, 2, 1, 5.0),
+        (16.0, 1, 1, 5.0),  # the backlog is as old as its first pending task
+        (26.0, 0, 1, None),
+        (36.0, 0, 0, None),
+    ]
+
+
+def test_graceful_decommission_of_a_busy_worker_drains_it_without_losing_work() -> None:
+    sim = make_sim([job(0, stage(0, 5, 10.0))])
+    sim.run_until(5.0)
+    leaving, staying = worker_ids(sim)
+    sim.decommission([leaving], timeout=1000.0)
+    state = sim.cluster_state()
+    assert (state.alive_workers, state.decommissioning_workers) == (1, 1)
+    assert sim.workers[leaving].state == "DECOMMISSIONED"
+    sim.run_until(10.0)  # its task ends: it leaves instead of taking the next one
+    assert leaving not in sim.workers
+    assert sim.gone[-1].id == leaving and sim.gone[-1].gone_at == 10.0
+    assert sim.workers[staying].busy == 1
+    # 3 tasks left for the one worker: 10-20, 20-30, 30-40
+    assert finished(sim) == {0: 40.0}
+    assert sim.lost_task_seconds == 0.0
+
+
+def test_decommission_timeout_shorter_than_the_task_reruns_it_elsewhere() -> None:
+    sim = make_sim([job(0, stage(0, 2, 100.0))])
+    sim.run_until(10.0)
+    leaving, _ = worker_ids(sim)
+    sim.decommission([leaving], timeout=20.0)
+    sim.run_until(29.9)
+    assert leaving in sim.workers
+    sim.run_until(30.0)
+    assert leaving not in sim.workers
+    assert sim.lost_task_seconds == 30.0  # ran 0-30, then killed
+    assert (sim.running_tasks, sim.pending_tasks) == (1, 1)
+    # without the decommission both finish at 100; now the lost task re-runs 100-200
+    assert finished(sim) == {0: 200.0}
+
+
+def test_decommission_of_a_provisioning_or_idle_worker_removes_it_at_once() -> None:
+    sim = make_sim([], workers=2)
+    sim.run_until(10.0)
+    [booting] = sim.launch(1)
+    idle = worker_ids(sim)[0]
+    sim.run_until(20.0)
+    sim.decommission([booting, idle], timeout=1000.0)
+    assert booting not in sim.workers and idle not in sim.workers
+    assert {w.id: w.gone_at for w in sim.gone} == {booting: 20.0, idle: 20.0}
+    assert sim.cluster_state().alive_workers == 1
+    sim.run_until(200.0)  # the cancelled worker never comes up
+    assert len(sim.workers) == 1
+
+
+def _map_reduce() -> JobSpec:
+    return job(0, stage(0, 2, 10.0), stage(1, 4, 10.0, parents=(0,)))
+
+
+def test_map_reduce_reference_time() -> None:
+    assert finished(make_sim([_map_reduce()])) == {0: 30.0}
+
+
+def test_abrupt_loss_recomputes_the_map_output_a_running_reduce_needs() -> None:
+    """Maps 0-10 on both workers; reduces start at 10. At 15 one worker dies: its running
+    reduce (5 s of work) and its map output are lost. The survivor ends its reduce at 20,
+    re-runs the lost map 20-30, then the three remaining reduces 30-60."""
+    sim = make_sim([_map_reduce()])
+    sim.run_until(15.0)
+    victim = sim.jobs[0].stages[0].output_on[0]
+    sim.fail_worker(victim)
+    assert victim not in sim.workers
+    assert (sim.running_tasks, sim.pending_tasks) == (1, 1)  # the map; the reduces must wait
+    assert finished(sim) == {0: 60.0}
+    assert sim.lost_task_seconds == 5.0
+
+
+def test_graceful_decommission_keeps_the_map_output() -> None:
+    """The same moment, gracefully: the worker finishes its reduce at 20 and leaves with its
+    shuffle output migrated; the survivor runs the two remaining reduces 20-40."""
+    sim = make_sim([_map_reduce()])
+    sim.run_until(15.0)
+    victim = sim.jobs[0].stages[0].output_on[0]
+    sim.decommission([victim], timeout=1000.0)
+    assert finished(sim) == {0: 40.0}
+    assert sim.lost_task_seconds == 0.0
+
+
+def test_abrupt_loss_of_an_idle_worker_after_the_job_needs_no_recompute() -> None:
+    """Map output whose consumers are all done is not needed any more."""
+    spec = job(0, stage(0, 2, 10.0), stage(1, 1, 10.0, parents=(0,)), stage(2, 1, 10.0, (1,)))
+    sim = make_sim([spec])
+    sim.run_until(25.0)  # stage 2 runs; stage 0's output is no longer needed
+    holders = set(sim.jobs[0].stages[0].output_on.values())
+    idle = next(w for w in holders if not sim.workers[w].busy)
+    sim.fail_worker(idle)
+    assert finished(sim) == {0: 30.0}
+
+
+def test_worker_seconds_bill_from_launch_request_until_gone() -> None:
+    sim = make_sim([], workers=1)
+    sim.run_until(100.0)
+    [extra] = sim.launch(1)
+    sim.run_until(300.0)  # ALIVE at 160, idle since
+    sim.decommission([extra], timeout=60.0)
+    sim.run_until(400.0)
+    assert sim.worker_seconds() == pytest.approx(400.0 + 200.0)
+    [cancelled] = sim.launch(1)
+    sim.run_until(430.0)
+    sim.decommission([cancelled], timeout=60.0)  # still provisioning: billed 30 s
+    sim.run_until(500.0)
+    assert sim.worker_seconds() == pytest.approx(500.0 + 200.0 + 30.0)
+
+
+def test_worker_seconds_of_a_draining_worker_run_until_it_leaves() -> None:
+    sim = make_sim([job(0, stage(0, 2, 50.0))])
+    sim.run_until(10.0)
+    sim.decommission([worker_ids(sim)[0]], timeout=1000.0)
+    sim.run_until(100.0)  # it leaves at 50
+    assert sim.worker_seconds() == pytest.approx(100.0 + 50.0)
+
+
+# ---------------------------------------------------------------------------------- waves
+def test_fresh_first_and_rest_waves_on_one_core() -> None:
+    """One one-core worker: stage 0 (3 tasks) = fresh 2*10+1, rest 10, rest 10 = 41;
+    stage 1 (2 tasks, child) = first 2*10, rest 10 = 30; the job ends at 71."""
+    d = {"first_wave_factor": 2.0, "fresh_extra_s": 1.0}
+    spec = job(0, stage(0, 3, 10.0, **d), stage(1, 2, 10.0, parents=(0,), **d))
+    sim = make_sim([spec], workers=1)
+    sim.run_until(21.0)
+    assert sim.jobs[0].stages[0].done == 1
+    assert finished(sim) == {0: 71.0}
+
+
+def test_fresh_first_and_rest_waves_on_two_cores() -> None:
+    """One two-core worker: stage 0 (4 tasks) = two fresh tasks side by side (21), then two
+    rest tasks (10): 31; stage 1 (2 tasks) = two first-wave tasks side by side (20): 51."""
+    d = {"first_wave_factor": 2.0, "fresh_extra_s": 1.0}
+    spec = job(0, stage(0, 4, 10.0, **d), stage(1, 2, 10.0, parents=(0,), **d))
+    sim = make_sim([spec], workers=1, cores_per_worker=2)
+    assert finished(sim) == {0: 51.0}
+
+
+# ---------------------------------------------------------------------------------- features
+def test_features_are_zero_on_an_idle_cluster() -> None:
+    sim = make_sim([], workers=3)
+    sim.run_until(50.0)
+    assert sim.features().as_tuple() == (0.0,) * 6
+    assert make_sim([], workers=0).features().as_tuple() == (0.0,) * 6
+
+
+def test_features_follow_the_busy_slots_and_stage_kinds() -> None:
+    """4 one-core workers of 1024 MB, a 1 GB job: map (2 tasks, writes shuffle) then reduce
+    (1 task, reads it)."""
+    spec = job(0, stage(0, 2, 10.0), stage(1, 1, 10.0, parents=(0,)), size_gb=1.0)
+    sim = make_sim([spec], workers=4)
+    sim.run_until(5.0)
+    f = sim.features()
+    assert f.cu == pytest.approx(90.0 * 2 / 4)
+    assert f.cs == pytest.approx(6.0 * 2 / 4)
+    assert f.mt == pytest.approx(100.0 * 512 / 4096)  # half the input cached
+    assert f.ma == pytest.approx(100.0 * 0.3 * 1024 * 2 / 4096)
+    assert (f.bi, f.bo) == (0.0, pytest.approx(50.0 * 2 / 4))
+    sim.run_until(15.0)
+    f = sim.features()
+    assert f.cu == pytest.approx(90.0 * 1 / 4)
+    assert (f.bi, f.bo) == (pytest.approx(50.0 * 1 / 4), 0.0)
+    sim.run_until(25.0)
+    assert sim.features().as_tuple() == (0.0,) * 6
+
+
+def test_features_stay_percentages_while_busy_workers_drain() -> None:
+    sim = make_sim([job(0, stage(0, 3, 100.0))], workers=3)
+    sim.run_until(1.0)
+    sim.decommission(worker_ids(sim)[:2], timeout=1000.0)
+    sim.run_until(2.0)
+    assert all(0.0 <= v <= 100.0 for v in sim.features().as_tuple()), sim.features()
+
+
+# ---------------------------------------------------------------------------------- backend
+def test_sim_observer_reports_the_same_fields_as_the_real_cluster() -> None:
+    spec = job(0, stage(0, 3, 10.0), deadline_s=100.0, size_gb=2.0)
+    sim = make_sim([spec], workers=1)
+    observer = SimObserver(sim, default_deadline_s=500.0)
+    backend = SimulatedBackend(sim)
+    sim.run_until(0.0)
+    backend.launch(1)  # provisioning 60 s
+    SimClock(sim).sleep(5.0)
+    obs = observer.observe()
+    assert obs.time == sim.start_epoch + 5.0
+    assert (obs.cluster.alive_workers, obs.cluster.provisioning_workers, obs.workers) == (1, 1, 2)
+    assert (obs.running_tasks, obs.pending_tasks, obs.backlog_age_s) == (1, 2, 5.0)
+    assert obs.deadline_s == 100.0
+    assert obs.oldest_job_elapsed_s == 5.0
+    assert obs.input_bytes == 2e9
+    assert obs.features == sim.features()
+    assert not obs.stale
+    assert backend.scale_outs == 1 and len(backend.workers()) == 2
+
+    SimClock(sim).sleep(100.0)  # job done at 30
+    obs = observer.observe()
+    assert (obs.pending_tasks, obs.running_tasks, obs.backlog_age_s) == (0, 0, 0.0)
+    assert obs.deadline_s == 500.0  # no job: the configured default
+    assert obs.input_bytes is None and obs.oldest_job_elapsed_s is None
+    idle = {w.id: w.idle_s for w in obs.cluster.workers}
+    assert sorted(idle.values()) == [45.0, 75.0]  # idle since 60 (new one) and since 30
+    backend.decommission([w.id for w in obs.cluster.workers], 10.0)
+    assert backend.scale_ins == 1 and backend.workers() == []
+
+
+def test_sim_clock_sleep_runs_the_simulation_forward() -> None:
+    sim = make_sim([job(0, stage(0, 1, 10.0), arrival=3.0)], workers=1)
+    clock = SimClock(sim)
+    assert clock.now() == sim.start_epoch
+    clock.sleep(2.0)
+    assert sim.now == 2.0 and not sim.results
+    clock.sleep(-5.0)  # never backwards
+    assert sim.now == 2.0
+    clock.sleep(11.0)
+    assert clock.now() == sim.start_epoch + 13.0
+    assert [r.finished for r in sim.results] == [13.0]
+
+
+# ---------------------------------------------------------------------------------- seeds
+def _noisy_run(seed: int) -> tuple[list[JobResult], float, float]:
+    noisy = FixedDurations(5.0, noise=0.3, first_wave_factor=1.5, fresh_extra_s=1.0)
+    jobs = [
+        JobSpec(
+            i,
+            f"j{i}",
+            20.0 * i,
+            (Stage(0, 12, noisy), Stage(1, 4, noisy, (0,))),
+        )
+        for i in range(6)
+    ]
+    sim = SimCluster(jobs, initial_workers=2, provisioning="vm", seed=seed)
+    sim.run_until(10.0)
+    sim.launch(3)
+    sim.run_until(100.0)
+    sim.fail_worker(sorted(sim.workers)[0])
+    sim.run_until(FOREVER)
+    return sim.results, sim.lost_task_seconds, sim.worker_seconds()
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not() -> None:
+    first = _noisy_run(3)
+    assert len(first[0]) == 6
+    assert _noisy_run(3) == first
+    assert _noisy_run(4) != first
