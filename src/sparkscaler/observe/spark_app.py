@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,7 @@ class AppClient:
         host: str,
         ports: list[int],
         timeout_s: float = 2.0,
-        reprobe_s: float = 5.0,
+        reprobe_s: float = 1.0,
     ) -> None:
         self.host = host
         self.ports = ports
@@ -130,17 +131,25 @@ class AppClient:
         return response.json()
 
     def _probe(self) -> None:
-        """Ask every candidate UI port which applications it serves."""
+        """Ask every candidate UI port, all at once, which applications it serves.
+
+        At once, because a driver that is still starting can take seconds to answer, and a
+        new application's backlog is exactly what the autoscaler must not see late.
+        """
         self._last_probe = time.monotonic()
-        found: dict[str, str] = {}
-        for port in self.ports:
+
+        def ask(port: int) -> tuple[str, Any]:
             base = f"http://{self.host}:{port}/api/v1"
             try:
-                apps = self._get(f"{base}/applications")
+                return base, self._get(f"{base}/applications")
             except (httpx.HTTPError, ValueError):
-                continue
-            for app in apps if isinstance(apps, list) else []:
-                found[app["id"]] = base
+                return base, []
+
+        found: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=len(self.ports) or 1) as pool:
+            for base, apps in pool.map(ask, self.ports):
+                for app in apps if isinstance(apps, list) else []:
+                    found[app["id"]] = base
         self._urls = found
 
     def url_of(self, app_id: str) -> str | None:
