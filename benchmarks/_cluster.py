@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ from sparkscaler.backends.local import LocalCluster
 from sparkscaler.config import Config
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# A benchmark stopped with SIGTERM unwinds like Ctrl-C, so its cluster is stopped on the way out.
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _free_port() -> int:

@@ -34,7 +34,7 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import WorkerInfo
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
-from sparkscaler.processes import port_free, signals_deferred, terminate_groups
+from sparkscaler.processes import port_free, signals_deferred, terminate_groups, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -429,12 +429,7 @@ class LocalCluster:
 
     def wait_drained(self, timeout: float) -> bool:
         """Block until no decommission is pending (for the CLI); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._pending_decommissions():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.5)
-        return True
+        return wait_until(lambda: not self._pending_decommissions(), timeout)
 
     def _forget(self, procs: dict[str, ManagedProcess]) -> None:
         with self._transaction() as record:

@@ -12,7 +12,7 @@ from pathlib import Path
 from sparkscaler.backends.local import app_properties, spark_home, write_properties
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import DEADLINE_PROPERTY
-from sparkscaler.processes import signals_deferred, terminate_groups
+from sparkscaler.processes import signals_deferred, terminate_groups, wait_until
 from sparkscaler.workloads import jobs
 
 
@@ -93,12 +93,8 @@ class JobSubmitter:
         return [j for j in self.jobs if not j.poll()]
 
     def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.running():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.5)
-        return True
+        """Block until every submitted driver has exited; False on timeout."""
+        return wait_until(lambda: not self.running(), timeout)
 
     def stop_all(self, grace_s: float = 10.0) -> None:
         """Stop every driver still running (its process group: JVM and Python)."""
