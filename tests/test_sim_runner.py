@@ -97,6 +97,11 @@ def test_parse_duration_errors_name_the_valid_forms(text: str) -> None:
 
 def test_parse_jobs(tmp_path: Path) -> None:
     assert isinstance(parse_jobs("synthetic"), SyntheticJobs)
+    for size in ("2g", "10g"):
+        (tmp_path / size).mkdir()
+        np.save(tmp_path / size / "adj_mat_1.npy", np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="no TPC-H profiles of size 5g; it has 10g, 2g"):
+        parse_jobs(f"tpch:{tmp_path},sizes=2g+5g")
     tpch = parse_jobs(f"tpch:{tmp_path},sizes=2g+10g")
     assert isinstance(tpch, TpchJobs)
     assert (tpch.directory, list(tpch.sizes or [])) == (tmp_path, ["2g", "10g"])

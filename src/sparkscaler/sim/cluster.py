@@ -133,6 +133,7 @@ class SimCluster:
         self.start_epoch = start_epoch
         self.now = 0.0
         self.workers: dict[str, SimWorker] = {}
+        self.free_workers: dict[str, SimWorker] = {}  # ALIVE with a free core, kept as we go
         self.gone: list[SimWorker] = []
         self.jobs: dict[int, JobState] = {}
         self.active: list[int] = []
@@ -188,6 +189,7 @@ class SimCluster:
                 worker.state, worker.idle_since = "ALIVE", self.now
                 self.free_slots += worker.cores
                 self.alive_slots += worker.cores
+                self.free_workers[worker.id] = worker
         elif kind == "timeout":
             worker = self.workers.get(payload)  # type: ignore[arg-type]
             if worker is not None and worker.state == "DECOMMISSIONED":
@@ -207,6 +209,7 @@ class SimCluster:
             worker.state, worker.idle_since = "ALIVE", self.now
             self.free_slots += worker.cores
             self.alive_slots += worker.cores
+            self.free_workers[worker.id] = worker
         else:
             self._push(ready_at, "ready", worker.id)
         return worker
@@ -229,6 +232,7 @@ class SimCluster:
             elif worker.state == "ALIVE":
                 self.free_slots -= worker.cores - worker.busy
                 self.alive_slots -= worker.cores
+                self.free_workers.pop(worker.id, None)
                 worker.state, worker.decommission_deadline = "DECOMMISSIONED", self.now + timeout
                 self._push(self.now + timeout, "timeout", worker.id)
 
@@ -241,6 +245,7 @@ class SimCluster:
         if worker.state == "ALIVE":
             self.free_slots -= worker.cores - worker.busy
             self.alive_slots -= worker.cores
+        self.free_workers.pop(worker.id, None)
         for key in list(worker.running):
             self._lose_task(worker, key)
         worker.state, worker.gone_at, worker.busy = "GONE", self.now, 0
@@ -309,6 +314,7 @@ class SimCluster:
         self.running_tasks -= 1
         if worker.state == "ALIVE":
             self.free_slots += 1
+            self.free_workers[worker_id] = worker
         if not worker.busy:
             worker.idle_since = self.now
         job = self.jobs[job_id]
@@ -370,7 +376,7 @@ class SimCluster:
         """FIFO across jobs: the oldest job's runnable stages take free cores first."""
         if not self.pending_tasks or not self.free_slots:
             return
-        free = [w for w in self.workers.values() if w.state == "ALIVE" and w.busy < w.cores]
+        free = self.free_workers
         unclaimed = self.free_slots
         for job_id in self.active:
             job = self.jobs[job_id]
@@ -387,18 +393,17 @@ class SimCluster:
             for stage in runnable:
                 state = job.stages[stage.id]
                 while state.pending and free:
-                    worker = free[-1]
-                    self._start(worker, job_id, stage, state.pending.popleft(), executors)
-                    if worker.busy >= worker.cores:
-                        free.pop()
+                    worker = next(reversed(free.values()))
+                    self._start(worker, job, stage, state.pending.popleft(), executors)
                 if not free:
                     self._backlog_changed()
                     return
         self._backlog_changed()
 
     def _start(
-        self, worker: SimWorker, job_id: int, stage: Stage, task: int, executors: int
+        self, worker: SimWorker, job: JobState, stage: Stage, task: int, executors: int
     ) -> None:
+        job_id = job.spec.id
         start = self.now
         if job_id not in worker.executor_ready:
             low, high = self.executor_startup_s
@@ -420,11 +425,12 @@ class SimCluster:
         key = (job_id, stage.id, task, attempt)
         worker.running.add(key)
         worker.busy += 1
+        if worker.busy >= worker.cores:
+            del self.free_workers[worker.id]
         self.running_tasks += 1
         self.pending_tasks -= 1
         self.free_slots -= 1
         self._task_start[attempt] = start
-        job = self.jobs[job_id]
         job.stages[stage.id].running += 1
         job.running += 1
         heapq.heappush(
@@ -439,25 +445,22 @@ class SimCluster:
 
     # ------------------------------------------------------------------ observation
     def worker_infos(self) -> tuple[WorkerInfo, ...]:
-        infos = []
-        for w in self.workers.values():
-            state = "DECOMMISSIONED" if w.state == "DECOMMISSIONED" else w.state
-            idle = 0.0 if w.busy or w.state != "ALIVE" else self.now - w.idle_since
-            infos.append(
-                WorkerInfo(
-                    w.id,
-                    w.id,
-                    0,
-                    state,
-                    w.cores,
-                    w.busy,
-                    w.memory_mb,
-                    w.memory_mb if w.busy else 0,
-                    idle,
-                    running_tasks=w.busy,
-                )
+        now = self.now
+        return tuple(
+            WorkerInfo(
+                w.id,
+                w.id,
+                0,
+                w.state,
+                w.cores,
+                w.busy,
+                w.memory_mb,
+                w.memory_mb if w.busy else 0,
+                now - w.idle_since if w.state == "ALIVE" and not w.busy else 0.0,
+                running_tasks=w.busy,
             )
-        return tuple(infos)
+            for w in self.workers.values()
+        )
 
     def cluster_state(self) -> ClusterState:
         return ClusterState(workers=self.worker_infos())

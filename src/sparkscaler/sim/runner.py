@@ -22,7 +22,14 @@ from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals
 from sparkscaler.sim.cluster import JobResult, SimCluster
 from sparkscaler.sim.runtime_model import RuntimeModel
-from sparkscaler.sim.workload import JobSource, ModelJobs, SyntheticJobs, TpchJobs, make_workload
+from sparkscaler.sim.workload import (
+    JobSource,
+    ModelJobs,
+    SyntheticJobs,
+    TpchJobs,
+    make_workload,
+    tpch_queries,
+)
 from sparkscaler.store import Store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -47,6 +54,13 @@ def parse_jobs(spec: str) -> JobSource:
         return SyntheticJobs()
     if kind == "tpch" and path:
         sizes = opts["sizes"].split("+") if "sizes" in opts else None
+        present = {size for _, size in tpch_queries(Path(path))}
+        missing = sorted(set(sizes or ()) - present)
+        if missing:
+            raise ValueError(
+                f"{path} has no TPC-H profiles of size {', '.join(missing)}; "
+                f"it has {', '.join(sorted(present))}"
+            )
         return TpchJobs(Path(path), sizes)
     if kind == "model" and path:
         low, _, high = opts.get("sizes", "0.5-3").partition("-")
@@ -124,6 +138,7 @@ def simulate(
         rng,
         deadline_factor=deadline_factor,
         deadline_s=deadline_s or config.deadline_s,
+        slots=config.scaling.max_workers * config.cluster.worker_cores,
     )
     sim = SimCluster(
         workload,

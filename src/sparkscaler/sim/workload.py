@@ -318,16 +318,18 @@ def make_workload(
     rng: np.random.Generator,
     deadline_factor: float | None = None,
     deadline_s: float | None = None,
+    slots: int | None = None,
 ) -> list[JobSpec]:
     """One job per arrival. A job's deadline is either fixed (``deadline_s``) or
-    ``deadline_factor`` times its duration on an idle cluster of one worker per task wave
-    (its profile's wave estimate with as many slots as its widest stage)."""
+    ``deadline_factor`` times its duration alone on the largest cluster allowed (its wave
+    estimate on ``slots`` executor slots, or on as many as its widest stage when that is
+    fewer), so that a cluster that grows in time can meet every deadline."""
     workload = []
-    for i, (arrival, _weight) in enumerate(zip(arrivals.times, arrivals.weights, strict=True)):
+    for i, arrival in enumerate(arrivals.times):
         job = jobs.sample(rng)
         deadline = deadline_s
         if deadline is None and deadline_factor is not None:
             widest = max((s.num_tasks for s in job.stages), default=1)
-            deadline = deadline_factor * wave_estimate(job, widest)
+            deadline = deadline_factor * wave_estimate(job, min(widest, slots or widest))
         workload.append(job.with_arrival(i, float(arrival), deadline))
     return workload
