@@ -58,7 +58,7 @@ def week(days: float, interval_s: float = 30.0) -> dict[str, float | str]:
             "scaling": {
                 "min_workers": 2,
                 "max_workers": 100,
-                "interval_s": 30,
+                "interval_s": interval_s,
                 "scale_out_cooldown_s": 60,
                 "scale_in_cooldown_s": 120,
                 "scale_in_stabilization_s": 300,
