@@ -65,7 +65,11 @@ class AppInfo:
 
 @dataclass(frozen=True)
 class ClusterState:
-    """The master's view of the cluster at one instant."""
+    """The master's view of the cluster at one instant.
+
+    Its totals are cached: the store, the guard and the policy each read them every decision,
+    and a simulated cluster has a hundred workers to add up.
+    """
 
     workers: tuple[WorkerInfo, ...] = ()
     active_apps: tuple[AppInfo, ...] = ()
@@ -77,36 +81,36 @@ class ClusterState:
         """Cached: the summary, the guard and the policies all ask for it every decision."""
         return tuple(w for w in self.workers if w.serving)
 
-    @property
+    @cached_property
     def alive_workers(self) -> int:
         return len(self.alive)
 
-    @property
+    @cached_property
     def provisioning_workers(self) -> int:
         """Workers asked for but not yet ALIVE (a VM booting); they count towards the size."""
         return sum(1 for w in self.workers if w.state == "PROVISIONING")
 
-    @property
+    @cached_property
     def decommissioning_workers(self) -> int:
         return sum(1 for w in self.workers if w.state == "DECOMMISSIONED")
 
-    @property
+    @cached_property
     def cores_total(self) -> int:
         return sum(w.cores for w in self.alive)
 
-    @property
+    @cached_property
     def cores_used(self) -> int:
         return sum(w.cores_used for w in self.alive)
 
-    @property
+    @cached_property
     def memory_total_mb(self) -> int:
         return sum(w.memory_mb for w in self.alive)
 
-    @property
+    @cached_property
     def memory_used_mb(self) -> int:
         return sum(w.memory_used_mb for w in self.alive)
 
-    @property
+    @cached_property
     def cores_per_worker(self) -> float | None:
         """Mean cores of the serving workers, or None for an empty cluster."""
         alive = self.alive
