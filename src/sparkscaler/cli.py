@@ -42,7 +42,7 @@ app = typer.Typer(
 )
 cluster_app = typer.Typer(help="Start, inspect, resize and stop the local Spark cluster.")
 app.add_typer(cluster_app, name="cluster")
-console = Console()
+console = Console(soft_wrap=True)  # a path must not be split across lines
 err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
