@@ -7,9 +7,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.policies.dataproc import DataprocPolicy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
+from sparkscaler.policies.hpa import HpaPolicy
+from sparkscaler.policies.planner import PlannerPolicy
+from sparkscaler.policies.regression import RegressionPolicy
+from sparkscaler.policies.static import StaticPolicy
 
-POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (DynamicAllocationPolicy,)}
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (
+        StaticPolicy,
+        HpaPolicy,
+        DynamicAllocationPolicy,
+        DataprocPolicy,
+        RegressionPolicy,
+        PlannerPolicy,
+    )
+}
 
 
 def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
