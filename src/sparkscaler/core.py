@@ -185,6 +185,16 @@ class Observation:
         return time_features(self.time)[2]
 
     @property
+    def job_running(self) -> bool:
+        """Whether any job is in the cluster, by any sign the observation carries."""
+        return (
+            self.oldest_job_elapsed_s is not None
+            or self.running_tasks > 0
+            or self.pending_tasks > 0
+            or self.input_bytes is not None
+        )
+
+    @property
     def workers(self) -> int:
         """The cluster's size: ALIVE workers plus those being provisioned, as HPA counts pods
         that are not ready yet, so that a slow boot does not make the controller launch twice.

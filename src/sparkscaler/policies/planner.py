@@ -63,15 +63,6 @@ class PlannerParams(PolicyParams):
     )
 
 
-def _job_running(obs: Observation) -> bool:
-    return (
-        obs.oldest_job_elapsed_s is not None
-        or obs.running_tasks > 0
-        or obs.pending_tasks > 0
-        or obs.input_bytes is not None
-    )
-
-
 class PlannerPolicy(Policy):
     name = "planner"
     Params = PlannerParams
@@ -135,7 +126,7 @@ class PlannerPolicy(Policy):
     def decide(self, observation: Observation) -> Decision:
         obs, p = observation, self.params
         floor = max(0, obs.min_workers)
-        if not _job_running(obs):
+        if not obs.job_running:
             return self._make(floor, f"no job running: {floor} (min workers)")
         top = obs.max_workers if obs.max_workers is not None else p.max_workers
         if top < 1:

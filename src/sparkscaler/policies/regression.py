@@ -147,15 +147,6 @@ def _version_tag(source: str, n_runs: int, coef: Sequence[float]) -> str:
     return f"{source}-{n_runs}runs-{digest}"
 
 
-def _job_running(obs: Observation) -> bool:
-    return (
-        obs.oldest_job_elapsed_s is not None
-        or obs.running_tasks > 0
-        or obs.pending_tasks > 0
-        or obs.input_bytes is not None
-    )
-
-
 class RegressionPolicy(Policy):
     """The paper's LR baseline; ``fit``/``fit_runs`` replace the published coefficients."""
 
@@ -275,7 +266,7 @@ class RegressionPolicy(Policy):
     def decide(self, observation: Observation) -> Decision:
         obs = observation
         lower = max(0, obs.min_workers)
-        if not _job_running(obs):
+        if not obs.job_running:
             return self._make(lower, f"no job running: {lower} (min workers)")
         current = obs.workers
         hold = max(lower, current if obs.max_workers is None else min(current, obs.max_workers))
