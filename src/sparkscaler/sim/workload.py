@@ -15,7 +15,7 @@ residual noise, for jobs calibrated from real runs. Every generator is seeded.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -251,7 +251,6 @@ class ModelJobs:
     tasks_per_job: int = 64
     planned_workers: int = 1
     name: str = "model"
-    _counter: Iterator[int] = field(default_factory=lambda: iter(range(1 << 62)))
 
     def make(self, size_gb: float, rng: np.random.Generator) -> JobSpec:
         c0, c1, c2, c3, c4 = (float(c) for c in self.model.coef_)  # type: ignore[attr-defined]
@@ -263,7 +262,7 @@ class ModelJobs:
         stages: tuple[Stage, ...] = ()
         if task_s > 0:
             stages = (Stage(0, self.tasks_per_job, FixedDurations(task_s)),)
-        return JobSpec(next(self._counter), self.name, 0.0, stages, size_gb, None, driver)
+        return JobSpec(0, self.name, 0.0, stages, size_gb, None, driver)
 
     def sample(self, rng: np.random.Generator) -> JobSpec:
         return self.make(float(rng.uniform(*self.sizes_gb)), rng)
