@@ -10,7 +10,7 @@ from sparkscaler.config import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Decision, Observation, WorkerInfo
 from sparkscaler.policies import POLICIES, make_policy
 
-BUILT = {"static", "hpa", "dra", "dataproc", "regression", "planner"}
+BUILT = {"static", "hpa", "dra", "dataproc", "regression", "planner", "predictive"}
 
 
 def _observation() -> Observation:

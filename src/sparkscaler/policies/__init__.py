@@ -11,6 +11,7 @@ from sparkscaler.policies.dataproc import DataprocPolicy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
 from sparkscaler.policies.hpa import HpaPolicy
 from sparkscaler.policies.planner import PlannerPolicy
+from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.policies.regression import RegressionPolicy
 from sparkscaler.policies.static import StaticPolicy
 
@@ -23,6 +24,7 @@ POLICIES: dict[str, type[Policy]] = {
         DataprocPolicy,
         RegressionPolicy,
         PlannerPolicy,
+        PredictivePolicy,
     )
 }
 
