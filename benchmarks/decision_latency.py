@@ -21,7 +21,8 @@ from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.core import Observation
 from sparkscaler.policies import POLICIES, make_policy
 from sparkscaler.policies.planner import PlannerPolicy
-from sparkscaler.sim.arrivals import daily_weekly
+from sparkscaler.policies.predictive import PredictivePolicy
+from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.runtime_model import fit_runs, load_runs
 from sparkscaler.sim.workload import SyntheticJobs, make_workload
@@ -51,8 +52,19 @@ def main() -> None:
     # The planner without a model only says "no runtime model yet": give it the one fitted to
     # this machine's recorded runs, so that what is timed is a real plan.
     model = fit_runs(load_runs(RESULTS / "local_runs.csv"))
+    # Likewise the predictive policy falls back to a reactive rule until it has two days of
+    # history: give it four weeks of daily-pattern demand that end where the observations start.
+    start = observations[0].time
+    past = np.arange(start - 28 * 86400, start, 300.0)
+    demand = 40 * daily_weekly_rate(past - past[0], 1.0) + np.random.default_rng(5).normal(
+        0, 2, len(past)
+    )
+    trained = {
+        "planner": PlannerPolicy(model=model),
+        "predictive": PredictivePolicy().fit_series(past, np.clip(demand, 0, None)),
+    }
     for name in sorted(POLICIES):
-        policy = PlannerPolicy(model=model) if name == "planner" else make_policy(name)
+        policy = trained.get(name) or make_policy(name)
         latencies = []
         for obs in observations:
             started = time.perf_counter_ns()

@@ -10,7 +10,7 @@ from sparkscaler.config import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Decision, Observation, WorkerInfo
 from sparkscaler.policies import POLICIES, make_policy
 
-BUILT = {"static", "hpa", "dra", "dataproc", "regression", "planner", "predictive"}
+BUILT = {"static", "hpa", "dra", "dataproc", "regression", "planner", "predictive", "dqn"}
 
 
 def _observation() -> Observation:
@@ -53,10 +53,11 @@ def test_policy_is_chosen_by_config_and_rejects_unknown_params(name: str) -> Non
     assert any("policy.params.no_such_param" in line for line in error.value.problems)
 
 
-@pytest.mark.parametrize("name", sorted(BUILT))
+# An untrained DQN has no model to save; tests/test_dqn.py saves and loads a trained one.
+@pytest.mark.parametrize("name", sorted(BUILT - {"dqn"}))
 def test_save_and_load_give_the_same_decision(name: str, tmp_path: Path) -> None:
     policy = make_policy(name)
-    path = tmp_path / f"{name}.json"
+    path = tmp_path / f"{name}{POLICIES[name].file_suffix}"
     policy.save(path)
     loaded = POLICIES[name].load(path)
     assert loaded.decide(_observation()).target == make_policy(name).decide(_observation()).target

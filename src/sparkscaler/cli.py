@@ -28,8 +28,8 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config, ConfigError, config_from_dict, load_config
-from sparkscaler.controller import Controller, Step, choose_victims
-from sparkscaler.core import ClusterState
+from sparkscaler.controller import Controller, Step
+from sparkscaler.core import ClusterState, choose_victims
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 cluster_app = typer.Typer(help="Start, inspect, resize and stop the local Spark cluster.")
 app.add_typer(cluster_app, name="cluster")
+train_app = typer.Typer(help="Train learning policies in the simulator.")
+app.add_typer(train_app, name="train")
 console = Console(soft_wrap=True)  # a path must not be split across lines
 err = Console(stderr=True, soft_wrap=True)
 
@@ -466,6 +468,72 @@ def simulate(
         }
         out.write_text(json.dumps(payload))
         console.print(f"wrote {out}")
+
+
+@train_app.command("dqn")
+def train_dqn_command(
+    timesteps: Annotated[
+        int, typer.Option(min=100, help="Environment steps to train for.")
+    ] = 50_000,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Model file (.zip); metadata beside it.")
+    ] = Path("models/dqn.zip"),
+    variant: Annotated[
+        str, typer.Option(help="paper: the OLA 2019 state and reward; improved: ours.")
+    ] = "improved",
+    jobs: Annotated[
+        str, typer.Option("--jobs", "-j", help="Job source: synthetic | tpch:DIR | model:FILE")
+    ] = "synthetic",
+    seed: Annotated[int | None, typer.Option(help="Seed [default: simulation.seed]")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train the DQN agent in sparkscaler/SparkCluster-v0, sized by the config (N, interval, T)."""
+    from sparkscaler.sim.env import EnvConfig
+    from sparkscaler.sim.runner import parse_jobs
+    from sparkscaler.training import train_dqn
+
+    cfg = _load(config)
+    if variant not in ("paper", "improved"):
+        raise _fail(f"--variant must be paper or improved, not {variant!r}", 2)
+    if out.suffix != ".zip":
+        raise _fail(f"--out must end in .zip (got {out})", 2)
+    try:
+        env_config = EnvConfig(
+            max_workers=cfg.scaling.max_workers,
+            min_workers=max(1, cfg.scaling.min_workers),
+            initial_workers=max(1, cfg.scaling.min_workers),
+            cores_per_worker=cfg.cluster.worker_cores,
+            interval_s=cfg.scaling.interval_s,
+            deadline_s=cfg.deadline_s or 300.0,
+            provisioning=cfg.simulation.provisioning,
+            executor_startup_s=cfg.simulation.executor_startup_s,
+            decommission_timeout_s=cfg.scaling.decommission_timeout_s,
+            jobs=parse_jobs(jobs),
+        )
+    except (OSError, ValueError) as error:
+        raise _fail(str(error), 2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _sigterm_as_interrupt():
+        try:
+            result = train_dqn(
+                env_config,
+                variant,
+                timesteps,  # type: ignore[arg-type]
+                cfg.simulation.seed if seed is None else seed,
+                out,
+                progress=True,
+            )
+        except KeyboardInterrupt:
+            raise _fail("interrupted; no model written", 130) from None
+    console.print(
+        f"trained the {variant} DQN for {timesteps} steps ({result.episodes} episodes) in "
+        f"{result.wall_time_s:.1f} s; mean reward of the last 20 episodes "
+        f"{result.final_mean_reward:.3f}"
+    )
+    console.print(
+        f"wrote {result.model_path} and {result.metadata_path}; use it with "
+        f"policy: {{name: dqn, params: {{model_path: {result.model_path}}}}}"
+    )
 
 
 @app.command()

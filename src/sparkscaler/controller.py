@@ -18,7 +18,7 @@ from sparkscaler.backends.base import Backend, BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import Clock
 from sparkscaler.config import Config, ScalingSettings
-from sparkscaler.core import ClusterState, GuardedDecision, Observation
+from sparkscaler.core import GuardedDecision, Observation, choose_victims
 from sparkscaler.guard import Guard
 from sparkscaler.observe.history import EventLogWatcher
 from sparkscaler.observe.observer import Observer, SparkObserver
@@ -38,16 +38,6 @@ class Step:
     acted: bool
     error: str | None
     wall_s: float
-
-
-def choose_victims(cluster: ClusterState, count: int) -> list[str]:
-    """Workers to remove: still-provisioning ones first (nothing to lose), then idle ones
-    (longest idle first), then the least busy."""
-    candidates = [w for w in cluster.workers if w.state in ("PROVISIONING", "ALIVE")]
-    ranked = sorted(
-        candidates, key=lambda w: (w.state != "PROVISIONING", w.cores_used, -w.idle_s, w.id)
-    )
-    return [w.id for w in ranked[:count]]
 
 
 class Controller:

@@ -277,3 +277,13 @@ class JobRecord:
     @property
     def duration_s(self) -> float:
         return self.end_time - self.submit_time
+
+
+def choose_victims(cluster: ClusterState, count: int) -> list[str]:
+    """Workers to remove: still-provisioning ones first (nothing to lose), then idle ones
+    (longest idle first), then the least busy."""
+    candidates = [w for w in cluster.workers if w.state in ("PROVISIONING", "ALIVE")]
+    ranked = sorted(
+        candidates, key=lambda w: (w.state != "PROVISIONING", w.cores_used, -w.idle_s, w.id)
+    )
+    return [w.id for w in ranked[:count]]

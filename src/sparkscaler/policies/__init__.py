@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.dataproc import DataprocPolicy
+from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
 from sparkscaler.policies.hpa import HpaPolicy
 from sparkscaler.policies.planner import PlannerPolicy
@@ -25,6 +26,7 @@ POLICIES: dict[str, type[Policy]] = {
         RegressionPolicy,
         PlannerPolicy,
         PredictivePolicy,
+        DqnPolicy,
     )
 }
 

@@ -28,6 +28,8 @@ class Policy(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[PolicyParams]] = PolicyParams
     version: ClassVar[str] = "1"
+    #: What :meth:`save` writes (a learned model may need its own format).
+    file_suffix: ClassVar[str] = ".json"
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)

@@ -5,10 +5,14 @@ One step is one control interval: the agent picks an action, the simulator runs 
 default the OLA 2019 paper's setting, one job of a random input size that must finish within T;
 or a window of arrivals for continuous load.
 
-Observation (float32, all scaled to about [-1, 1]):
+Observation (float32, all scaled to about [-1, 1]), computed by :func:`observation_vector` from
+the :class:`~sparkscaler.core.Observation` that :class:`~sparkscaler.backends.simulated.SimObserver`
+makes of the simulator, so that a policy trained here maps a live observation the same way:
 ``cu cs mt ma bi bo`` (the paper's six features, /100), workers / N, provisioning / N,
 backlog (pending tasks per slot of N workers, clipped at 1), deadline slack (T - t) / T clipped
-to [-1, 1] (0 with no job), sin and cos of the hour of day, weekday / 6.
+to [-1, 1] (0 with no job), sin and cos of the hour of day, weekday / 6. The calendar is the
+observation's local time (as :func:`sparkscaler.core.time_features`); the simulator's
+``start_epoch`` is a Monday 00:00 UTC, so on a UTC machine simulated time 0 is Monday midnight.
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
 N .. 2N-2 = scale in by 1 .. N-1. A move past the bounds is clipped to them.
@@ -29,15 +33,17 @@ Rewards:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sparkscaler.controller import choose_victims
+from sparkscaler.backends.simulated import SimObserver
+from sparkscaler.core import Observation, choose_victims
 from sparkscaler.sim.arrivals import Arrivals, poisson
 from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, SimCluster
 from sparkscaler.sim.workload import JobSource, SyntheticJobs, make_workload
@@ -58,6 +64,25 @@ OBS_NAMES = (
     "hour_cos",
     "weekday",
 )
+#: The bounds of each feature in :data:`OBS_NAMES` order (the env's observation space).
+OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0], dtype=np.float32)
+OBS_HIGH = np.ones(len(OBS_NAMES), dtype=np.float32)
+#: How each feature is scaled, for the metadata saved beside a trained model.
+OBS_SCALING = {
+    "cu": "percent / 100",
+    "cs": "percent / 100",
+    "mt": "percent / 100",
+    "ma": "percent / 100",
+    "bi": "percent / 100",
+    "bo": "percent / 100",
+    "workers": "ALIVE workers / max_workers",
+    "provisioning": "PROVISIONING workers / max_workers",
+    "backlog": "pending tasks / (max_workers * cores_per_worker), clipped to [0, 1]",
+    "slack": "(deadline_s - oldest_job_elapsed_s) / deadline_s, clipped to [-1, 1]; 0 if unknown",
+    "hour_sin": "sin(2 pi h / 24), h = local hour of day with fraction",
+    "hour_cos": "cos(2 pi h / 24)",
+    "weekday": "local weekday (0 = Monday) / 6",
+}
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,69 @@ class EnvConfig:
         return 2 * (self.max_workers - 1) + 1
 
 
+def config_to_dict(config: EnvConfig) -> dict[str, Any]:
+    """The config as JSON-ready values; ``jobs`` becomes ``{"type": ..., **its fields}``."""
+    data = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "jobs"}
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    jobs = config.jobs
+    described: dict[str, Any] = {"type": type(jobs).__name__}
+    if isinstance(jobs, SyntheticJobs):
+        described |= {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(jobs).items()}
+    elif is_dataclass(jobs):
+        described["repr"] = repr(jobs)[:500]
+    data["jobs"] = described
+    return data
+
+
+def config_from_dict(data: dict[str, Any], jobs: JobSource | None = None) -> EnvConfig:
+    """Rebuild a config written by :func:`config_to_dict`. Only :class:`SyntheticJobs` can be
+    rebuilt from its description; pass ``jobs`` for any other source (or when the jobs do not
+    matter, as to a policy that only maps observations)."""
+    values = {k: v for k, v in data.items() if k != "jobs"}
+    for name in ("executor_startup_s", "provisioning"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    if jobs is None:
+        described = dict(data.get("jobs") or {"type": "SyntheticJobs"})
+        if described.pop("type") != "SyntheticJobs":
+            raise ValueError(f"cannot rebuild the job source {data['jobs']!r}: pass jobs=")
+        jobs = SyntheticJobs(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in described.items()}
+        )
+    return EnvConfig(**values, jobs=jobs)
+
+
+def deadline_slack(obs: Observation) -> float:
+    """(T - t) / T of the oldest running job, clipped to [-1, 1]; 0 without a job or deadline."""
+    if not obs.deadline_s or obs.oldest_job_elapsed_s is None:
+        return 0.0
+    return float(np.clip((obs.deadline_s - obs.oldest_job_elapsed_s) / obs.deadline_s, -1.0, 1.0))
+
+
+def observation_vector(obs: Observation, config: EnvConfig) -> np.ndarray:
+    """The env's observation (float32, :data:`OBS_NAMES` order) of one :class:`Observation`.
+
+    The one mapping from what a policy sees to what the network sees: the env calls it on the
+    simulator's :class:`SimObserver` observation, a trained policy on the live one. N, the
+    cores per worker for the backlog, come from ``config`` (the env the model was trained in).
+    """
+    c = obs.cluster
+    t = dt.datetime.fromtimestamp(obs.time)
+    hour = t.hour + t.minute / 60.0 + (t.second + t.microsecond / 1e6) / 3600.0
+    backlog = obs.pending_tasks / (config.max_workers * config.cores_per_worker)
+    values = [
+        *(f / 100.0 for f in obs.features.as_tuple()),
+        c.alive_workers / config.max_workers,
+        c.provisioning_workers / config.max_workers,
+        min(1.0, backlog),
+        deadline_slack(obs),
+        math.sin(2 * math.pi * hour / 24.0),
+        math.cos(2 * math.pi * hour / 24.0),
+        t.weekday() / 6.0,
+    ]
+    return np.clip(np.asarray(values, dtype=np.float32), OBS_LOW, OBS_HIGH)
+
+
 def action_delta(action: int, max_workers: int) -> int:
     """The signed change in workers an action asks for (paper order: none, out…, in…)."""
     if action == 0:
@@ -119,10 +207,9 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.config = replace(config or EnvConfig(), **kw)
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(self.config.n_actions)
-        low = np.array([0] * 9 + [-1, -1, -1, 0], dtype=np.float32)
-        high = np.ones(len(OBS_NAMES), dtype=np.float32)
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
         self.sim: SimCluster | None = None
+        self.observer: SimObserver | None = None
         self._missed: set[int] = set()
 
     # ------------------------------------------------------------------ gym API
@@ -145,6 +232,7 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
             executor_startup_s=c.executor_startup_s,
             seed=int(rng.integers(2**31)),
         )
+        self.observer = SimObserver(self.sim)
         self._missed = set()
         self.sim.run_until(0.0)
         return self._observation(), self._info()
@@ -167,10 +255,11 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         sim.run_until(sim.now + c.interval_s)
 
         new_misses = self._count_new_misses()
-        reward = self._reward(current, target - current, new_misses)
+        obs = self.observe()
+        reward = self._reward(obs, current, target - current, new_misses)
         terminated = sim.idle
         truncated = not terminated and sim.now >= c.max_episode_s
-        return self._observation(), reward, terminated, truncated, self._info()
+        return observation_vector(obs, c), reward, terminated, truncated, self._info()
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self.sim is None:
@@ -192,49 +281,24 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self._missed |= new
         return len(new)
 
-    def _slack(self) -> float:
-        sim = self.sim
-        assert sim is not None
-        oldest = sim.oldest_job()
-        if oldest is None or not oldest.spec.deadline_s:
-            return 0.0
-        t = sim.now - oldest.spec.arrival
-        return float(np.clip((oldest.spec.deadline_s - t) / oldest.spec.deadline_s, -1.0, 1.0))
-
-    def _reward(self, workers_before: int, delta: int, new_misses: int) -> float:
-        c, sim = self.config, self.sim
-        assert sim is not None
+    def _reward(self, obs: Observation, workers_before: int, delta: int, new_misses: int) -> float:
+        c = self.config
         if c.reward == "paper":
             node = 1.0 - 2.0 * (workers_before + delta - 1) / (c.max_workers - 1)
-            resources = [f / 100.0 for f in sim.features().as_tuple()]
-            return float(np.mean([node, *resources, self._slack()]))
-        state = sim.cluster_state()
+            resources = [f / 100.0 for f in obs.features.as_tuple()]
+            return float(np.mean([node, *resources, deadline_slack(obs)]))
+        state = obs.cluster
         paying = state.alive_workers + state.provisioning_workers + state.decommissioning_workers
         cost = paying / c.max_workers * c.interval_s / 3600.0 * c.cost_weight
         return float(-cost - c.miss_penalty * new_misses)
 
+    def observe(self) -> Observation:
+        """The simulator's :class:`Observation`, as a policy running on it would see it."""
+        assert self.observer is not None
+        return self.observer.observe()
+
     def _observation(self) -> np.ndarray:
-        c, sim = self.config, self.sim
-        assert sim is not None
-        state = sim.cluster_state()
-        hour = (sim.now / 3600.0) % 24.0
-        weekday = (sim.now // 86400.0) % 7
-        backlog = sim.pending_tasks / (c.max_workers * c.cores_per_worker)
-        values = [
-            *(f / 100.0 for f in sim.features().as_tuple()),
-            state.alive_workers / c.max_workers,
-            state.provisioning_workers / c.max_workers,
-            min(1.0, backlog),
-            self._slack(),
-            math.sin(2 * math.pi * hour / 24.0),
-            math.cos(2 * math.pi * hour / 24.0),
-            weekday / 6.0,
-        ]
-        return np.clip(
-            np.asarray(values, dtype=np.float32),
-            self.observation_space.low,
-            self.observation_space.high,
-        )
+        return observation_vector(self.observe(), self.config)
 
     def _info(self) -> dict[str, Any]:
         sim = self.sim

@@ -1,0 +1,158 @@
+"""The Deep Q-Network policy of Thonglek et al. (OLA 2019), trained with Stable-Baselines3 in the
+simulator (:mod:`sparkscaler.training`), plus an improved variant.
+
+A decision maps the observation to the env's vector with the same function the env uses
+(:func:`sparkscaler.sim.env.observation_vector`, with the env config saved beside the model),
+applies the variant's mask, takes the action of highest Q-value (what SB3's
+``predict(deterministic=True)`` does for a DQN) and turns it into a worker count: the current
+size plus the action's signed change, clipped to the trained env's [min_workers, max_workers].
+
+Files: the SB3 zip and a JSON sidecar (``.json`` beside it) with the training metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from sparkscaler.core import Decision, Observation
+from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.sim.env import (
+    OBS_NAMES,
+    EnvConfig,
+    action_delta,
+    config_from_dict,
+    observation_vector,
+)
+from sparkscaler.sim.workload import SyntheticJobs
+
+
+class DqnParams(PolicyParams):
+    model_path: str | None = None
+    """The SB3 zip written by ``sparkscaler train dqn``; its ``.json`` sidecar must be beside it."""
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def describe_action(delta: int) -> str:
+    if delta > 0:
+        return f"scale out by {delta}"
+    if delta < 0:
+        return f"scale in by {-delta}"
+    return "do nothing"
+
+
+class DqnPolicy(Policy):
+    name = "dqn"
+    file_suffix = ".zip"
+    Params = DqnParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.model_: Any = None
+        self.metadata_: dict[str, Any] | None = None
+        self.env_config_: EnvConfig | None = None
+        self.mask_: np.ndarray | None = None
+        if self.params.model_path:
+            self._load_model(Path(self.params.model_path))
+
+    # ------------------------------------------------------------------ model
+    def _load_model(self, path: Path) -> None:
+        from stable_baselines3 import DQN
+
+        if path.suffix != ".zip":
+            path = path.with_suffix(".zip")
+        meta_path = sidecar_path(path)
+        for needed in (path, meta_path):
+            if not needed.is_file():
+                raise FileNotFoundError(
+                    f"DQN model file {needed} not found (train one with `sparkscaler train dqn`)"
+                )
+        metadata = json.loads(meta_path.read_text())
+        if metadata.get("name", "dqn") != self.name:
+            raise ValueError(f"{meta_path} holds a {metadata.get('name')!r} policy, not 'dqn'")
+        if list(metadata.get("obs_names", OBS_NAMES)) != list(OBS_NAMES):
+            raise ValueError(
+                f"{meta_path}: the model was trained on observation fields "
+                f"{metadata.get('obs_names')}, this version maps {list(OBS_NAMES)}; retrain it"
+            )
+        # the jobs do not matter for mapping observations, only N, bounds and cores per worker
+        config = config_from_dict(metadata["env_config"], jobs=SyntheticJobs())
+        # schedules are not needed to predict, and pickled ones may not load across versions
+        custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "exploration_schedule": None}
+        model = DQN.load(path, device="cpu", custom_objects=custom)
+        if model.action_space.n != config.n_actions:
+            raise ValueError(
+                f"{path}: {model.action_space.n} actions, but N = {config.max_workers} "
+                f"needs {config.n_actions}"
+            )
+        self.model_ = model
+        self.metadata_ = metadata
+        self.env_config_ = config
+        self.mask_ = np.asarray(metadata.get("obs_mask", [1.0] * len(OBS_NAMES)), np.float32)
+        # the training run, not the zip's bytes (a saved copy has new zip timestamps)
+        run = {k: v for k, v in metadata.items() if k != "params"}
+        digest = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:8]
+        self.version = f"{metadata.get('variant', '?')}-{digest}"
+
+    def vector(self, observation: Observation) -> np.ndarray:
+        """The masked observation vector the network sees."""
+        assert self.env_config_ is not None and self.mask_ is not None
+        return observation_vector(observation, self.env_config_) * self.mask_
+
+    def q_values(self, vector: np.ndarray) -> np.ndarray:
+        import torch
+
+        assert self.model_ is not None
+        with torch.no_grad():
+            tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(1, -1)
+            return self.model_.q_net(tensor)[0].cpu().numpy()
+
+    def predict_action(self, vector: np.ndarray) -> int:
+        """The greedy action for an (already masked) vector."""
+        return int(np.argmax(self.q_values(vector)))
+
+    # ------------------------------------------------------------------ policy
+    def decide(self, observation: Observation) -> Decision:
+        current = observation.workers
+        if self.model_ is None or self.env_config_ is None:
+            return self._decision(
+                current,
+                "no DQN model loaded (set policy.params.model_path to a model trained with "
+                "`sparkscaler train dqn`); keeping the current size",
+            )
+        config = self.env_config_
+        q = self.q_values(self.vector(observation))
+        action = int(np.argmax(q))
+        delta = action_delta(action, config.max_workers)
+        target = min(max(current + delta, config.min_workers), config.max_workers)
+        variant = self.metadata_.get("variant", "?") if self.metadata_ else "?"
+        reason = f"{describe_action(delta)} (DQN {variant} variant, Q={q[action]:.3f})"
+        if target != current + delta:
+            bound = "max" if target == config.max_workers else "min"
+            reason += f"; clipped to {target} ({bound}_workers)"
+        return self._decision(target, reason)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: Path) -> None:
+        """Write the SB3 zip at ``path`` (a .zip) and the metadata beside it (``.json``)."""
+        path = Path(path)
+        if path.suffix != ".zip":
+            raise ValueError(f"a DQN policy is saved as a .zip, not {path}")
+        if self.model_ is None or self.metadata_ is None:
+            raise ValueError("no DQN model to save: train one or load one first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model_.save(path)
+        metadata = {**self.metadata_, "name": self.name, "params": {"model_path": str(path)}}
+        sidecar_path(path).write_text(json.dumps(metadata, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Load from the zip or its ``.json`` sidecar."""
+        return cls(model_path=str(Path(path).with_suffix(".zip")))

@@ -1,0 +1,272 @@
+"""Train the ``dqn`` policy: a Stable-Baselines3 DQN in ``sparkscaler/SparkCluster-v0``.
+
+:func:`train_dqn` writes two files that :class:`sparkscaler.policies.dqn.DqnPolicy` loads: the SB3
+model (``out``, a zip) and its metadata (``out.with_suffix(".json")``): the env config, the
+variant, the observation names, scaling and mask, the seed, timesteps, wall time and the learning
+curve (episode rewards from a ``Monitor``).
+
+Two variants:
+
+- ``paper`` (OLA 2019): the paper's state, the six resource features and the worker count; the
+  env's other fields (provisioning, backlog, slack, calendar) are masked to 0, and the mask is
+  saved so that the policy applies the same one live; the paper's reward.
+- ``improved``: the full observation and the ``cost-sla`` reward. The paper's reward averages a
+  node term with resource *utilisations* and the running job's slack, so it pays for busy
+  resources and few workers and never for the thing the benchmarks count: a job finished late
+  costs it nothing more than a job finishing just in time. ``cost-sla`` prices exactly what the
+  benchmarks measure (worker-time paid, including provisioning and draining workers, and one
+  penalty per missed deadline), and the slack, backlog and provisioning fields are what an agent
+  needs to see a deadline coming and a worker already on its way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from sparkscaler.sim.env import (
+    OBS_NAMES,
+    OBS_SCALING,
+    EnvConfig,
+    SparkClusterEnv,
+    config_from_dict,
+    config_to_dict,
+)
+
+Variant = Literal["paper", "improved"]
+
+#: The observation fields each variant sees; the others are masked to 0.
+VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
+    "paper": ("cu", "cs", "mt", "ma", "bi", "bo", "workers"),
+    "improved": OBS_NAMES,
+}
+VARIANT_REWARD: dict[str, Literal["paper", "cost-sla"]] = {
+    "paper": "paper",
+    "improved": "cost-sla",
+}
+
+#: DQN settings for a small discrete problem (tens of steps per episode, at most 19 actions):
+#: a small network, learning from the first few hundred steps, a target network refreshed
+#: every 500 steps, and exploration decaying over the first 30 % of training.
+DQN_KWARGS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "buffer_size": 50_000,
+    "learning_starts": 200,
+    "batch_size": 64,
+    "gamma": 0.97,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "target_update_interval": 500,
+    "exploration_fraction": 0.3,
+    "exploration_initial_eps": 1.0,
+    "exploration_final_eps": 0.05,
+    "policy_kwargs": {"net_arch": [64, 64]},
+}
+
+
+def variant_mask(variant: Variant) -> np.ndarray:
+    """1 for each observation field the variant sees, 0 for the others (OBS_NAMES order)."""
+    if variant not in VARIANT_FEATURES:
+        raise ValueError(f"variant must be 'paper' or 'improved', not {variant!r}")
+    seen = VARIANT_FEATURES[variant]
+    return np.array([1.0 if name in seen else 0.0 for name in OBS_NAMES], dtype=np.float32)
+
+
+def variant_config(config: EnvConfig, variant: Variant) -> EnvConfig:
+    """The config with the variant's reward."""
+    variant_mask(variant)
+    return replace(config, reward=VARIANT_REWARD[variant])
+
+
+class MaskObservation(gym.ObservationWrapper[np.ndarray, np.int64, np.ndarray]):
+    """Zeroes the observation fields a variant does not see (0 is inside every field's bounds)."""
+
+    def __init__(self, env: gym.Env[np.ndarray, np.int64], mask: np.ndarray) -> None:
+        super().__init__(env)
+        self.mask = np.asarray(mask, dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return (observation * self.mask).astype(np.float32)
+
+
+def make_env(config: EnvConfig, mask: np.ndarray) -> MaskObservation:
+    return MaskObservation(SparkClusterEnv(config), mask)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_path: Path
+    metadata_path: Path
+    variant: str
+    timesteps: int
+    episodes: int
+    wall_time_s: float
+    #: mean reward of the last (up to) 20 training episodes
+    final_mean_reward: float
+    metadata: dict[str, Any]
+
+
+def _progress_callback(progress: bool, timesteps: int) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
+
+    if not progress:
+        return None
+    try:
+        import rich  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return ProgressBarCallback()
+
+    class PrintProgress(BaseCallback):
+        """A line on stderr every 10 % (SB3's bar needs tqdm and rich)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.every = max(1, timesteps // 10)
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % self.every == 0:
+                print(
+                    f"dqn: {self.num_timesteps}/{timesteps} steps "
+                    f"({100 * self.num_timesteps // timesteps} %)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return True
+
+    return PrintProgress()
+
+
+def train_dqn(
+    config: EnvConfig,
+    variant: Variant,
+    timesteps: int,
+    seed: int,
+    out: Path,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a DQN for ``timesteps`` env steps and write ``out`` (zip) and its ``.json``.
+
+    The variant sets the reward (``config.reward`` is replaced) and the observation mask.
+    Seeded: the same config, variant, timesteps and seed give the same model on one machine.
+    """
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.monitor import Monitor
+
+    if timesteps <= 0:
+        raise ValueError("timesteps must be positive")
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise ValueError(f"out must be a .zip path, not {out}")
+    mask = variant_mask(variant)
+    config = variant_config(config, variant)
+    env = Monitor(make_env(config, mask))
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **DQN_KWARGS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64x64 network: threads cost more than they save
+    started = time.perf_counter()
+    try:
+        model.learn(total_timesteps=timesteps, callback=_progress_callback(progress, timesteps))
+    finally:
+        torch.set_num_threads(threads)
+    wall = time.perf_counter() - started
+
+    rewards = [float(r) for r in env.get_episode_rewards()]
+    lengths = [int(n) for n in env.get_episode_lengths()]
+    ends = np.cumsum(lengths).tolist()
+    metadata: dict[str, Any] = {
+        "name": "dqn",
+        "params": {"model_path": str(out)},
+        "variant": variant,
+        "reward": config.reward,
+        "env_config": config_to_dict(config),
+        "obs_names": list(OBS_NAMES),
+        "obs_scaling": OBS_SCALING,
+        "obs_mask": mask.tolist(),
+        "n_actions": config.n_actions,
+        "actions": "0 = none; 1..N-1 = scale out by 1..N-1; N..2N-2 = scale in by 1..N-1",
+        "algorithm": "stable-baselines3 DQN, MlpPolicy",
+        "hyperparameters": DQN_KWARGS,
+        "seed": seed,
+        "timesteps": timesteps,
+        "training_wall_time_s": round(wall, 3),
+        "episodes": len(rewards),
+        "learning_curve": {"timesteps": ends, "episode_rewards": rewards, "lengths": lengths},
+        "trained_at": time.time(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    sidecar = out.with_suffix(".json")
+    sidecar.write_text(json.dumps(metadata, indent=2))
+    env.close()
+    tail = rewards[-20:]
+    return TrainResult(
+        model_path=out,
+        metadata_path=sidecar,
+        variant=variant,
+        timesteps=timesteps,
+        episodes=len(rewards),
+        wall_time_s=wall,
+        final_mean_reward=float(np.mean(tail)) if tail else float("nan"),
+        metadata=metadata,
+    )
+
+
+def _run_episodes(env: gym.Env[np.ndarray, np.int64], act: Any, episodes: int, seed: int) -> float:
+    totals = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        totals.append(total)
+    return float(np.mean(totals))
+
+
+def evaluate_policy_random(config: EnvConfig, episodes: int, seed: int) -> float:
+    """Mean episode reward of uniformly random actions; episode i is reset with ``seed + i``."""
+    env = SparkClusterEnv(config)
+    env.action_space.seed(seed)
+    return _run_episodes(env, lambda _obs: int(env.action_space.sample()), episodes, seed)
+
+
+def evaluate_model(path: Path, episodes: int, seed: int, config: EnvConfig | None = None) -> float:
+    """Mean episode reward of a saved model acting greedily, in the env it was trained in
+    (rebuilt from its metadata, or ``config``); episode i is reset with ``seed + i``."""
+    from sparkscaler.policies.dqn import DqnPolicy
+
+    policy = DqnPolicy.load(Path(path))
+    assert policy.model_ is not None and policy.metadata_ is not None
+    if config is None:
+        config = config_from_dict(policy.metadata_["env_config"])
+    mask = np.asarray(policy.metadata_["obs_mask"], dtype=np.float32)
+    env = make_env(config, mask)
+    return _run_episodes(env, policy.predict_action, episodes, seed)
+
+
+__all__ = [
+    "DQN_KWARGS",
+    "VARIANT_FEATURES",
+    "MaskObservation",
+    "TrainResult",
+    "Variant",
+    "evaluate_model",
+    "evaluate_policy_random",
+    "train_dqn",
+    "variant_config",
+    "variant_mask",
+]

@@ -1,0 +1,255 @@
+"""The DQN policy: one observation mapping for env and policy, training, files, decisions."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparkscaler.backends.simulated import SimObserver
+from sparkscaler.core import ClusterState, Features, Observation, WorkerInfo
+from sparkscaler.policies.dqn import DqnPolicy
+from sparkscaler.sim.env import (
+    OBS_NAMES,
+    EnvConfig,
+    SparkClusterEnv,
+    delta_action,
+    observation_vector,
+)
+from sparkscaler.sim.workload import SyntheticJobs
+from sparkscaler.training import (
+    TrainResult,
+    evaluate_model,
+    evaluate_policy_random,
+    train_dqn,
+    variant_mask,
+)
+
+#: Small and clear: 3 workers, one job of 20-60 tasks of 5-10 s that one worker cannot finish
+#: within the 240 s deadline; missing it costs 10, a worker-interval costs about 0.003.
+SMALL = EnvConfig(
+    max_workers=3,
+    reward="cost-sla",
+    deadline_s=240.0,
+    max_episode_s=600.0,
+    jobs=SyntheticJobs(map_tasks=(20, 60), task_s=(5.0, 10.0)),
+)
+TIMESTEPS = 5000
+EVAL_EPISODES = 40
+EVAL_SEED = 1000
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    out = tmp_path_factory.mktemp("dqn") / "improved.zip"
+    return train_dqn(SMALL, "improved", TIMESTEPS, seed=0, out=out, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_paper(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    out = tmp_path_factory.mktemp("dqn") / "paper.zip"
+    return train_dqn(SMALL, "paper", 300, seed=0, out=out, progress=False)
+
+
+def observation(workers: int = 2, **kw: object) -> Observation:
+    alive = tuple(WorkerInfo(f"w{i}", "h", 1, "ALIVE", 1, 0, 1024, 0) for i in range(workers))
+    return Observation(time=kw.pop("time", 1_767_571_200.0), cluster=ClusterState(alive), **kw)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ one observation mapping
+def test_observation_vector_of_sim_observer_equals_the_env_observation() -> None:
+    config = EnvConfig(max_workers=4, provisioning="vm", arrival_rate_per_hour=40.0)
+    env = SparkClusterEnv(config)
+    env.action_space.seed(3)
+    obs, _ = env.reset(seed=3)
+    seen_slack = seen_provisioning = False
+    for _ in range(100):
+        live = SimObserver(env.sim).observe()  # type: ignore[arg-type]
+        vector = observation_vector(live, config)
+        assert vector.dtype == np.float32
+        np.testing.assert_array_equal(vector, obs)
+        named = dict(zip(OBS_NAMES, obs.tolist(), strict=True))
+        seen_slack |= named["slack"] != 0.0
+        seen_provisioning |= named["provisioning"] > 0.0
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert seen_slack and seen_provisioning
+
+
+@pytest.mark.usefixtures("utc")
+def test_observation_vector_by_hand() -> None:
+    config = EnvConfig(max_workers=4, cores_per_worker=2)
+    # Wednesday 2026-01-07 18:00 UTC, one task pending per 8 slots x 10, job 90 s into T = 60 s
+    obs = observation(
+        workers=2,
+        time=1_767_571_200.0 + 2 * 86400 + 18 * 3600,
+        pending_tasks=80,
+        features=Features(cu=50.0, cs=10.0, mt=20.0, ma=30.0, bi=1.0, bo=2.0),
+        oldest_job_elapsed_s=90.0,
+        deadline_s=60.0,
+    )
+    named = dict(zip(OBS_NAMES, observation_vector(obs, config).tolist(), strict=True))
+    expected = {
+        "cu": 0.5,
+        "cs": 0.1,
+        "mt": 0.2,
+        "ma": 0.3,
+        "bi": 0.01,
+        "bo": 0.02,
+        "workers": 0.5,
+        "provisioning": 0.0,
+        "backlog": 1.0,  # 80 / 8, clipped
+        "slack": -0.5,  # (60 - 90) / 60
+        "hour_sin": math.sin(2 * math.pi * 18 / 24),
+        "hour_cos": math.cos(2 * math.pi * 18 / 24),
+        "weekday": 2 / 6,
+    }
+    assert named == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.usefixtures("utc")
+def test_the_simulated_calendar_starts_on_monday_midnight() -> None:
+    """As before the refactor: simulated time 0 is hour 0 of weekday 0."""
+    env = SparkClusterEnv(EnvConfig(jobs_per_episode=0))
+    obs, _ = env.reset(seed=0)
+    named = dict(zip(OBS_NAMES, obs.tolist(), strict=True))
+    assert (named["hour_sin"], named["hour_cos"], named["weekday"]) == pytest.approx((0, 1, 0))
+
+
+# ------------------------------------------------------------------ training
+def test_trained_dqn_beats_random_actions(trained: TrainResult) -> None:
+    model = evaluate_model(trained.model_path, EVAL_EPISODES, EVAL_SEED)
+    random = evaluate_policy_random(SMALL, EVAL_EPISODES, EVAL_SEED)
+    message = (
+        f"DQN {model:.3f} vs random {random:.3f} mean episode reward over {EVAL_EPISODES} "
+        f"episodes (trained {TIMESTEPS} steps in {trained.wall_time_s:.1f} s)"
+    )
+    print(message)
+    assert model > random, message
+
+
+def test_metadata_is_written(trained: TrainResult) -> None:
+    meta = json.loads(trained.metadata_path.read_text())
+    assert trained.metadata_path == trained.model_path.with_suffix(".json")
+    assert trained.model_path.is_file()
+    assert meta["name"] == "dqn" and meta["variant"] == "improved" and meta["reward"] == "cost-sla"
+    assert meta["env_config"]["max_workers"] == 3
+    assert meta["env_config"]["deadline_s"] == 240.0
+    assert meta["env_config"]["jobs"]["type"] == "SyntheticJobs"
+    assert meta["obs_names"] == list(OBS_NAMES)
+    assert set(meta["obs_scaling"]) == set(OBS_NAMES)
+    assert meta["obs_mask"] == [1.0] * len(OBS_NAMES)
+    assert meta["seed"] == 0 and meta["timesteps"] == TIMESTEPS
+    assert meta["training_wall_time_s"] > 0
+    curve = meta["learning_curve"]
+    assert len(curve["episode_rewards"]) == len(curve["timesteps"]) == meta["episodes"] > 10
+    assert curve["timesteps"] == sorted(curve["timesteps"]) and curve["timesteps"][-1] <= TIMESTEPS
+
+
+def test_paper_variant_masks_to_the_papers_state(trained_paper: TrainResult) -> None:
+    meta = trained_paper.metadata
+    assert meta["reward"] == "paper"
+    seen = [n for n, m in zip(OBS_NAMES, meta["obs_mask"], strict=True) if m]
+    assert seen == ["cu", "cs", "mt", "ma", "bi", "bo", "workers"]
+    policy = DqnPolicy.load(trained_paper.model_path)
+    obs = observation(workers=2, pending_tasks=5, oldest_job_elapsed_s=10.0, deadline_s=100.0)
+    vector = dict(zip(OBS_NAMES, policy.vector(obs).tolist(), strict=True))
+    assert vector["workers"] == pytest.approx(2 / 3)
+    assert vector["slack"] == vector["backlog"] == vector["hour_cos"] == 0.0
+
+
+def test_invalid_variant_and_out_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="variant"):
+        variant_mask("best")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="zip"):
+        train_dqn(SMALL, "improved", 10, 0, tmp_path / "model.pt", progress=False)
+
+
+# ------------------------------------------------------------------ the policy
+def test_decide_agrees_with_sb3_predict_on_the_env(trained: TrainResult) -> None:
+    policy = DqnPolicy.load(trained.model_path)
+    env = SparkClusterEnv(SMALL)
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=5)
+    for _ in range(30):
+        live = SimObserver(env.sim).observe()  # type: ignore[arg-type]
+        action, _ = policy.model_.predict(obs, deterministic=True)
+        decision = policy.decide(live)
+        expected = min(max(live.workers + _delta(int(action)), 1), 3)
+        assert decision.target == expected, decision
+        assert decision.policy == "dqn" and "DQN improved variant, Q=" in decision.reason
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def _delta(action: int) -> int:
+    return {0: 0, 1: 1, 2: 2, 3: -1, 4: -2}[action]
+
+
+@pytest.mark.parametrize(
+    ("workers", "delta", "target", "words"),
+    [
+        (1, 0, 1, "do nothing"),
+        (1, 1, 2, "scale out by 1"),
+        (2, 2, 3, "scale out by 2 (DQN improved variant, Q=7.000); clipped to 3 (max_workers)"),
+        (3, 1, 3, "scale out by 1 (DQN improved variant, Q=7.000); clipped to 3 (max_workers)"),
+        (3, -2, 1, "scale in by 2 (DQN"),
+        (2, -2, 1, "scale in by 2 (DQN improved variant, Q=7.000); clipped to 1 (min_workers)"),
+    ],
+)
+def test_decide_maps_actions_with_clipping(
+    trained: TrainResult, workers: int, delta: int, target: int, words: str
+) -> None:
+    policy = DqnPolicy.load(trained.model_path)
+    q = np.zeros(SMALL.n_actions, dtype=np.float32)
+    q[delta_action(delta, 3)] = 7.0
+    policy.q_values = lambda _vector: q  # type: ignore[method-assign]
+    decision = policy.decide(observation(workers))
+    assert decision.target == target
+    assert words in decision.reason
+    assert "Q=7.000" in decision.reason
+
+
+def test_save_and_load_round_trip(trained: TrainResult, tmp_path: Path) -> None:
+    policy = DqnPolicy.load(trained.model_path)
+    copy_path = tmp_path / "sub" / "copy.zip"
+    policy.save(copy_path)
+    meta = json.loads(copy_path.with_suffix(".json").read_text())
+    assert meta["params"] == {"model_path": str(copy_path)}
+    assert meta["learning_curve"] == trained.metadata["learning_curve"]
+    for loaded in (DqnPolicy.load(copy_path), DqnPolicy.load(copy_path.with_suffix(".json"))):
+        assert loaded.get_params() == {"model_path": str(copy_path)}
+        for workers, pending in [(1, 0), (1, 40), (2, 10), (3, 0)]:
+            obs = observation(workers, pending_tasks=pending, oldest_job_elapsed_s=60.0)
+            np.testing.assert_allclose(
+                loaded.q_values(loaded.vector(obs)), policy.q_values(policy.vector(obs))
+            )
+            assert loaded.decide(obs) == policy.decide(obs)
+    assert policy.version.startswith("improved-")
+
+
+def test_without_a_model_the_policy_keeps_the_current_size(tmp_path: Path) -> None:
+    decision = DqnPolicy().decide(observation(2))
+    assert decision.target == 2 and "no DQN model" in decision.reason
+    with pytest.raises(ValueError, match="no DQN model"):
+        DqnPolicy().save(tmp_path / "x.zip")
+    with pytest.raises(FileNotFoundError, match="train dqn"):
+        DqnPolicy(model_path=str(tmp_path / "missing.zip"))
+    with pytest.raises(ValueError, match="extra"):
+        DqnPolicy(model=1)
