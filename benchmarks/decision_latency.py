@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from _cluster import RESULTS, save
@@ -20,12 +23,15 @@ from _cluster import RESULTS, save
 from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.core import Observation
 from sparkscaler.policies import POLICIES, make_policy
+from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
 from sparkscaler.sim.cluster import SimCluster
+from sparkscaler.sim.env import EnvConfig
 from sparkscaler.sim.runtime_model import fit_runs, load_runs
 from sparkscaler.sim.workload import SyntheticJobs, make_workload
+from sparkscaler.training import train_dqn
 
 
 def recorded_observations(count: int) -> list[Observation]:
@@ -59,10 +65,15 @@ def main() -> None:
     demand = 40 * daily_weekly_rate(past - past[0], 1.0) + np.random.default_rng(5).normal(
         0, 2, len(past)
     )
+    # and the DQN needs a model: a short training run is enough to time its forward pass.
+    tmp = Path(tempfile.mkdtemp(prefix="sparkscaler-bench-"))
+    dqn = train_dqn(EnvConfig(max_workers=5), "improved", 2000, 0, tmp / "dqn.zip").model_path
     trained = {
         "planner": PlannerPolicy(model=model),
         "predictive": PredictivePolicy().fit_series(past, np.clip(demand, 0, None)),
+        "dqn": DqnPolicy(model_path=str(dqn)),
     }
+    shutil.rmtree(tmp)  # the policies hold their models in memory now
     for name in sorted(POLICIES):
         policy = trained.get(name) or make_policy(name)
         latencies = []
