@@ -170,7 +170,7 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"wrote {path}" in result.stdout
     config = load_config(path)
-    assert config.policy.name == "dra"
+    assert config.policy.name == "hybrid"
     assert config.scaling.max_workers == 4
 
 

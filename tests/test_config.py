@@ -52,7 +52,7 @@ def test_empty_file_is_valid_with_defaults(tmp_path: Path, _home: Path) -> None:
     assert config.cluster.master_url == "spark://127.0.0.1:7077"
     assert config.cluster.master_ui_url == "http://127.0.0.1:8080"
     assert config.cluster.worker_memory_mb == 1024
-    assert config.policy.name == "dra"
+    assert config.policy.name == "hybrid"
     assert config.state_dir == _home
     assert config.store_path == _home / "sparkscaler.db"
 
@@ -87,7 +87,7 @@ def test_shipped_example_config_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "example.yaml"
     path.write_text(_example_text())
     config = load_config(path)
-    assert config.policy.name == "dra"
+    assert config.policy.name == "hybrid"
 
 
 def test_shipped_example_lists_the_defaults() -> None:

@@ -10,7 +10,17 @@ from sparkscaler.config import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Decision, Observation, WorkerInfo
 from sparkscaler.policies import POLICIES, make_policy
 
-BUILT = {"static", "hpa", "dra", "dataproc", "regression", "planner", "predictive", "dqn"}
+BUILT = {
+    "static",
+    "hpa",
+    "dra",
+    "dataproc",
+    "regression",
+    "planner",
+    "predictive",
+    "dqn",
+    "hybrid",
+}
 
 
 def _observation() -> Observation:

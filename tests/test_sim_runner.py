@@ -185,7 +185,7 @@ def test_cli_simulate_writes_json(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert {"summary", "jobs", "timeline", "config", "seed"} <= set(data)
     summary = data["summary"]
-    assert summary["duration_s"] == 7200.0 and summary["policy"] == "dra"
+    assert summary["duration_s"] == 7200.0 and summary["policy"] == "hybrid"
     assert summary["jobs_done"] == len(data["jobs"]) <= summary["jobs_arrived"]
     assert summary["jobs_arrived"] > 10
     assert {"id", "arrival", "finished", "deadline_s"} <= set(data["jobs"][0])

@@ -110,7 +110,7 @@ class ScalingSettings(_Strict):
 
 
 class PolicySettings(_Strict):
-    name: str = "dra"
+    name: str = "hybrid"
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -11,6 +11,7 @@ from sparkscaler.policies.dataproc import DataprocPolicy
 from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
 from sparkscaler.policies.hpa import HpaPolicy
+from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.policies.regression import RegressionPolicy
@@ -27,6 +28,7 @@ POLICIES: dict[str, type[Policy]] = {
         PlannerPolicy,
         PredictivePolicy,
         DqnPolicy,
+        HybridPolicy,
     )
 }
 

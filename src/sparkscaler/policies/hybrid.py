@@ -1,0 +1,99 @@
+"""The default policy: a predictive floor, a reactive correction, a planner for deadlines.
+
+Each part answers a different failure of the others:
+
+- ``predictive`` (Random-Forest forecast of the next hour's peak demand) raises the floor before
+  a daily or weekly peak arrives, which a reactive rule only sees once the backlog is there;
+- ``reactive`` (Spark dynamic allocation's rule) corrects for what the forecast did not see: an
+  unexpected burst, a pattern it has not learned yet;
+- ``planner`` (Ernest runtime model) sizes the cluster for a running job's deadline T, when the
+  job carries one and a runtime model has been learned; without a model it would only ask for N,
+  so it is left out until ``fit`` has given it one.
+
+The target is the highest of their targets: each part is a reason *not* to be smaller, so the
+cluster scales in only when every part agrees. The decision's reason names the part that
+decided and shows what the others wanted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field
+
+from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.policies.dra import DraParams, DynamicAllocationPolicy
+from sparkscaler.policies.planner import PlannerParams, PlannerPolicy
+from sparkscaler.policies.predictive import PredictiveParams, PredictivePolicy
+
+
+class HybridParams(PolicyParams):
+    predictive: PredictiveParams = Field(default_factory=PredictiveParams)
+    reactive: DraParams = Field(default_factory=DraParams)
+    planner: PlannerParams = Field(default_factory=PlannerParams)
+
+
+def _part_path(path: Path, part: str, suffix: str) -> Path:
+    return path.with_name(f"{path.stem}.{part}{suffix}")
+
+
+class HybridPolicy(Policy):
+    name = "hybrid"
+    Params = HybridParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        self.predictive_ = PredictivePolicy(**p.predictive.model_dump())
+        self.reactive_ = DynamicAllocationPolicy(**p.reactive.model_dump())
+        self.planner_ = PlannerPolicy(**p.planner.model_dump())
+
+    def fit(self, history: Sequence[JobRecord]) -> Self:
+        """The forecaster learns the demand pattern and the planner its runtime model from the
+        same finished jobs; the reactive rule has nothing to learn."""
+        self.predictive_.fit(history)
+        self.planner_.fit(history)
+        return self
+
+    def decide(self, observation: Observation) -> Decision:
+        parts = {
+            "predictive floor": self.predictive_.decide(observation),
+            "reactive": self.reactive_.decide(observation),
+        }
+        if (
+            observation.deadline_s is not None
+            and observation.job_running
+            and self.planner_.model_ is not None
+        ):
+            parts["deadline planner"] = self.planner_.decide(observation)
+        part, chosen = max(parts.items(), key=lambda item: item[1].target)
+        others = ", ".join(f"{name} {d.target}" for name, d in parts.items() if name != part)
+        return Decision(
+            target=chosen.target,
+            policy=self.name,
+            reason=f"{part} decided: {chosen.reason} (others: {others})",
+            model_version=f"{self.version}:{chosen.policy}-{chosen.model_version}",
+        )
+
+    def save(self, path: Path) -> None:
+        """The parameters at ``path``, each learned part beside it (``<stem>.<part>…``)."""
+        path = Path(path)
+        super().save(path)
+        self.predictive_.save(_part_path(path, "predictive", PredictivePolicy.file_suffix))
+        if self.planner_.model_ is not None:
+            self.planner_.save(_part_path(path, "planner", PlannerPolicy.file_suffix))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        path = Path(path)
+        policy = super().load(path)
+        policy.predictive_ = PredictivePolicy.load(
+            _part_path(path, "predictive", PredictivePolicy.file_suffix)
+        )
+        planner = _part_path(path, "planner", PlannerPolicy.file_suffix)
+        if planner.exists():
+            policy.planner_ = PlannerPolicy.load(planner)
+        return policy
