@@ -24,6 +24,7 @@ from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.core import Observation
 from sparkscaler.policies import POLICIES, make_policy
 from sparkscaler.policies.dqn import DqnPolicy
+from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
@@ -68,10 +69,14 @@ def main() -> None:
     # and the DQN needs a model: a short training run is enough to time its forward pass.
     tmp = Path(tempfile.mkdtemp(prefix="sparkscaler-bench-"))
     dqn = train_dqn(EnvConfig(max_workers=5), "improved", 2000, 0, tmp / "dqn.zip").model_path
+    hybrid = HybridPolicy()
+    hybrid.predictive_.fit_series(past, np.clip(demand, 0, None))
+    hybrid.planner_.model_ = model
     trained = {
         "planner": PlannerPolicy(model=model),
         "predictive": PredictivePolicy().fit_series(past, np.clip(demand, 0, None)),
         "dqn": DqnPolicy(model_path=str(dqn)),
+        "hybrid": hybrid,
     }
     shutil.rmtree(tmp)  # the policies hold their models in memory now
     for name in sorted(POLICIES):

@@ -428,8 +428,16 @@ class LocalCluster:
             return False
 
     def wait_drained(self, timeout: float) -> bool:
-        """Block until no decommission is pending (for the CLI); False on timeout."""
-        return wait_until(lambda: not self._pending_decommissions(), timeout)
+        """Block until no decommission is pending and this process's drainer is done (for the
+        CLI); False on timeout.
+
+        Waiting for the drainer matters: a stopped worker drops out of the pending list as soon
+        as it is dead, before the drainer has removed it from the state file, and a CLI that
+        exited then would leave its dead entry behind.
+        """
+        return wait_until(
+            lambda: self._drainer is None and not self._pending_decommissions(), timeout
+        )
 
     def _forget(self, procs: dict[str, ManagedProcess]) -> None:
         with self._transaction() as record:
