@@ -110,6 +110,8 @@ def _events(files: Iterable[Path]) -> Iterator[dict[str, Any]]:
                         continue
                     if isinstance(event, dict):
                         yield event
+        except FileNotFoundError:
+            raise  # gone while being read (Spark renames parts as it finishes): not a bad log
         except (OSError, zstandard.ZstdError) as exc:
             raise EventLogError(f"cannot read event log {file}: {exc}") from exc
 

@@ -30,15 +30,9 @@ class EventLogWatcher:
                 continue
             try:
                 record = self._parse_if_changed(entry)
-            except (FileNotFoundError, EventLogError) as error:
-                if isinstance(error, FileNotFoundError) or isinstance(
-                    error.__cause__, FileNotFoundError
-                ):
-                    continue  # Spark renamed a part while finishing: seen again next poll
-                log.warning("skipping event log %s: %s", entry, error)
-                self._finished.add(name)
-                continue
-            except OSError as error:
+            except FileNotFoundError:
+                continue  # Spark renamed a part while finishing: seen again next poll
+            except (EventLogError, OSError) as error:
                 log.warning("skipping event log %s: %s", entry, error)
                 self._finished.add(name)
                 continue
