@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _cluster import RESULTS, save
+from _cluster import save
 
 from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.core import Observation
@@ -30,7 +30,7 @@ from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.env import EnvConfig
-from sparkscaler.sim.runtime_model import fit_runs, load_runs
+from sparkscaler.sim.runtime_model import LOCAL_RUNS, fit_runs, load_runs
 from sparkscaler.sim.workload import SyntheticJobs, make_workload
 from sparkscaler.training import train_dqn
 
@@ -58,7 +58,7 @@ def main() -> None:
     results = {}
     # The planner without a model only says "no runtime model yet": give it the one fitted to
     # this machine's recorded runs, so that what is timed is a real plan.
-    model = fit_runs(load_runs(RESULTS / "local_runs.csv"))
+    model = fit_runs(load_runs(LOCAL_RUNS))
     # Likewise the predictive policy falls back to a reactive rule until it has two days of
     # history: give it four weeks of daily-pattern demand that end where the observations start.
     start = observations[0].time

@@ -4,7 +4,7 @@ For each worker count (static cluster, 1-core workers) and each size, runs the `
 (``6 x size`` tasks of 2 s) and reads its event log: the run time (application start to end),
 its tasks, their mean duration, the delay before the first task (driver and executor
 start-up) and the time from the last task to the end (shutdown). Writes
-``benchmarks/results/local_runs.csv``, which ``sparkscaler calibrate`` reads
+``src/sparkscaler/data/local_runs.csv``, which ``sparkscaler calibrate`` reads
 (``size,workers,seconds``) and ``validate_simulator.py`` replays.
 
     .venv/bin/python benchmarks/record_local_runs.py [--workers 1 2 3] [--sizes 1 2 3]
@@ -21,6 +21,7 @@ from pathlib import Path
 from _cluster import RESULTS, throwaway_cluster
 
 from sparkscaler.observe.eventlog import read_events
+from sparkscaler.sim.runtime_model import LOCAL_RUNS
 from sparkscaler.workloads.submit import JobSubmitter
 
 TASKS_PER_SIZE = 6
@@ -80,7 +81,7 @@ def main() -> None:
             finally:
                 submitter.stop_all()
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "local_runs.csv"
+    path = LOCAL_RUNS
     with path.open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -2,7 +2,7 @@
 
 1. The OLA 2019 paper's Spark runs (``../shared/data/thonglek-spark-runs``): the Ernest model's
    fit error, and whether it tells that 3 workers are not faster than 1.
-2. This machine's local cluster (``benchmarks/results/local_runs.csv``, recorded by
+2. This machine's local cluster (``src/sparkscaler/data/local_runs.csv``, recorded by
    ``record_local_runs.py``): each recorded run replayed in the simulator, on the same number
    of workers, in two ways:
    - structural: the job's measured shape (its tasks at their measured mean duration, its
@@ -23,10 +23,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from _cluster import RESULTS, save
+from _cluster import save
 
 from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, SimCluster
-from sparkscaler.sim.runtime_model import RunRecord, fit_runs, load_thonglek
+from sparkscaler.sim.runtime_model import LOCAL_RUNS, RunRecord, fit_runs, load_thonglek
 from sparkscaler.sim.workload import (
     FixedDurations,
     JobSpec,
@@ -70,7 +70,7 @@ def thonglek() -> dict[str, float] | None:
 
 
 def local_replay() -> dict[str, object] | None:
-    path = RESULTS / "local_runs.csv"
+    path = LOCAL_RUNS
     if not path.exists():
         return None
     with path.open() as f:

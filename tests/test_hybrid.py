@@ -85,6 +85,30 @@ def test_the_planner_sizes_a_job_for_its_deadline_once_it_has_a_model() -> None:
     assert decision.reason.startswith("deadline planner decided")
 
 
+def test_while_the_planner_sizes_a_deadline_job_a_backlog_does_not_outvote_it() -> None:
+    sizes = np.array([1.0, 2.0, 1.0, 2.0, 3.0, 3.0])
+    workers = np.array([1, 1, 2, 2, 1, 3])
+    model = RuntimeModel().fit(sizes, workers, 100.0 * sizes / workers)
+    obs = _obs(
+        workers=1,
+        running=1,
+        pending=30,
+        backlog_s=20.0,
+        deadline_s=60.0,
+        input_bytes=1e9,
+        elapsed=0.0,
+    )
+    assert HybridPolicy().decide(obs).target == 6  # no model: the backlog grows it to N
+    decision = HybridPolicy(planner_model=model).decide(obs)
+    assert decision.target == 2
+    assert decision.reason.startswith("deadline planner decided")
+    # A trained forecast still raises the floor above the planner's size.
+    hybrid = HybridPolicy(planner_model=model)
+    past = np.arange(NOW - 28 * 86400, NOW, 300.0)
+    hybrid.predictive_.fit_series(past, np.full(len(past), 5.0))
+    assert hybrid.decide(obs).target == 5
+
+
 def test_nested_parameters_are_validated_by_each_part() -> None:
     config = config_from_dict(
         {"policy": {"name": "hybrid", "params": {"reactive": {"idle_timeout_s": 30}}}}

@@ -8,11 +8,18 @@ Each part answers a different failure of the others:
   unexpected burst, a pattern it has not learned yet;
 - ``planner`` (Ernest runtime model) sizes the cluster for a running job's deadline T, when the
   job carries one and a runtime model has been learned; without a model it would only ask for N,
-  so it is left out until ``fit`` has given it one.
+  so it is left out until ``fit`` (or ``planner_model``) has given it one.
 
-The target is the highest of their targets: each part is a reason *not* to be smaller, so the
-cluster scales in only when every part agrees. The decision's reason names the part that
-decided and shows what the others wanted.
+The target is the highest of the parts' targets: each part is a reason *not* to be smaller, so
+the cluster scales in only when every part agrees. One exception: while the planner sizes a
+deadline job, the load already there does not vote: neither the reactive rule nor the reactive
+half of the forecaster (its ``max(forecast, demand now)``, or its whole answer while it has no
+model). Both would grow the cluster with the backlog, up to N, and a backlog is what a job sized
+to finish just within T has for most of its run: that growth buys time the deadline does not
+need, at the price of worker-hours (the evaluation's paper-grid measures it). The forecast itself
+still raises the floor, for load expected next, and the planner asks for N once a job runs past
+its predicted time. The decision's reason names the part that decided and shows what the others
+wanted.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.dra import DraParams, DynamicAllocationPolicy
 from sparkscaler.policies.planner import PlannerParams, PlannerPolicy
 from sparkscaler.policies.predictive import PredictiveParams, PredictivePolicy
+from sparkscaler.sim.runtime_model import RuntimeModel
 
 
 class HybridParams(PolicyParams):
@@ -44,12 +52,12 @@ class HybridPolicy(Policy):
     name = "hybrid"
     Params = HybridParams
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, *, planner_model: RuntimeModel | None = None, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
         self.predictive_ = PredictivePolicy(**p.predictive.model_dump())
         self.reactive_ = DynamicAllocationPolicy(**p.reactive.model_dump())
-        self.planner_ = PlannerPolicy(**p.planner.model_dump())
+        self.planner_ = PlannerPolicy(model=planner_model, **p.planner.model_dump())
 
     def fit(self, history: Sequence[JobRecord]) -> Self:
         """The forecaster learns the demand pattern and the planner its runtime model from the
@@ -63,13 +71,23 @@ class HybridPolicy(Policy):
             "predictive floor": self.predictive_.decide(observation),
             "reactive": self.reactive_.decide(observation),
         }
+        voting = list(parts)
         if (
             observation.deadline_s is not None
             and observation.job_running
             and self.planner_.model_ is not None
         ):
             parts["deadline planner"] = self.planner_.decide(observation)
-        part, chosen = max(parts.items(), key=lambda item: item[1].target)
+            voting = ["deadline planner"]
+            forecast = self.predictive_.forecast_workers_
+            if forecast is not None:
+                top = observation.max_workers if observation.max_workers is not None else forecast
+                parts["forecast"] = self._decision(
+                    min(forecast, top), f"forecast alone asks for {min(forecast, top)}"
+                )
+                voting.append("forecast")
+        part = max(voting, key=lambda name: parts[name].target)
+        chosen = parts[part]
         others = ", ".join(f"{name} {d.target}" for name, d in parts.items() if name != part)
         return Decision(
             target=chosen.target,

@@ -8,9 +8,15 @@ size (``input_bytes / 1e9`` GB), T its deadline and N the most workers allowed:
 
 - no job running -> the minimum workers; no deadline known -> the current size; input size
   unknown -> N;
-- target = the smallest n in [max(1, min workers), N] with ``(1 - f) · t_q(s, n) <= T - elapsed``,
-  where ``t_q = t · (1 + margin)`` and the margin is the ``q`` quantile of the model's relative
-  training residuals (never negative);
+- target = the smallest n in [max(1, min workers), N] with
+  ``(1 - f) · t_q(s, n) + d · max(0, 1 - alive / n) <= T - elapsed``, where
+  ``t_q = t · (1 + margin)``, the margin is the ``q`` quantile of the model's relative training
+  residuals (never negative), and ``d`` (``provisioning_s``) is how long a requested worker takes
+  to run tasks: until the ``n - alive`` new workers arrive, the ``alive`` ones work at
+  ``alive / n`` of the rate;
+- a running job is shrunk (target below its current size) only if the smaller size meets T
+  with ``scale_in_slack`` (20 %) of the time left to spare: shrinking stakes the deadline on the
+  progress estimate;
 - if the model says extra workers buy nothing (``model.scales(s, N)`` is false: less than
   ``scale_threshold`` times faster on N than on 1) the same search applies, and the reason says
   the job does not scale; if then no n meets T, the smallest n, since more would be wasted;
@@ -18,12 +24,14 @@ size (``input_bytes / 1e9`` GB), T its deadline and N the most workers allowed:
 - a job that has already run longer than ``t_q`` on its current size (the model was wrong about
   it and cannot say what is left) gets N if it scales, else keeps its current size.
 
-Remaining work of a running job (our approximation; Ernest predicts whole runs only): the share
-already done is ``f = min(1, elapsed / t_q(s, n_now))``, as if the job had run on the current
-``n_now`` workers at the model's pace all along, and what is left takes ``(1 - f)`` of a whole
-run on any n. Start-up cost is thereby treated as spread over the run, and progress is
-underestimated when the job actually ran faster than ``t_q``, both on the safe side. On the
-current size the test reduces to ``t_q(s, n_now) <= T``.
+Remaining work of a running job (our approximation; Ernest predicts whole runs only): a job on
+``n`` workers does ``1 / t_q(s, n)`` of its work per second, so its share done is the sum of
+``dt / t_q(s, alive)`` over the intervals between decisions, with ``alive`` the workers that were
+running tasks then (a worker still provisioning does no work). The policy keeps that running sum
+for the job it sees (the only memory it has); for a job it meets already running it starts from
+``elapsed / t_q(s, alive now)``. What is left takes ``(1 - f)`` of a whole run on any n.
+Start-up cost is thereby treated as spread over the run, and progress is underestimated when the
+job runs faster than ``t_q``, both on the safe side.
 
 Learning: ``fit(history)`` refits the model on the finished jobs
 (:func:`~sparkscaler.sim.runtime_model.runs_from_jobs`) once at least ``min_runs`` are usable,
@@ -61,6 +69,17 @@ class PlannerParams(PolicyParams):
     scale_threshold: float = Field(
         1.1, gt=1, description="speedup on N over 1 worker below which the job does not scale"
     )
+    scale_in_slack: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="a running job is shrunk only if the smaller size leaves this share of T spare",
+    )
+    provisioning_s: float = Field(
+        0.0,
+        ge=0,
+        description="seconds before a requested worker runs tasks (provisioning + executor start)",
+    )
 
 
 class PlannerPolicy(Policy):
@@ -77,6 +96,8 @@ class PlannerPolicy(Policy):
         self._derived_for: RuntimeModel | None = None
         self._derived_origin = ""
         self._derived_value: tuple[float, str] = (0.0, "")
+        # (job start, time of the last decision, share done, alive workers then)
+        self._job_progress: tuple[float | None, float, float, int] = (None, 0.0, 0.0, 1)
 
     # ------------------------------------------------------------------ fitting
 
@@ -153,7 +174,7 @@ class PlannerPolicy(Policy):
         t_q = np.asarray(model.predict(size, np.arange(1, top + 1)), dtype=float) * (1 + margin)
         counts, whole = np.arange(lo, top + 1), t_q[lo - 1 :]
         now = min(max(obs.workers, 1), top)
-        done = min(1.0, elapsed / t_q[now - 1]) if elapsed > 0 and obs.workers >= 1 else 0.0
+        done = self._progress(obs, t_q, elapsed)
         # RuntimeModel.scales(size, top, threshold), from the same predictions.
         speedup = float(t_q[0] / t_q[top - 1])
         scales = speedup >= p.scale_threshold
@@ -166,12 +187,22 @@ class PlannerPolicy(Policy):
             return self._make(n, f"{when}: has run past its predicted time on {now}; {why} {n}")
         if elapsed > 0:
             when += f", ~{done:.0%} done"
-        remaining = (1.0 - done) * whole
+        # Workers still to come help only after the provisioning delay d: until then the alive
+        # ones do the work at alive/n of the rate, so the run is d * (1 - alive/n) longer.
+        alive = obs.cluster.alive_workers
+        late = p.provisioning_s * np.clip(1.0 - alive / counts, 0.0, None)
+        remaining = (1.0 - done) * whole + late
         meets = np.flatnonzero(remaining <= left)
 
         if meets.size:
-            n = int(counts[meets[0]])
-            predicted = f"predicted {remaining[meets[0]]:.0f} s with q{p.q:g} margin"
+            first = int(meets[0])
+            # Shrinking a running job stakes its deadline on the progress estimate: only with
+            # scale_in_slack of the time left to spare.
+            if elapsed > 0 and counts[first] < now:
+                safe = np.flatnonzero(remaining <= left * (1.0 - p.scale_in_slack))
+                first = max(first, min(int(safe[0]) if safe.size else now - lo, now - lo))
+            n = int(counts[first])
+            predicted = f"predicted {remaining[first]:.0f} s with q{p.q:g} margin"
             if not scales:
                 return self._make(
                     n, f"{when}: does not scale ({speed}); {n} worker(s) meet T ({predicted})"
@@ -187,6 +218,19 @@ class PlannerPolicy(Policy):
         return self._make(
             top, f"{when}: deadline cannot be met (best {best:.0f} s on up to {top}): N = {top}"
         )
+
+    def _progress(self, obs: Observation, t_q: np.ndarray, elapsed: float) -> float:
+        """Share of the oldest job done: ``dt / t_q(s, alive)`` summed since it was first seen."""
+        top = len(t_q)
+        alive = min(max(obs.cluster.alive_workers, 1), top)
+        started = obs.time - elapsed
+        job, last, done, last_alive = self._job_progress
+        if job is not None and abs(job - started) < 1.0 and obs.time >= last:
+            done += (obs.time - last) / t_q[last_alive - 1]
+        else:
+            done = elapsed / t_q[alive - 1]
+        self._job_progress = (started, obs.time, done, alive)
+        return min(1.0, done)
 
     # -------------------------------------------------------------- persistence
 

@@ -500,10 +500,13 @@ class SimCluster:
             bo=min(100.0, 50.0 * writing / slots),
         )
 
-    def worker_seconds(self) -> float:
-        """Billed time of every worker so far: from the launch request until it is gone."""
-        live = sum(self.now - w.launched_at for w in self.workers.values())
-        return live + sum((w.gone_at or self.now) - w.launched_at for w in self.gone)
+    def worker_seconds(self, until: float | None = None) -> float:
+        """Billed time of every worker: from the launch request until it is gone, counted up
+        to ``until`` (default: now), so that a run can be billed up to its last job's end."""
+        end = self.now if until is None else min(until, self.now)
+        spans = [(w.launched_at, end) for w in self.workers.values()]
+        spans += [(w.launched_at, w.gone_at if w.gone_at is not None else end) for w in self.gone]
+        return sum(max(0.0, min(stop, end) - start) for start, stop in spans)
 
     def oldest_job(self) -> JobState | None:
         return self.jobs[self.active[0]] if self.active else None

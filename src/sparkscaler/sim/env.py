@@ -95,6 +95,11 @@ class EnvConfig:
     cores_per_worker: int = 1
     interval_s: float = 30.0
     deadline_s: float = 300.0
+    #: When given, each episode draws its deadline T from these (one policy for several T).
+    deadline_choices_s: tuple[float, ...] = ()
+    #: When given, each job's T is this factor times its run alone on N workers (as the trace
+    #: evaluation sets deadlines) instead of ``deadline_s``.
+    deadline_factor: float | None = None
     reward: Literal["paper", "cost-sla"] = "paper"
     provisioning: tuple[float, float] | str = "local"
     executor_startup_s: tuple[float, float] = LOCAL_EXECUTOR_STARTUP_S
@@ -138,7 +143,7 @@ def config_from_dict(data: dict[str, Any], jobs: JobSource | None = None) -> Env
     rebuilt from its description; pass ``jobs`` for any other source (or when the jobs do not
     matter, as to a policy that only maps observations)."""
     values = {k: v for k, v in data.items() if k != "jobs"}
-    for name in ("executor_startup_s", "provisioning"):
+    for name in ("executor_startup_s", "provisioning", "deadline_choices_s"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     if jobs is None:
@@ -223,7 +228,14 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
             arrivals = poisson(c.arrival_rate_per_hour, c.max_episode_s, rng)
         else:
             arrivals = Arrivals(np.zeros(c.jobs_per_episode), np.ones(c.jobs_per_episode))
-        jobs = make_workload(arrivals, c.jobs, rng, deadline_s=c.deadline_s)
+        deadline = float(rng.choice(c.deadline_choices_s)) if c.deadline_choices_s else c.deadline_s
+        if c.deadline_factor is not None:
+            slots = c.max_workers * c.cores_per_worker
+            jobs = make_workload(
+                arrivals, c.jobs, rng, deadline_factor=c.deadline_factor, slots=slots
+            )
+        else:
+            jobs = make_workload(arrivals, c.jobs, rng, deadline_s=deadline)
         self.sim = SimCluster(
             jobs,
             cores_per_worker=c.cores_per_worker,

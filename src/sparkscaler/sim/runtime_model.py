@@ -43,6 +43,10 @@ MIN_SAMPLE_FRACTION = 0.05
 
 _THONGLEK_FILE = re.compile(r"^worker(\d+)\.csv$")
 
+#: The project's own recorded runs of its PySpark job on this machine's local cluster
+#: (``benchmarks/record_local_runs.py``): the default calibration of simulations and evaluations.
+LOCAL_RUNS = Path(__file__).resolve().parents[1] / "data" / "local_runs.csv"
+
 
 class NotFittedError(RuntimeError):
     """Raised when a model is used before :meth:`RuntimeModel.fit` (or loading) gave it state."""

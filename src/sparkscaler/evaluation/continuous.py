@@ -1,0 +1,376 @@
+"""The ``trace`` and ``replay`` suites: continuous arrivals, each job with a deadline.
+
+A *case* is one stream of jobs over a span of simulated time. Every policy runs it through the
+real controller and guard, from the same seed, so each sees the same jobs at the same times:
+
+- ``trace`` cases take their arrivals from a real trace or a daily/weekly shape, and their jobs
+  from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`) or TPC-H
+  profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
+  A job's deadline is ``deadline_factor`` times its run time alone on N workers.
+- the ``replay`` case takes its jobs from the user's history (the store's job records, or a
+  directory of Spark event logs): each finished application becomes a job that arrives when it
+  was submitted, with its tasks, its mean task time and its driver time, and with its own
+  deadline (``spark.sparkscaler.deadline``), else the config's ``deadline_s``, else
+  ``deadline_factor`` times the run time it had.
+
+Learned policies start from what they would have had: the forecaster (``predictive``, and
+``hybrid``'s floor) is fitted on the demand of the *preceding* period of the same trace, served
+by a static cluster of N, when the trace has one (the NASA trace's previous week; another week
+of the synthetic shape; none for the 17-hour Alibaba trace or a replay, where it starts cold and
+falls back to its reactive rule); the planners get the calibration's runtime model; the DQNs
+are trained beforehand in the env with the case's N, arrival rate and deadlines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparkscaler.config import Config
+from sparkscaler.core import JobRecord
+from sparkscaler.evaluation.lineup import ORACLE, Calibration, build_policy
+from sparkscaler.evaluation.oracle import run_oracle, worst_start_s
+from sparkscaler.policies.hybrid import HybridPolicy
+from sparkscaler.policies.predictive import PredictivePolicy
+from sparkscaler.policies.static import StaticPolicy
+from sparkscaler.sim.arrivals import (
+    Arrivals,
+    daily_weekly,
+    from_alibaba_batch,
+    from_demand_csv,
+)
+from sparkscaler.sim.cluster import JobResult
+from sparkscaler.sim.env import EnvConfig
+from sparkscaler.sim.runner import simulate_workload
+from sparkscaler.sim.workload import (
+    FixedDurations,
+    JobSource,
+    JobSpec,
+    ModelJobs,
+    Stage,
+    TpchJobs,
+    make_workload,
+    wave_estimate,
+)
+
+DAY_S = 86_400.0
+POLICY_KEYS = (
+    ORACLE,
+    "static",
+    "hpa",
+    "dra",
+    "dataproc",
+    "regression",
+    "dqn-paper",
+    "dqn-improved",
+    "planner",
+    "predictive",
+    "hybrid",
+)
+#: Continuous cases decide every 30 s: a week at the controller's 5 s is six times the steps
+#: for every policy, and a trace's jobs last minutes.
+TRACE_INTERVAL_S = 30.0
+#: Points kept of each policy's workers-over-time curve for the report.
+TIMELINE_POINTS = 600
+
+
+@dataclass(frozen=True)
+class Case:
+    """One stream of jobs to run every policy over."""
+
+    name: str
+    kind: str  # "daily" | "csv" | "alibaba" | "replay"
+    duration_s: float
+    max_workers: int
+    path: str | None = None
+    #: Offered work as a share of N workers: 0.3 keeps a static cluster of N at about 1 % misses
+    #: (bursts at the daily peak), so that most misses are a policy's own.
+    utilization: float = 0.3
+    #: T = this factor times the job's run time alone on N workers.
+    deadline_factor: float = 5.0
+    jobs: str = "model"  # "model" | TPC-H directory
+
+
+def _job_source(case: Case, calibration: Calibration, sizes: tuple[float, float]) -> JobSource:
+    if case.jobs == "model":
+        return ModelJobs(calibration.runtime_model, sizes)
+    return TpchJobs(Path(case.jobs))
+
+
+def jobs_per_hour(source: JobSource, case: Case, cores: int, seed: int) -> float:
+    """The arrival rate at which the offered work is ``utilization`` of N workers."""
+    rng = np.random.default_rng([seed, 7])
+    work = np.mean([wave_estimate(source.sample(rng), cores) for _ in range(200)])
+    return case.utilization * case.max_workers * 3600.0 / float(work)
+
+
+def _trace_start(path: Path) -> pd.Timestamp:
+    first = pd.read_csv(path, nrows=1)
+    return pd.Timestamp(first.iloc[0, 0])
+
+
+def _thin(
+    arrivals: Arrivals, rate_per_hour: float, span_s: float, rng: np.random.Generator
+) -> Arrivals:
+    """Keep each arrival with the probability that brings the mean rate to ``rate_per_hour``."""
+    keep = min(1.0, rate_per_hour * span_s / 3600.0 / max(1, len(arrivals)))
+    mask = rng.random(len(arrivals)) < keep
+    return Arrivals(arrivals.times[mask], arrivals.weights[mask])
+
+
+def _arrivals(case: Case, rate: float, seed: int, period: int) -> Arrivals | None:
+    """Arrivals of the case's evaluated period (``period`` 0), or of the one before it (-1),
+    None when the trace has no such period."""
+    rng = np.random.default_rng([seed, 11, period + 1])
+    if case.kind == "daily":
+        return daily_weekly(rate, case.duration_s, rng)
+    assert case.path is not None
+    path = Path(case.path)
+    if case.kind == "csv":
+        start = _trace_start(path) + pd.Timedelta(seconds=case.duration_s * (period + 1))
+        return from_demand_csv(
+            path, case.duration_s, rng, jobs_per_hour=rate, start=start.isoformat()
+        )
+    if case.kind == "alibaba":
+        if period < 0:
+            return None
+        raw = from_alibaba_batch(path, None)
+        span = float(raw.times.max()) if len(raw) else 1.0
+        stretched = from_alibaba_batch(path, case.duration_s, time_scale=span / case.duration_s)
+        return _thin(stretched, rate, case.duration_s, rng)
+    raise ValueError(f"unknown trace kind {case.kind!r}")
+
+
+def replay_jobs(
+    records: Sequence[JobRecord], config: Config, deadline_factor: float
+) -> list[JobSpec]:
+    """The user's finished applications as jobs (see the module's docstring)."""
+    done = sorted((r for r in records if r.success and r.tasks > 0), key=lambda r: r.submit_time)
+    if not done:
+        raise ValueError("the history holds no finished application with tasks to replay")
+    t0 = done[0].submit_time
+    cores = config.cluster.worker_cores
+    jobs = []
+    for i, r in enumerate(done):
+        task_s = r.task_seconds / r.tasks
+        slots = max(1, r.executors) * cores
+        driver = max(0.0, r.duration_s - math.ceil(r.tasks / slots) * task_s)
+        deadline = r.deadline_s or config.deadline_s or deadline_factor * r.duration_s
+        stage = Stage(0, r.tasks, FixedDurations(task_s))
+        jobs.append(
+            JobSpec(
+                i,
+                r.name or r.app_id,
+                r.submit_time - t0,
+                (stage,),
+                r.input_bytes / 1e9,
+                deadline,
+                driver,
+            )
+        )
+    return jobs
+
+
+def load_history(path: Path) -> list[JobRecord]:
+    """Job records from a sparkscaler store (``.db``) or a directory of Spark event logs."""
+    from sparkscaler.observe.eventlog import scan_event_logs
+    from sparkscaler.store import Store
+
+    path = Path(path)
+    if path.is_dir():
+        return scan_event_logs(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"history {path} not found (a sparkscaler .db or an event-log directory)"
+        )
+    with Store(path) as store:
+        return store.jobs()
+
+
+@dataclass(frozen=True)
+class CaseData:
+    """A case made concrete: its jobs, and the jobs of the period before it (or none)."""
+
+    case: Case
+    workload: tuple[JobSpec, ...]
+    previous: tuple[JobSpec, ...] | None
+    rate_per_hour: float
+
+
+def build_case(
+    case: Case,
+    config: Config,
+    calibration: Calibration,
+    sizes: tuple[float, float],
+    seed: int,
+    history: Sequence[JobRecord] = (),
+) -> CaseData:
+    cores = config.cluster.worker_cores
+    if case.kind == "replay":
+        jobs = replay_jobs(history, config, case.deadline_factor)
+        span = max(j.arrival for j in jobs) or 1.0
+        return CaseData(case, tuple(jobs), None, 3600.0 * len(jobs) / span)
+    source = _job_source(case, calibration, sizes)
+    rate = jobs_per_hour(source, case, cores, seed)
+    slots = case.max_workers * cores
+
+    def workload(period: int) -> tuple[JobSpec, ...] | None:
+        arrivals = _arrivals(case, rate, seed, period)
+        if arrivals is None:
+            return None
+        rng = np.random.default_rng([seed, 13, period + 1])
+        return tuple(
+            make_workload(arrivals, source, rng, deadline_factor=case.deadline_factor, slots=slots)
+        )
+
+    current = workload(0)
+    assert current is not None
+    return CaseData(case, current, workload(-1), rate)
+
+
+def case_config(config: Config, case: Case) -> Config:
+    scaling = config.scaling.model_copy(
+        update={"max_workers": case.max_workers, "interval_s": TRACE_INTERVAL_S}
+    )
+    return config.model_copy(update={"scaling": scaling})
+
+
+def env_config(
+    config: Config,
+    data: CaseData,
+    variant: str,
+    calibration: Calibration,
+    sizes: tuple[float, float],
+) -> EnvConfig:
+    """The env a DQN for this case is trained in: its N, arrival rate, jobs and deadlines."""
+    from sparkscaler.training import VARIANT_REWARD
+
+    case = data.case
+    source: JobSource = (
+        _Replayed(data.workload) if case.kind == "replay" else _job_source(case, calibration, sizes)
+    )
+    return EnvConfig(
+        max_workers=case.max_workers,
+        min_workers=min(config.scaling.min_workers, 1),
+        initial_workers=config.simulation.initial_workers,
+        cores_per_worker=config.cluster.worker_cores,
+        interval_s=TRACE_INTERVAL_S,
+        reward=VARIANT_REWARD[variant],  # type: ignore[index]
+        provisioning=config.simulation.provisioning,
+        executor_startup_s=config.simulation.executor_startup_s,
+        decommission_timeout_s=config.scaling.decommission_timeout_s,
+        arrival_rate_per_hour=data.rate_per_hour,
+        max_episode_s=6 * 3600.0,
+        deadline_factor=case.deadline_factor,
+        jobs=source,
+    )
+
+
+class _Replayed:
+    """Draws jobs from a replayed history (for the DQN's training env)."""
+
+    def __init__(self, jobs: Sequence[JobSpec]) -> None:
+        self.jobs = list(jobs)
+
+    def sample(self, rng: np.random.Generator) -> JobSpec:
+        return self.jobs[int(rng.integers(len(self.jobs)))]
+
+
+def _warm_up(policy: Any, config: Config, data: CaseData, seed: int) -> None:
+    """Fit the forecaster on the demand of the period before, served by a static N."""
+    forecaster = policy.predictive_ if isinstance(policy, HybridPolicy) else policy
+    if not isinstance(forecaster, PredictivePolicy) or data.previous is None:
+        return
+    before = simulate_workload(
+        config, list(data.previous), StaticPolicy(), data.case.duration_s, seed=seed
+    )
+    line = before.timeline
+    start = 1_767_571_200.0 - data.case.duration_s  # the period ends where the evaluated begins
+    times = start + np.asarray(line["time_s"])
+    demand = np.asarray(line["running"]) + np.asarray(line["pending"])
+    forecaster.fit_series(times, demand)
+
+
+def _slowdowns(results: Sequence[JobResult], data: CaseData, cores: int, end: float) -> list[float]:
+    reference = {
+        j.id: wave_estimate(
+            j, min(max((s.num_tasks for s in j.stages), default=1), data.case.max_workers * cores)
+        )
+        for j in data.workload
+    }
+    finished = {r.id: r.duration_s for r in results}
+    out = []
+    for job in data.workload:
+        if job.arrival > end:
+            continue
+        took = finished.get(job.id, end - job.arrival)
+        out.append(took / max(reference[job.id], 1e-9))
+    return out
+
+
+def _downsample(times: Sequence[float], values: Sequence[float], points: int) -> list[float]:
+    if len(times) <= points:
+        return [float(v) for v in values]
+    edges = np.linspace(0, len(times), points + 1).astype(int)
+    arr = np.asarray(values, dtype=float)
+    return [float(arr[a:b].mean()) for a, b in itertools.pairwise(edges)]
+
+
+def run_case(
+    config: Config,
+    key: str,
+    data: CaseData,
+    calibration: Calibration,
+    dqn_models: dict[str, str],
+    seed: int,
+) -> dict[str, Any]:
+    """One policy over one case: the numbers of the suite's table, and a timeline to plot."""
+    started = time.perf_counter()
+    cfg = case_config(config, data.case)
+    duration = data.case.duration_s
+    cores = cfg.cluster.worker_cores
+    jobs = list(data.workload)
+    arrived = [j for j in jobs if j.arrival <= duration]
+    if key == ORACLE:
+        run = run_oracle(cfg, jobs, seed, until=duration)
+        sim = run.sim
+        results, misses = sim.results, run.misses
+        worker_s, actions = sim.worker_seconds(), None
+        timeline = None
+    else:
+        policy = build_policy(key, calibration, dqn_models, worst_start_s(cfg))
+        _warm_up(policy, cfg, data, seed)
+        result = simulate_workload(cfg, jobs, policy, duration, seed=seed)
+        results, misses = result.jobs, result.misses
+        worker_s, actions = result.worker_hours * 3600.0, result.scale_outs + result.scale_ins
+        line = result.timeline
+        timeline = {
+            "time_s": _downsample(line["time_s"], line["time_s"], TIMELINE_POINTS),
+            "workers": _downsample(line["time_s"], line["workers"], TIMELINE_POINTS),
+            "demand_workers": _downsample(
+                line["time_s"],
+                [(r + p) / cores for r, p in zip(line["running"], line["pending"], strict=True)],
+                TIMELINE_POINTS,
+            ),
+        }
+    slow = _slowdowns(results, data, cores, duration)
+    return {
+        "case": data.case.name,
+        "policy": key,
+        "jobs": len(arrived),
+        "misses": misses,
+        "miss_pct": round(100.0 * misses / max(1, len(arrived)), 3),
+        "worker_hours": round(worker_s / 3600.0, 4),
+        "scale_actions": actions,
+        "p95_slowdown": round(float(np.percentile(slow, 95)), 4) if slow else None,
+        "timeline": timeline,
+        "wall_s": time.perf_counter() - started,
+    }

@@ -1,0 +1,533 @@
+"""``sparkscaler evaluate``: plan the suites' runs, run them in parallel, write the results.
+
+Every run is a task — train one DQN, or run one policy over one paper-grid cell or one trace
+case — that depends only on its arguments and the seed, so tasks run in any order on any number
+of processes (joblib) and the results are the same bit for bit. DQNs are trained first (the
+cells that use them wait for them); everything else follows in one parallel batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from joblib import Parallel, delayed
+
+from sparkscaler.config import Config
+from sparkscaler.core import JobRecord
+from sparkscaler.evaluation import continuous, paper_grid
+from sparkscaler.evaluation.lineup import DQN_VARIANTS, ORACLE, Calibration
+from sparkscaler.evaluation.paper_grid import CellResult, GridSettings
+
+SUITES = ("paper-grid", "trace", "replay")
+#: Our policies, among which "our best" is chosen for the goals; the rest are peers.
+OURS = ("planner", "predictive", "hybrid", "dqn-improved")
+PEERS = ("hpa", "dra", "dataproc")
+DEFAULT_TRACES = (
+    Path("../shared/data/traces/nasa-http-1995/requests_per_minute.csv"),
+    Path("../shared/data/traces/alibaba2017-batch/batch_task.csv"),
+)
+WEEK_S = 7 * 86_400.0
+
+
+@dataclass(frozen=True)
+class Options:
+    suites: tuple[str, ...] = SUITES
+    quick: bool = False
+    seed: int = 0
+    n_jobs: int = -1
+    model: Path | None = None
+    sizes: tuple[float, float] | None = None
+    traces: tuple[Path, ...] | None = None
+    history: Path | None = None
+    max_workers: int = 10
+    dqn_timesteps: int | None = None
+
+    @property
+    def timesteps(self) -> int:
+        return self.dqn_timesteps or (3_000 if self.quick else 30_000)
+
+    def grid(self) -> GridSettings:
+        if self.quick:
+            return GridSettings(deadlines_min=(5, 8), max_workers=(5, 8), rounds=25)
+        return GridSettings()
+
+
+@dataclass
+class Task:
+    """One unit of work: a label for the progress bar, a function and its arguments."""
+
+    label: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kind: str
+    key: tuple[Any, ...] = field(default_factory=tuple)
+
+
+def trace_format(path: Path) -> str:
+    """'csv' for a per-minute demand series (NASA layout), 'alibaba' for a batch_task table."""
+    with Path(path).open() as handle:
+        first = handle.readline()
+    columns = len(first.split(","))
+    if columns == 2:
+        return "csv"
+    if columns == 8:
+        return "alibaba"
+    raise ValueError(
+        f"{path}: not a trace this suite reads (a timestamp,requests CSV or Alibaba's "
+        f"batch_task.csv with 8 columns; this one has {columns})"
+    )
+
+
+def trace_cases(options: Options) -> tuple[list[continuous.Case], list[str]]:
+    """The trace suite's cases, and notes on the default traces that are not there."""
+    duration = 86_400.0 if options.quick else WEEK_S
+    cases = [continuous.Case("daily", "daily", duration, options.max_workers)]
+    notes = []
+    if options.quick and options.traces is None:
+        return cases, notes
+    paths = options.traces if options.traces is not None else DEFAULT_TRACES
+    for path in paths:
+        if not path.is_file():
+            if options.traces is None:
+                notes.append(f"trace {path} not found: its case was skipped")
+                continue
+            raise FileNotFoundError(f"trace {path} not found")
+        kind = trace_format(path)
+        name = "nasa" if kind == "csv" and "nasa" in str(path) else path.stem
+        name = "alibaba" if kind == "alibaba" and "alibaba" in str(path) else name
+        cases.append(continuous.Case(name, kind, duration, options.max_workers, str(path)))
+    return cases, notes
+
+
+def _train(env_config: Any, variant: str, timesteps: int, seed: int, out: Path) -> dict[str, Any]:
+    from sparkscaler.training import train_dqn
+
+    result = train_dqn(env_config, variant, timesteps, seed, out)  # type: ignore[arg-type]
+    curve = result.metadata["learning_curve"]
+    return {
+        "path": str(out),
+        "wall_s": result.wall_time_s,
+        "episodes": result.episodes,
+        "learning_curve": {"timesteps": curve["timesteps"], "rewards": curve["episode_rewards"]},
+    }
+
+
+def _run_parallel(
+    tasks: list[Task], n_jobs: int, progress: Callable[[str], None]
+) -> dict[tuple[Any, ...], Any]:
+    results: dict[tuple[Any, ...], Any] = {}
+    if not tasks:
+        return results
+    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+
+    def call(task: Task) -> tuple[tuple[Any, ...], Any]:
+        return task.key, task.fn(*task.args)
+
+    for key, value in runner(delayed(call)(t) for t in tasks):
+        results[key] = value
+        progress(str(key[0]))
+    return results
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in (
+        "sparkscaler",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "stable-baselines3",
+        "gymnasium",
+        "torch",
+        "joblib",
+    ):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "absent"
+    return out
+
+
+def _best(rows: Iterable[dict[str, Any]], misses: str, cost: str) -> dict[str, Any] | None:
+    candidates = [r for r in rows if r["policy"] in OURS]
+    return min(candidates, key=lambda r: (r[misses], r[cost]), default=None)
+
+
+def _paper_grid(
+    options: Options,
+    config: Config,
+    calibration: Calibration,
+    tasks_done: dict[tuple[Any, ...], Any],
+    grid: GridSettings,
+    sizes: tuple[float, float],
+) -> dict[str, Any]:
+    cells: dict[tuple[str, int, int], CellResult] = {
+        (k[1], k[2], k[3]): v for k, v in tasks_done.items() if k[0] == "paper-grid"
+    }
+    rows = []
+    for (_, t, n), cell in sorted(
+        cells.items(), key=lambda kv: (grid.policies.index(kv[0][0]), kv[0][1], kv[0][2])
+    ):
+        rows.append(cell.summary(cells.get((ORACLE, t, n))))
+    per_policy = []
+    for key in grid.policies:
+        mine = [r for r in rows if r["policy"] == key]
+        if not mine:
+            continue
+        oracle_min = sum(r["worker_minutes"] for r in rows if r["policy"] == ORACLE)
+        worker_min = sum(r["worker_minutes"] for r in mine)
+        per_policy.append(
+            {
+                "policy": key,
+                "failures": sum(r["failures"] for r in mine),
+                "failure_pct": round(
+                    100 * sum(r["failures"] for r in mine) / sum(r["rounds"] for r in mine), 3
+                ),
+                "avoidable_failures": sum(r.get("avoidable_failures", 0) for r in mine),
+                "cells_with_avoidable_failures": sum(
+                    1 for r in mine if r.get("avoidable_failures")
+                ),
+                "first_block_failures": sum(r["failures_per_block"][0] for r in mine),
+                "worker_minutes": round(worker_min, 3),
+                "ratio_to_oracle": round(worker_min / oracle_min, 4) if oracle_min else None,
+            }
+        )
+    best = _best(per_policy, "avoidable_failures", "worker_minutes")
+    goals = None
+    if best is not None:
+        goals = {
+            "best_policy": best["policy"],
+            "avoidable_failures": best["avoidable_failures"],
+            "first_block_failures": best["first_block_failures"],
+            "ratio_to_oracle": best["ratio_to_oracle"],
+            "no_avoidable_failure": best["avoidable_failures"] == 0,
+            "within_1_05_of_oracle": best["ratio_to_oracle"] is not None
+            and best["ratio_to_oracle"] <= 1.05,
+        }
+    rounds = {
+        f"{key}@T{t}N{n}": {
+            "failed": [r.failed for r in cell.rounds],
+            "worker_s": [round(r.worker_s, 3) for r in cell.rounds],
+            "run_s": [round(r.run_s, 3) for r in cell.rounds],
+        }
+        for (key, t, n), cell in sorted(cells.items())
+    }
+    curves = {
+        f"{k[1]}@N{k[2]}": v["learning_curve"]
+        for k, v in tasks_done.items()
+        if k[0] == "train" and k[3] == "paper-grid"
+    }
+    return {
+        "settings": {
+            "deadlines_min": list(grid.deadlines_min),
+            "max_workers": list(grid.max_workers),
+            "rounds": grid.rounds,
+            "block": paper_grid.BLOCK,
+            "sizes": list(sizes),
+            "policies": list(grid.policies),
+            "interval_s": config.scaling.interval_s,
+            "dqn_interval_s": paper_grid.DQN_INTERVAL_S,
+            "provisioning": config.simulation.provisioning,
+            "dqn_timesteps": options.timesteps,
+        },
+        "cells": rows,
+        "policies": per_policy,
+        "goals": goals,
+        "rounds": rounds,
+        "dqn_learning_curves": curves,
+    }
+
+
+def _continuous(
+    suite: str,
+    cases: list[continuous.CaseData],
+    tasks_done: dict[tuple[Any, ...], Any],
+    policies: tuple[str, ...],
+) -> dict[str, Any]:
+    out_cases = []
+    for data in cases:
+        rows = [
+            {k: v for k, v in tasks_done[(suite, key, data.case.name)].items() if k != "wall_s"}
+            for key in policies
+            if (suite, key, data.case.name) in tasks_done
+        ]
+        oracle = next((r for r in rows if r["policy"] == ORACLE), None)
+        for row in rows:
+            row["ratio_to_oracle"] = (
+                round(row["worker_hours"] / oracle["worker_hours"], 4)
+                if oracle and oracle["worker_hours"]
+                else None
+            )
+        best = _best(rows, "miss_pct", "worker_hours")
+        peers = [r for r in rows if r["policy"] in PEERS]
+        best_peer = min(peers, key=lambda r: (r["miss_pct"], r["worker_hours"]), default=None)
+        goals = None
+        if best is not None and best_peer is not None:
+            fewer = 1.0 - best["misses"] / best_peer["misses"] if best_peer["misses"] else None
+            goals = {
+                "best_policy": best["policy"],
+                "miss_pct": best["miss_pct"],
+                "ratio_to_oracle": best["ratio_to_oracle"],
+                "best_peer": best_peer["policy"],
+                "peer_miss_pct": best_peer["miss_pct"],
+                "peer_worker_hours": best_peer["worker_hours"],
+                "fewer_misses_than_peer": None if fewer is None else round(fewer, 4),
+                "misses_at_most_1pct": best["miss_pct"] <= 1.0,
+                "within_1_10_of_oracle": best["ratio_to_oracle"] is not None
+                and best["ratio_to_oracle"] <= 1.10,
+                "half_the_peer_misses_at_no_more_worker_hours": (
+                    (
+                        (best_peer["misses"] == 0 and best["misses"] == 0)
+                        or (fewer is not None and fewer >= 0.5)
+                    )
+                    and best["worker_hours"] <= best_peer["worker_hours"]
+                ),
+            }
+        out_cases.append(
+            {
+                "name": data.case.name,
+                "settings": {
+                    **asdict(data.case),
+                    "jobs_per_hour": round(data.rate_per_hour, 4),
+                    "n_jobs": len(data.workload),
+                    "warm_up": data.previous is not None,
+                    "interval_s": continuous.TRACE_INTERVAL_S,
+                },
+                "results": rows,
+                "goals": goals,
+            }
+        )
+    return {"cases": out_cases}
+
+
+def evaluate(
+    config: Config,
+    options: Options,
+    out: Path,
+    progress: Callable[[int, int, str], None] | None = None,
+    history: list[JobRecord] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen suites and write ``results.json``, ``results.csv`` and ``report.html``."""
+    started = time.perf_counter()
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    calibration = Calibration.load(options.model)
+    grid = options.grid()
+    sizes = options.sizes or calibration.default_sizes(
+        60.0 * min(grid.deadlines_min), min(grid.max_workers)
+    )
+    notes: list[str] = []
+    n_jobs = options.n_jobs if options.n_jobs != -1 else (os.cpu_count() or 1)
+
+    train: list[Task] = []
+    if "paper-grid" in options.suites:
+        for variant in DQN_VARIANTS:
+            for n in grid.max_workers:
+                cell = paper_grid.cell_config(config, n, "dqn")
+                env = paper_grid.env_config(
+                    cell, calibration, sizes, n, [60.0 * t for t in grid.deadlines_min], variant
+                )
+                path = out / "models" / f"paper-grid-{variant}-N{n}.zip"
+                train.append(
+                    Task(
+                        f"train {variant} N={n}",
+                        _train,
+                        (env, variant, options.timesteps, options.seed, path),
+                        "train",
+                        ("train", variant, n, "paper-grid"),
+                    )
+                )
+    cases: list[continuous.CaseData] = []
+    suites_cases: dict[str, list[continuous.CaseData]] = {}
+    if "trace" in options.suites:
+        trace, missing = trace_cases(options)
+        notes += missing
+        suites_cases["trace"] = [
+            continuous.build_case(c, config, calibration, sizes, options.seed) for c in trace
+        ]
+    if "replay" in options.suites:
+        if history is None:
+            raise ValueError("the replay suite needs a history (--history PATH)")
+        case = continuous.Case("replay", "replay", 0.0, config.scaling.max_workers)
+        data = continuous.build_case(case, config, calibration, sizes, options.seed, history)
+        span = max(j.arrival for j in data.workload) + max(j.deadline_s or 0 for j in data.workload)
+        data = continuous.CaseData(
+            continuous.Case(
+                "replay", "replay", span, config.scaling.max_workers, str(options.history)
+            ),
+            data.workload,
+            None,
+            data.rate_per_hour,
+        )
+        suites_cases["replay"] = [data]
+    for suite, datas in suites_cases.items():
+        cases += datas
+        for data in datas:
+            for variant in DQN_VARIANTS:
+                env = continuous.env_config(config, data, variant, calibration, sizes)
+                path = out / "models" / f"{suite}-{data.case.name}-{variant}.zip"
+                train.append(
+                    Task(
+                        f"train {variant} {data.case.name}",
+                        _train,
+                        (env, variant, options.timesteps, options.seed, path),
+                        "train",
+                        ("train", variant, data.case.name, suite),
+                    )
+                )
+
+    total = len(train)
+    done = 0
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, label)
+
+    runs: list[Task] = []
+    if "paper-grid" in options.suites:
+        ctx_models: dict[str, str] = {}
+        for variant in DQN_VARIANTS:
+            for n in grid.max_workers:
+                ctx_models[f"dqn-{variant}@{n}"] = str(
+                    out / "models" / f"paper-grid-{variant}-N{n}.zip"
+                )
+        ctx = paper_grid.RunContext(calibration, sizes, options.seed, grid.rounds, ctx_models)
+        for key in grid.policies:
+            for t in grid.deadlines_min:
+                for n in grid.max_workers:
+                    runs.append(
+                        Task(
+                            f"{key} T={t} N={n}",
+                            paper_grid.run_cell,
+                            (config, key, t, n, ctx),
+                            "paper-grid",
+                            ("paper-grid", key, t, n),
+                        )
+                    )
+    for suite, datas in suites_cases.items():
+        for data in datas:
+            models = {
+                f"dqn-{v}": str(out / "models" / f"{suite}-{data.case.name}-{v}.zip")
+                for v in DQN_VARIANTS
+            }
+            for key in continuous.POLICY_KEYS:
+                runs.append(
+                    Task(
+                        f"{key} {data.case.name}",
+                        continuous.run_case,
+                        (config, key, data, calibration, models, options.seed),
+                        suite,
+                        (suite, key, data.case.name),
+                    )
+                )
+    total += len(runs)
+    if progress is not None:
+        progress(0, total, "training DQNs")
+    results = _run_parallel(train, n_jobs, tick)
+    results |= _run_parallel(runs, n_jobs, tick)
+
+    report: dict[str, Any] = {
+        "sparkscaler": versions().get("sparkscaler"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "seed": options.seed,
+        "quick": options.quick,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "config": config.model_dump(mode="json"),
+        "versions": versions(),
+        "calibration": {
+            "source": calibration.source,
+            "model": calibration.model,
+            "runs": len(calibration.runs),
+        },
+        "notes": notes,
+        "suites": {},
+    }
+    if "paper-grid" in options.suites:
+        report["suites"]["paper-grid"] = _paper_grid(
+            options, config, calibration, results, grid, sizes
+        )
+    for suite, datas in suites_cases.items():
+        report["suites"][suite] = _continuous(suite, datas, results, continuous.POLICY_KEYS)
+    report["timing"] = {
+        "wall_s": round(time.perf_counter() - started, 1),
+        "processes": n_jobs,
+        "tasks_s": {" ".join(map(str, k)): round(_wall(v), 3) for k, v in results.items()},
+    }
+    write_results(report, out)
+    return report
+
+
+def _wall(result: Any) -> float:
+    if isinstance(result, CellResult):
+        return result.wall_s
+    return float(result.get("wall_s", 0.0))
+
+
+def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per suite, cell or case, and policy: the numbers of the tables."""
+    rows = []
+    grid = report["suites"].get("paper-grid")
+    if grid:
+        for r in grid["cells"]:
+            rows.append(
+                {
+                    "suite": "paper-grid",
+                    "case": f"T={r['T_min']}min N={r['N']}",
+                    "policy": r["policy"],
+                    "failures_or_misses": r["failures"],
+                    "pct": r["failure_pct"],
+                    "avoidable": r.get("avoidable_failures"),
+                    "cost": r["worker_minutes"],
+                    "cost_unit": "worker-minutes",
+                    "ratio_to_oracle": r.get("ratio_to_oracle"),
+                    "scale_actions": None,
+                    "p95_slowdown": None,
+                    "failures_per_block": "/".join(map(str, r["failures_per_block"])),
+                }
+            )
+    for suite in ("trace", "replay"):
+        for case in report["suites"].get(suite, {}).get("cases", []):
+            for r in case["results"]:
+                rows.append(
+                    {
+                        "suite": suite,
+                        "case": case["name"],
+                        "policy": r["policy"],
+                        "failures_or_misses": r["misses"],
+                        "pct": r["miss_pct"],
+                        "avoidable": None,
+                        "cost": r["worker_hours"],
+                        "cost_unit": "worker-hours",
+                        "ratio_to_oracle": r["ratio_to_oracle"],
+                        "scale_actions": r["scale_actions"],
+                        "p95_slowdown": r["p95_slowdown"],
+                        "failures_per_block": None,
+                    }
+                )
+    return rows
+
+
+def write_results(report: dict[str, Any], out: Path) -> None:
+    from sparkscaler.evaluation.report import write_report
+
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    rows = csv_rows(report)
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["suite"])
+        writer.writeheader()
+        writer.writerows(rows)
+    write_report(report, out / "report.html")
