@@ -24,12 +24,15 @@ size (``input_bytes / 1e9`` GB), T its deadline and N the most workers allowed:
 - a job that has already run longer than ``t_q`` on its current size (the model was wrong about
   it and cannot say what is left) gets N if it scales, else keeps its current size.
 
-Remaining work of a running job (our approximation; Ernest predicts whole runs only): a job on
-``n`` workers does ``1 / t_q(s, n)`` of its work per second, so its share done is the sum of
-``dt / t_q(s, alive)`` over the intervals between decisions, with ``alive`` the workers that were
-running tasks then (a worker still provisioning does no work). The policy keeps that running sum
-for the job it sees (the only memory it has); for a job it meets already running it starts from
-``elapsed / t_q(s, alive now)``. What is left takes ``(1 - f)`` of a whole run on any n.
+Remaining work of the running jobs (our approximation; Ernest predicts whole runs only): ``s``
+is the input of every running job together. On ``n`` workers the model processes
+``s / t_q(s, n)`` GB a second, so the input done is the sum of ``dt · s / t_q(s, alive)`` over
+the intervals between decisions, with ``alive`` the workers that were running tasks then (a
+worker still provisioning does no work); input that leaves (a job finished) is taken off it, and
+input that arrives is simply more to do. The policy keeps that running sum while jobs run (the
+only memory it has); for jobs it meets already running it starts from ``elapsed / t_q(s, alive
+now)`` of ``s``. With ``f`` the share of ``s`` done, what is left takes ``(1 - f)`` of a whole
+run on any n.
 Start-up cost is thereby treated as spread over the run, and progress is underestimated when the
 job runs faster than ``t_q``, both on the safe side.
 
@@ -96,8 +99,9 @@ class PlannerPolicy(Policy):
         self._derived_for: RuntimeModel | None = None
         self._derived_origin = ""
         self._derived_value: tuple[float, str] = (0.0, "")
-        # (job start, time of the last decision, share done, alive workers then)
-        self._job_progress: tuple[float | None, float, float, int] = (None, 0.0, 0.0, 1)
+        # (time of the last decision, GB done, GB running, alive workers then, oldest job's
+        # start); None while no job runs
+        self._job_progress: tuple[float, float, float, int, float] | None = None
 
     # ------------------------------------------------------------------ fitting
 
@@ -148,6 +152,7 @@ class PlannerPolicy(Policy):
         obs, p = observation, self.params
         floor = max(0, obs.min_workers)
         if not obs.job_running:
+            self._job_progress = None
             return self._make(floor, f"no job running: {floor} (min workers)")
         top = obs.max_workers if obs.max_workers is not None else p.max_workers
         if top < 1:
@@ -174,7 +179,7 @@ class PlannerPolicy(Policy):
         t_q = np.asarray(model.predict(size, np.arange(1, top + 1)), dtype=float) * (1 + margin)
         counts, whole = np.arange(lo, top + 1), t_q[lo - 1 :]
         now = min(max(obs.workers, 1), top)
-        done = self._progress(obs, t_q, elapsed)
+        done = self._progress(obs, size, t_q, elapsed)
         # RuntimeModel.scales(size, top, threshold), from the same predictions.
         speedup = float(t_q[0] / t_q[top - 1])
         scales = speedup >= p.scale_threshold
@@ -219,18 +224,26 @@ class PlannerPolicy(Policy):
             top, f"{when}: deadline cannot be met (best {best:.0f} s on up to {top}): N = {top}"
         )
 
-    def _progress(self, obs: Observation, t_q: np.ndarray, elapsed: float) -> float:
-        """Share of the oldest job done: ``dt / t_q(s, alive)`` summed since it was first seen."""
-        top = len(t_q)
-        alive = min(max(obs.cluster.alive_workers, 1), top)
-        started = obs.time - elapsed
-        job, last, done, last_alive = self._job_progress
-        if job is not None and abs(job - started) < 1.0 and obs.time >= last:
-            done += (obs.time - last) / t_q[last_alive - 1]
+    def _progress(self, obs: Observation, size: float, t_q: np.ndarray, elapsed: float) -> float:
+        """Share of the running input done, from the input processed since it was first seen.
+
+        On ``n`` workers the model processes ``s / t_q(s, n)`` GB a second. Input that leaves
+        (a job finished) is taken off what was done; input that arrives adds to what is left.
+        """
+        assert self.model_ is not None
+        alive = min(max(obs.cluster.alive_workers, 1), len(t_q))
+        state = self._job_progress
+        started = obs.time - elapsed  # the oldest running job's start: only ever moves later
+        if state is not None and obs.time >= state[0] and started >= state[4] - 1.0:
+            last, done_gb, last_size, last_alive, _ = state
+            t_last = float(self.model_.predict(last_size, last_alive)) * (1 + self._derived()[0])
+            done_gb += (obs.time - last) * last_size / t_last
+            if size < last_size:
+                done_gb = max(0.0, done_gb - (last_size - size))
         else:
-            done = elapsed / t_q[alive - 1]
-        self._job_progress = (started, obs.time, done, alive)
-        return min(1.0, done)
+            done_gb = size * min(1.0, elapsed / t_q[alive - 1])
+        self._job_progress = (obs.time, done_gb, size, alive, started)
+        return min(1.0, done_gb / size)
 
     # -------------------------------------------------------------- persistence
 
