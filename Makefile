@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java demo test lint bench clean
+.PHONY: install java demo test lint bench evaluate clean
 
 install: $(STAMP) java
 
@@ -41,6 +41,10 @@ test: install lint
 bench: install
 	$(PY) benchmarks/controller_loop.py
 	$(PY) benchmarks/reaction_time.py
+
+# The full evaluation behind the README's headline tables (about 40 minutes on 2 cores).
+evaluate: install
+	$(VENV)/bin/sparkscaler evaluate --out docs/evaluation
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -36,8 +36,9 @@ import pandas as pd
 
 from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
-from sparkscaler.evaluation.lineup import ORACLE, Calibration, build_policy
+from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, build_policy
 from sparkscaler.evaluation.oracle import run_oracle, worst_start_s
+from sparkscaler.evaluation.paper_grid import POLICY_KEYS as GRID_KEYS
 from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.policies.static import StaticPolicy
@@ -62,19 +63,8 @@ from sparkscaler.sim.workload import (
 )
 
 DAY_S = 86_400.0
-POLICY_KEYS = (
-    ORACLE,
-    "static",
-    "hpa",
-    "dra",
-    "dataproc",
-    "regression",
-    "dqn-paper",
-    "dqn-improved",
-    "planner",
-    "predictive",
-    "hybrid",
-)
+#: The paper-grid's policies but the online DQNs, which learn across rounds of a single job.
+POLICY_KEYS = tuple(k for k in GRID_KEYS if not k.endswith(ONLINE_SUFFIX))
 #: Continuous cases decide every 30 s: a week at the controller's 5 s is six times the steps
 #: for every policy, and a trace's jobs last minutes.
 TRACE_INTERVAL_S = 30.0

@@ -123,6 +123,19 @@ def _train(env_config: Any, variant: str, timesteps: int, seed: int, out: Path) 
     }
 
 
+def _train_task(
+    env: Any, variant: str, path: Path, options: Options, where: int | str, suite: str
+) -> Task:
+    """Training the DQN of ``variant`` for one N (paper-grid) or one case (trace, replay)."""
+    return Task(
+        f"train {variant} {where}",
+        _train,
+        (env, variant, options.timesteps, options.seed, path),
+        "train",
+        ("train", variant, where, suite),
+    )
+
+
 def _run_parallel(
     tasks: list[Task], n_jobs: int, progress: Callable[[str], None]
 ) -> dict[tuple[Any, ...], Any]:
@@ -339,15 +352,7 @@ def evaluate(
                     cell, calibration, sizes, n, [60.0 * t for t in grid.deadlines_min], variant
                 )
                 path = out / "models" / f"paper-grid-{variant}-N{n}.zip"
-                train.append(
-                    Task(
-                        f"train {variant} N={n}",
-                        _train,
-                        (env, variant, options.timesteps, options.seed, path),
-                        "train",
-                        ("train", variant, n, "paper-grid"),
-                    )
-                )
+                train.append(_train_task(env, variant, path, options, n, "paper-grid"))
     cases: list[continuous.CaseData] = []
     suites_cases: dict[str, list[continuous.CaseData]] = {}
     if "trace" in options.suites:
@@ -377,15 +382,7 @@ def evaluate(
             for variant in DQN_VARIANTS:
                 env = continuous.env_config(config, data, variant, calibration, sizes)
                 path = out / "models" / f"{suite}-{data.case.name}-{variant}.zip"
-                train.append(
-                    Task(
-                        f"train {variant} {data.case.name}",
-                        _train,
-                        (env, variant, options.timesteps, options.seed, path),
-                        "train",
-                        ("train", variant, data.case.name, suite),
-                    )
-                )
+                train.append(_train_task(env, variant, path, options, data.case.name, suite))
 
     total = len(train)
     done = 0

@@ -61,16 +61,7 @@ class OracleRun:
 
     @property
     def misses(self) -> int:
-        return sum(r.missed for r in self.sim.results) + late_jobs(self.sim)
-
-
-def late_jobs(sim: SimCluster) -> int:
-    """Jobs still running past their deadline (they will miss it)."""
-    return sum(
-        1
-        for j in sim.jobs.values()
-        if j.spec.deadline_s is not None and sim.now - j.spec.arrival > j.spec.deadline_s
-    )
+        return len(self.sim.missed_jobs())
 
 
 def best_case_delays(config: Config) -> tuple[float, float]:
@@ -204,15 +195,6 @@ def size_for_deadline(job: JobSpec, config: Config, seed: int) -> int:
     return low
 
 
-def _missed(sim: SimCluster) -> set[int]:
-    late = {r.id for r in sim.results if r.missed}
-    return late | {
-        j.spec.id
-        for j in sim.jobs.values()
-        if j.spec.deadline_s is not None and sim.now - j.spec.arrival > j.spec.deadline_s
-    }
-
-
 def _ahead_of(sim: SimCluster, workload: Sequence[JobSpec], missed: set[int]) -> set[int]:
     """Jobs that arrived before a missed job and were still running when it arrived: first in,
     first served, they held the workers it waited for."""
@@ -241,7 +223,9 @@ def run_oracle(
         score = (run.misses, sim.worker_seconds())
         if best is None or score < best[0]:
             best = (score, run)
-        bump = {j for j in _missed(sim) if sizes[j] < top} | _ahead_of(sim, workload, _missed(sim))
+        bump = {j for j in sim.missed_jobs() if sizes[j] < top} | _ahead_of(
+            sim, workload, sim.missed_jobs()
+        )
         bump = {j for j in bump if sizes[j] < top}
         if not bump:
             break

@@ -508,6 +508,15 @@ class SimCluster:
         spans += [(w.launched_at, w.gone_at if w.gone_at is not None else end) for w in self.gone]
         return sum(max(0.0, min(stop, end) - start) for start, stop in spans)
 
+    def missed_jobs(self) -> set[int]:
+        """Jobs that finished after their deadline, or are still running past it."""
+        missed = {r.id for r in self.results if r.missed}
+        return missed | {
+            j.spec.id
+            for j in self.jobs.values()
+            if j.spec.deadline_s is not None and self.now - j.spec.arrival > j.spec.deadline_s
+        }
+
     def oldest_job(self) -> JobState | None:
         return self.jobs[self.active[0]] if self.active else None
 

@@ -284,12 +284,7 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         """Jobs that passed their deadline since the last step (finished late or still running)."""
         sim = self.sim
         assert sim is not None
-        late = {r.id for r in sim.results if r.missed}
-        for job_id in sim.active:
-            job = sim.jobs[job_id]
-            if job.spec.deadline_s is not None and sim.now - job.spec.arrival > job.spec.deadline_s:
-                late.add(job_id)
-        new = late - self._missed
+        new = sim.missed_jobs() - self._missed
         self._missed |= new
         return len(new)
 

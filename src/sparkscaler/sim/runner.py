@@ -210,18 +210,13 @@ def simulate_workload(
         sim.run_until(duration_s)
         wall = time.perf_counter() - started
 
-    late_running = sum(
-        1
-        for j in sim.jobs.values()
-        if j.spec.deadline_s is not None and sim.now - j.spec.arrival > j.spec.deadline_s
-    )
     arrived = sum(1 for j in workload if j.arrival <= duration_s)
     return SimulationResult(
         policy=policy.name,
         duration_s=duration_s,
         jobs_arrived=arrived,
         jobs_done=len(sim.results),
-        misses=sum(r.missed for r in sim.results) + late_running,
+        misses=len(sim.missed_jobs()),
         worker_hours=sim.worker_seconds() / 3600.0,
         scale_outs=backend.scale_outs,
         scale_ins=backend.scale_ins,
