@@ -116,6 +116,16 @@ def test_a_job_that_fits_one_worker_gets_one_from_the_oracle() -> None:
     assert finished <= 400.0
 
 
+def test_the_oracle_requests_workers_one_provisioning_delay_before_the_first_stage() -> None:
+    # Local provisioning (7.8 s at best) is shorter than this job's 30 s driver phase: the extra
+    # workers are requested at 22.2 s, ready when the stage starts, not when the driver ends.
+    config = cell_config(Config.model_validate({"simulation": {"provisioning": "local"}}), 3)
+    job = JobSpec(0, "j", 0.0, (Stage(0, 30, FixedDurations(10.0)),), 1.0, 150.0, 30.0)
+    run = run_oracle_round(config, job, seed=0)
+    launched = sorted(w.launched_at for w in [*run.sim.workers.values(), *run.sim.gone])
+    assert run.sizes == {0: 3} and launched == pytest.approx([0.0, 22.2, 22.2])
+
+
 def test_the_oracle_repairs_jobs_that_share_the_cluster() -> None:
     config = cell_config(Config(), 6)
     stage = Stage(0, 24, FixedDurations(20.0))

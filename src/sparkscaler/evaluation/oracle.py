@@ -126,14 +126,26 @@ def drive(
         return total
 
     def next_threshold(t: float) -> float:
+        """The next time a job's workers are to be requested or kept: a job still in its
+        driver phase, or one still to arrive."""
+        starting = [sim.jobs[j].spec for j in sim.active if not sim.jobs[j].driver_done]
+        soonest = min(
+            (
+                _stage_start(j) - a
+                for j in starting
+                for a in (lead, hold)
+                if _stage_start(j) - a > t
+            ),
+            default=math.inf,
+        )
         for job in upcoming[first:]:
             if job.arrival - hold > t + 3600:
                 break
             for ahead in (lead, hold):
                 when = _stage_start(job) - ahead
                 if when > t:
-                    return when
-        return math.inf
+                    return min(when, soonest)
+        return soonest
 
     sim.run_until(sim.now)  # let what happens now (an arrival at t = 0) happen first
     while True:
