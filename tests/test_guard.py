@@ -163,6 +163,14 @@ def test_a_none_decision_does_not_start_a_cooldown() -> None:
     assert guard.evaluate(_want(3), _obs(T0 + 1, 2)).action == "scale_out"
 
 
+def test_an_action_taken_by_hand_starts_the_cooldown() -> None:
+    guard = _guard(scale_out_cooldown_s=30)
+    guard.note_action(T0)
+    held = guard.evaluate(_want(4), _obs(T0 + 10, 2))
+    assert held.action == "hold" and "20 s left" in held.reason
+    assert guard.evaluate(_want(4), _obs(T0 + 30, 2)).action == "scale_out"
+
+
 # ------------------------------------------------------------------------------- stabilisation
 def test_scale_in_is_stabilised_to_the_highest_recent_target() -> None:
     guard = _guard(scale_in_stabilization_s=60)

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import shutil
 import signal
-import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -32,6 +31,7 @@ from sparkscaler.controller import Controller, Step
 from sparkscaler.core import ClusterState, choose_victims
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.policies import make_policy
+from sparkscaler.processes import port_free
 from sparkscaler.store import Store
 
 app = typer.Typer(
@@ -63,7 +63,8 @@ def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> Confi
     try:
         base = load_config(config) if config else Config()
         if overrides:
-            data = base.model_dump(mode="json", exclude_none=True)
+            # Python mode: a JSON dump would mask service.token, and the mask would become it.
+            data = base.model_dump(exclude_none=True)
             for section, values in overrides.items():
                 data.setdefault(section, {}).update(values)
             base = config_from_dict(data, str(config or "command line"))
@@ -253,6 +254,41 @@ def step_line(step: Step) -> str:
     )
 
 
+@contextlib.contextmanager
+def _local_controller(
+    cfg: Config, store: Store, clock: WallClock, *, dry_run: bool
+) -> Iterator[Controller]:
+    """The controller of the local cluster that `cluster start` left running. When none is
+    running (and this is not a dry run), one is started here and stopped again on the way out,
+    Ctrl-C and SIGTERM included: a command leaves behind only what it found."""
+    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    owned = False
+    controller: Controller | None = None
+    try:
+        if not cluster.running and not dry_run:
+            owned = True
+            with console.status("no cluster running: starting one…"):
+                cluster.start(max(cfg.scaling.min_workers, 1))
+        controller = Controller.from_config(cfg, cluster, store, clock, dry_run=dry_run)
+        yield controller
+    except KeyboardInterrupt:
+        console.print("stopping…")
+        raise
+    finally:
+        if controller is not None:
+            controller.close()
+        if owned:
+            cluster.stop()
+
+
+def _policy_line(cfg: Config, extra: str = "") -> str:
+    s = cfg.scaling
+    return (
+        f"policy [bold]{cfg.policy.name}[/bold], {s.min_workers}–{s.max_workers} workers, "
+        f"every {s.interval_s:g} s{extra}; Ctrl-C to stop"
+    )
+
+
 @app.command()
 def run(
     config: ConfigOption = None,
@@ -264,38 +300,78 @@ def run(
     """Run the autoscaler against the local cluster (started here if none is running)."""
     cfg = _load(config)
     _require_java()
-    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
-    owned = False
-    clock = WallClock()
-    stop = threading.Event()
-    controller: Controller | None = None
     with _sigterm_as_interrupt(), Store(cfg.store_path) as store:
         try:
-            if not cluster.running and not dry_run:
-                owned = True
-                with console.status("no cluster running: starting one…"):
-                    cluster.start(max(cfg.scaling.min_workers, 1))
-            controller = Controller.from_config(cfg, cluster, store, clock, dry_run=dry_run)
-            s = cfg.scaling
-            console.print(
-                f"policy [bold]{cfg.policy.name}[/bold], {s.min_workers}–{s.max_workers} workers, "
-                f"every {s.interval_s:g} s{' (dry run)' if dry_run else ''}; Ctrl-C to stop"
-            )
-            controller.run(
-                iterations=1 if once else None,
-                stop=stop,
-                on_step=lambda s: console.print(step_line(s), highlight=False),
-            )
+            with _local_controller(cfg, store, WallClock(), dry_run=dry_run) as controller:
+                console.print(_policy_line(cfg, " (dry run)" if dry_run else ""))
+                controller.run(
+                    iterations=1 if once else None,
+                    on_step=lambda s: console.print(step_line(s), highlight=False),
+                )
         except KeyboardInterrupt:
-            stop.set()
-            console.print("stopping…")
+            pass
         except BackendError as error:
             raise _fail(str(error)) from None
-        finally:
-            if controller is not None:
-                controller.close()
-            if owned:
-                cluster.stop()
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [default: service.host, 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port [default: service.port, 8765]."),
+    ] = None,
+) -> None:
+    """Run the autoscaler with its REST API (/docs) and /metrics, in one process.
+
+    Like `run`, it drives the local cluster that is running, or starts one and stops it on
+    exit. Changes through the API need the bearer token, from service.token or generated into
+    <state_dir>/service-token at the first start.
+    """
+    try:
+        from sparkscaler.service.app import create_app
+        from sparkscaler.service.auth import TokenError, resolve_token
+        from sparkscaler.service.runtime import Runtime
+        from sparkscaler.service.server import ServerError, ServiceServer
+    except ImportError as error:
+        raise _fail(
+            f"the service needs its extra dependencies ({error.name} is missing): "
+            "pip install 'sparkscaler[service]'"
+        ) from None
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    cfg = _load(config, {"service": overrides} if overrides else None)
+    service = cfg.service
+    if not port_free(service.host, service.port):  # found out before a cluster is started
+        raise _fail(
+            f"cannot listen on {service.host}:{service.port} (in use by another program?); "
+            "choose another with --port or service.port"
+        )
+    try:
+        token, token_source = resolve_token(cfg)
+    except TokenError as error:
+        raise _fail(str(error), 2) from None
+    _require_java()
+    with _sigterm_as_interrupt(), Store(cfg.store_path) as store:
+        try:
+            with _local_controller(cfg, store, WallClock(), dry_run=False) as controller:
+                runtime = Runtime(controller)
+                server = ServiceServer(create_app(runtime, token=token), service.host, service.port)
+                with runtime, server:
+                    console.print(
+                        f"serving on {server.url} (API docs {server.url}/docs, metrics "
+                        f"{server.url}/metrics)"
+                    )
+                    console.print(f"token for changes: {escape(token_source)}", highlight=False)
+                    console.print(_policy_line(cfg, ", mode auto"))
+                    server.wait()
+        except KeyboardInterrupt:
+            pass
+        except (BackendError, ServerError) as error:
+            raise _fail(str(error)) from None
 
 
 @app.command()

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _MEMORY_RE = re.compile(r"^(\d+)([mMgG])$")
 
@@ -143,6 +151,33 @@ class SimulationSettings(_Strict):
         return value
 
 
+#: Shortest token accepted in ``service.token``: a guessable token would make the API open.
+MIN_TOKEN_LENGTH = 16
+
+
+class ServiceSettings(_Strict):
+    """The REST service of ``sparkscaler serve``: where it listens and who may change things."""
+
+    host: str = Field(
+        "127.0.0.1", description="address to bind; the default keeps the API on this machine"
+    )
+    port: int = Field(8765, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        None,
+        description="bearer token for changes; default: generated into <state_dir>/service-token",
+    )
+
+    @model_validator(mode="after")
+    def _token_length(self) -> ServiceSettings:
+        # A model-level check, so that the error message does not echo the token.
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"token must be at least {MIN_TOKEN_LENGTH} characters; leave it unset and "
+                "sparkscaler serve generates one"
+            )
+        return self
+
+
 class Config(_Strict):
     backend: Literal["local"] = "local"
     state_dir: Path = Field(default_factory=default_state_dir)
@@ -155,6 +190,7 @@ class Config(_Strict):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @field_validator("state_dir", "store")
     @classmethod
@@ -164,6 +200,11 @@ class Config(_Strict):
     @property
     def store_path(self) -> Path:
         return self.store or self.state_dir / "sparkscaler.db"
+
+    @property
+    def service_token_path(self) -> Path:
+        """Where ``serve`` keeps the token it generates when ``service.token`` is unset."""
+        return self.state_dir / "service-token"
 
 
 class ConfigError(Exception):

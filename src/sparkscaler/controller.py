@@ -18,7 +18,7 @@ from sparkscaler.backends.base import Backend, BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import Clock
 from sparkscaler.config import Config, ScalingSettings
-from sparkscaler.core import GuardedDecision, Observation, choose_victims
+from sparkscaler.core import ClusterState, Decision, GuardedDecision, Observation, choose_victims
 from sparkscaler.guard import Guard
 from sparkscaler.observe.history import EventLogWatcher
 from sparkscaler.observe.observer import Observer, SparkObserver
@@ -29,15 +29,21 @@ from sparkscaler.store import Store
 log = logging.getLogger(__name__)
 
 
+#: The policy name that decisions taken by hand are recorded under.
+MANUAL = "manual"
+
+
 @dataclass(frozen=True)
 class Step:
-    """What one iteration saw, decided and did."""
+    """What one iteration saw, decided and did. ``decide_s`` is the policy and guard's share of
+    ``wall_s`` (the rest is observing and writing the store): the decision latency."""
 
     observation: Observation
     outcome: GuardedDecision
     acted: bool
     error: str | None
     wall_s: float
+    decide_s: float = 0.0
 
 
 class Controller:
@@ -95,25 +101,46 @@ class Controller:
             max_workers=self.scaling.max_workers,
         )
         observation_id = self.store.add_observation(obs)
+        deciding = time.perf_counter()
         outcome = self._decide(obs)
-        acted, error = False, None
-        if outcome.action in ("scale_out", "scale_in") and not self.dry_run:
-            try:
-                self._act(outcome, obs)
-                acted = True
-            except BackendError as exc:
-                error = str(exc)
-                log.warning("scaling to %d failed: %s", outcome.target, exc)
+        decide_s = time.perf_counter() - deciding
+        dry_run = self.dry_run
+        acted, error = (False, None) if dry_run else self._apply(outcome, obs)
         self.store.add_decision(
             obs.time,
             outcome,
             observation_id=observation_id,
-            dry_run=self.dry_run,
+            dry_run=dry_run,
             acted=acted,
             error=error,
         )
         if self.history is not None:
             self.store.add_jobs(self.history.poll())
+        return Step(obs, outcome, acted, error, time.perf_counter() - started, decide_s)
+
+    def scale_to(self, target: int, reason: str) -> Step:
+        """Resize to a target set by hand, past the policy and the guard's rules (the service's
+        manual mode), through the same backend calls and victim choice as the loop.
+
+        It is recorded as a decision of the policy ``manual``, so the history shows who changed
+        the size, and it starts the guard's cooldowns. The caller checks the bounds.
+        """
+        started = time.perf_counter()
+        obs = Observation(
+            time=self.clock.now(),
+            cluster=ClusterState(workers=tuple(self.backend.workers())),
+            min_workers=self.scaling.min_workers,
+            max_workers=self.scaling.max_workers,
+        )
+        current = obs.workers
+        action = "scale_out" if target > current else "scale_in" if target < current else "none"
+        outcome = GuardedDecision(Decision(target, MANUAL, reason), current, target, action, reason)
+        acted, error = self._apply(outcome, obs)
+        if acted:
+            self.guard.note_action(obs.time)
+        self.store.add_decision(
+            obs.time, outcome, observation_id=None, dry_run=False, acted=acted, error=error
+        )
         return Step(obs, outcome, acted, error, time.perf_counter() - started)
 
     def close(self) -> None:
@@ -129,6 +156,18 @@ class Controller:
             why = f"holding at {obs.workers}: policy {self.policy.name} failed ({error})"
             return GuardedDecision(None, obs.workers, obs.workers, "hold", why)
         return self.guard.evaluate(decision, obs)
+
+    def _apply(self, outcome: GuardedDecision, obs: Observation) -> tuple[bool, str | None]:
+        """Act on a scale decision: (acted, the backend's error). A failed action is recorded
+        with its decision and the loop goes on."""
+        if outcome.action not in ("scale_out", "scale_in"):
+            return False, None
+        try:
+            self._act(outcome, obs)
+        except BackendError as exc:
+            log.warning("scaling to %d failed: %s", outcome.target, exc)
+            return False, str(exc)
+        return True, None
 
     def _act(self, outcome: GuardedDecision, obs: Observation) -> None:
         delta = outcome.target - outcome.current

@@ -22,6 +22,11 @@ class Guard:
     def _hold(self, decision: Decision | None, current: int, why: str) -> GuardedDecision:
         return GuardedDecision(decision, current, current, "hold", why)
 
+    def note_action(self, time: float) -> None:
+        """A scale action taken outside the guard (by hand, through the service) starts the
+        cooldowns as one of its own would: the policy must not undo it at once."""
+        self._last_action_time = time
+
     def evaluate(self, decision: Decision | None, obs: Observation) -> GuardedDecision:
         """The target to act on for this observation, or a hold with the reason."""
         s, now, current = self.settings, obs.time, obs.workers

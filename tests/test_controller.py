@@ -1,0 +1,113 @@
+"""The controller's parts that the service builds on: a size set by hand, which acts through the
+backend like the loop, is recorded and starts the guard's cooldowns; the decision latency of a
+step; and a dry run that never calls the backend. The simulator stands in for the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from sparkscaler.backends.base import BackendError
+from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.config import ScalingSettings
+from sparkscaler.controller import Controller
+from sparkscaler.policies import make_policy
+from sparkscaler.sim.cluster import SimCluster
+from sparkscaler.store import Store
+
+
+class _LaunchFails(SimulatedBackend):
+    def launch(self, count: int) -> list[str]:
+        raise BackendError("no capacity left")
+
+    def decommission(self, ids: Sequence[str], timeout: float) -> None:
+        raise BackendError("the master refused")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "store.db") as opened:
+        yield opened
+
+
+def _controller(
+    store: Store, backend_class: type[SimulatedBackend] = SimulatedBackend
+) -> tuple[Controller, SimulatedBackend]:
+    """Two idle one-core workers; a static policy that wants four."""
+    sim = SimCluster([], initial_workers=2, provisioning=(5.0, 5.0), seed=0)
+    backend = backend_class(sim)
+    return Controller(
+        observer=SimObserver(sim),
+        policy=make_policy("static", {"workers": 4}),
+        backend=backend,
+        store=store,
+        clock=SimClock(sim),
+        scaling=ScalingSettings(
+            min_workers=1, max_workers=4, scale_out_cooldown_s=10, scale_in_cooldown_s=10
+        ),
+    ), backend
+
+
+def _size(controller: Controller) -> int:
+    return sum(1 for w in controller.backend.workers() if w.state in ("ALIVE", "PROVISIONING"))
+
+
+def test_scale_to_launches_and_records_a_manual_decision(store: Store) -> None:
+    controller, _ = _controller(store)
+    step = controller.scale_to(3, "set by hand")
+    assert (step.outcome.current, step.outcome.target, step.outcome.action) == (2, 3, "scale_out")
+    assert step.acted and step.error is None
+    assert _size(controller) == 3
+    (row,) = store.decisions()
+    assert (row["policy"], row["action"], row["reason"]) == ("manual", "scale_out", "set by hand")
+    assert (row["dry_run"], row["acted"], row["observation_id"]) == (0, 1, None)
+
+
+def test_scale_to_removes_workers_by_decommission(store: Store) -> None:
+    controller, backend = _controller(store)
+    step = controller.scale_to(1, "smaller")
+    assert (step.outcome.action, step.acted) == ("scale_in", True)
+    assert _size(controller) == 1
+    assert backend.scale_ins == 1
+
+
+def test_scale_to_the_current_size_records_it_and_does_nothing(store: Store) -> None:
+    controller, backend = _controller(store)
+    step = controller.scale_to(2, "same")
+    assert (step.outcome.action, step.acted) == ("none", False)
+    assert backend.scale_outs + backend.scale_ins == 0
+    assert store.decisions()[0]["action"] == "none"
+
+
+def test_scale_to_starts_the_guards_cooldown(store: Store) -> None:
+    controller, _ = _controller(store)
+    controller.scale_to(3, "by hand")
+    step = controller.step()  # the static policy wants 4, at once
+    assert step.outcome.action == "hold"
+    assert "cooldown" in step.outcome.reason
+    controller.clock.sleep(10)
+    assert controller.step().outcome.action == "scale_out"
+
+
+@pytest.mark.parametrize("target", [4, 1])
+def test_a_backend_error_is_recorded_not_raised(store: Store, target: int) -> None:
+    controller, _ = _controller(store, _LaunchFails)
+    step = controller.scale_to(target, "by hand")
+    assert not step.acted and step.error in ("no capacity left", "the master refused")
+    assert store.decisions()[0]["error"] == step.error
+
+
+def test_a_step_times_its_decision(store: Store) -> None:
+    step = _controller(store)[0].step()
+    assert 0 < step.decide_s <= step.wall_s
+
+
+def test_a_dry_run_step_decides_but_never_calls_the_backend(store: Store) -> None:
+    controller, backend = _controller(store)
+    controller.dry_run = True
+    step = controller.step()
+    assert (step.outcome.action, step.acted) == ("scale_out", False)
+    assert backend.scale_outs == 0
+    assert store.decisions()[0]["dry_run"] == 1
