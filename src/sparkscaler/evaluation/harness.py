@@ -123,6 +123,11 @@ def _train(env_config: Any, variant: str, timesteps: int, seed: int, out: Path) 
     }
 
 
+def _model_path(out: Path, suite: str, where: str, variant: str) -> Path:
+    """Where the DQN of ``variant`` for one N or case is trained to, and read from."""
+    return out / "models" / f"{suite}-{variant}-{where}.zip"
+
+
 def _train_task(
     env: Any, variant: str, path: Path, options: Options, where: int | str, suite: str
 ) -> Task:
@@ -194,11 +199,11 @@ def _paper_grid(
     ):
         rows.append(cell.summary(cells.get((ORACLE, t, n))))
     per_policy = []
+    oracle_min = sum(r["worker_minutes"] for r in rows if r["policy"] == ORACLE)
     for key in grid.policies:
         mine = [r for r in rows if r["policy"] == key]
         if not mine:
             continue
-        oracle_min = sum(r["worker_minutes"] for r in rows if r["policy"] == ORACLE)
         worker_min = sum(r["worker_minutes"] for r in mine)
         per_policy.append(
             {
@@ -351,9 +356,8 @@ def evaluate(
                 env = paper_grid.env_config(
                     cell, calibration, sizes, n, [60.0 * t for t in grid.deadlines_min], variant
                 )
-                path = out / "models" / f"paper-grid-{variant}-N{n}.zip"
+                path = _model_path(out, "paper-grid", f"N{n}", variant)
                 train.append(_train_task(env, variant, path, options, n, "paper-grid"))
-    cases: list[continuous.CaseData] = []
     suites_cases: dict[str, list[continuous.CaseData]] = {}
     if "trace" in options.suites:
         trace, missing = trace_cases(options)
@@ -377,11 +381,10 @@ def evaluate(
         )
         suites_cases["replay"] = [data]
     for suite, datas in suites_cases.items():
-        cases += datas
         for data in datas:
             for variant in DQN_VARIANTS:
                 env = continuous.env_config(config, data, variant, calibration, sizes)
-                path = out / "models" / f"{suite}-{data.case.name}-{variant}.zip"
+                path = _model_path(out, suite, data.case.name, variant)
                 train.append(_train_task(env, variant, path, options, data.case.name, suite))
 
     total = len(train)
@@ -399,7 +402,7 @@ def evaluate(
         for variant in DQN_VARIANTS:
             for n in grid.max_workers:
                 ctx_models[f"dqn-{variant}@{n}"] = str(
-                    out / "models" / f"paper-grid-{variant}-N{n}.zip"
+                    _model_path(out, "paper-grid", f"N{n}", variant)
                 )
         ctx = paper_grid.RunContext(calibration, sizes, options.seed, grid.rounds, ctx_models)
         for key in grid.policies:
@@ -417,8 +420,7 @@ def evaluate(
     for suite, datas in suites_cases.items():
         for data in datas:
             models = {
-                f"dqn-{v}": str(out / "models" / f"{suite}-{data.case.name}-{v}.zip")
-                for v in DQN_VARIANTS
+                f"dqn-{v}": str(_model_path(out, suite, data.case.name, v)) for v in DQN_VARIANTS
             }
             for key in continuous.POLICY_KEYS:
                 runs.append(

@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from sparkscaler.config import Config
-from sparkscaler.sim.cluster import PROVISIONING_PRESETS, JobState, SimCluster
+from sparkscaler.sim.cluster import JobState, SimCluster, provisioning_range
 from sparkscaler.sim.runner import make_sim
 from sparkscaler.sim.workload import JobSpec
 
@@ -66,18 +66,14 @@ class OracleRun:
 
 def best_case_delays(config: Config) -> tuple[float, float]:
     """The lowest provisioning delay and executor start-up the config allows."""
-    provisioning = config.simulation.provisioning
-    low = (PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning)[0]
+    low = provisioning_range(config.simulation.provisioning)[0]
     return low, config.simulation.executor_startup_s[0]
 
 
 def worst_start_s(config: Config) -> float:
     """The longest a requested worker can take to run a job's first task (the safe side for a
     policy that plans with it)."""
-    provisioning = config.simulation.provisioning
-    high = (PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning)[
-        1
-    ]
+    high = provisioning_range(config.simulation.provisioning)[1]
     return high + config.simulation.executor_startup_s[1]
 
 

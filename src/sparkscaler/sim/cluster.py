@@ -36,6 +36,13 @@ PROVISIONING_PRESETS: dict[str, tuple[float, float]] = {
     # benchmarks/reaction_time.py: backlog → ALIVE minus backlog → decision, 5 runs (README)
     "local": (7.8, 10.1),
 }
+
+
+def provisioning_range(provisioning: tuple[float, float] | str) -> tuple[float, float]:
+    """(low, high) seconds of a provisioning delay given as a preset name or a range."""
+    return PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning
+
+
 #: Executor start-up on a worker's first use by a job; the local measurement (alive → executor).
 LOCAL_EXECUTOR_STARTUP_S = (4.0, 5.9)
 
@@ -126,9 +133,7 @@ class SimCluster:
         self.draws = Draws(self.rng)
         self.cores_per_worker = cores_per_worker
         self.memory_mb_per_worker = memory_mb_per_worker
-        self.provisioning = (
-            PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning
-        )
+        self.provisioning = provisioning_range(provisioning)
         self.executor_startup_s = executor_startup_s
         self.start_epoch = start_epoch
         self.now = 0.0

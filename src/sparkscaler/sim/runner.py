@@ -20,7 +20,7 @@ from sparkscaler.config import Config
 from sparkscaler.controller import Controller, Step
 from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals
-from sparkscaler.sim.cluster import PROVISIONING_PRESETS, JobResult, SimCluster
+from sparkscaler.sim.cluster import JobResult, SimCluster, provisioning_range
 from sparkscaler.sim.runtime_model import RuntimeModel
 from sparkscaler.sim.workload import (
     JobSource,
@@ -130,9 +130,7 @@ def make_sim(
     provisioning = s.provisioning
     startup = s.executor_startup_s
     if best_case:
-        low = (
-            PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning
-        )[0]
+        low = provisioning_range(provisioning)[0]
         provisioning, startup = (low, low), (startup[0], startup[0])
     return SimCluster(
         workload,
