@@ -212,6 +212,18 @@ def test_observations_since_is_strictly_after_and_oldest_first(store: Store) -> 
     assert store.observations(since=T0 + 30) == []
 
 
+def test_a_forecasters_expected_demand_is_stored_with_its_decision(store: Store) -> None:
+    forecast = Decision(6, "predictive", "forecast 11.5 tasks", "1", forecast_tasks=11.5)
+    store.add_decision(
+        T0,
+        GuardedDecision(forecast, current=2, target=6, action="scale_out", reason="ok"),
+        observation_id=None,
+        dry_run=False,
+        acted=True,
+    )
+    assert store.decisions(1)[0]["forecast_tasks"] == 11.5
+
+
 def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
     obs_id = store.add_observation(_observation(T0))
     d1 = GuardedDecision(
@@ -241,6 +253,7 @@ def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
         "dry_run": 0,
         "acted": 1,
         "error": None,
+        "forecast_tasks": None,
     }
     assert (middle["policy"], middle["wanted"], middle["observation_id"]) == (None, None, None)
     assert (middle["action"], middle["reason"], middle["dry_run"]) == (
@@ -395,6 +408,7 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
             "dry_run": 0,
             "acted": 1,
             "error": None,
+            "forecast_tasks": None,
         }
         assert (new_dec["model_version"], new_dec["error"], new_dec["observation_id"]) == (
             "7",

@@ -240,6 +240,9 @@ class Decision:
     policy: str
     reason: str
     model_version: str = ""
+    #: A forecaster's expected peak demand (running + pending tasks) over its horizon, kept so
+    #: that forecast and actual demand can be compared afterwards; None for other policies.
+    forecast_tasks: float | None = None
 
 
 Action = Literal["scale_out", "scale_in", "none", "hold"]

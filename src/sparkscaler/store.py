@@ -59,6 +59,7 @@ _DECISION_COLUMNS: dict[str, str] = {
     "dry_run": "INTEGER NOT NULL",
     "acted": "INTEGER NOT NULL",
     "error": "TEXT",
+    "forecast_tasks": "REAL",
 }
 
 
@@ -157,12 +158,13 @@ class Store:
             int(dry_run),
             int(acted),
             error,
+            d.forecast_tasks if d else None,
         )
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO decisions (time, observation_id, policy, model_version, current, "
-                "wanted, target, action, reason, dry_run, acted, error) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "wanted, target, action, reason, dry_run, acted, error, forecast_tasks) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
         return int(cur.lastrowid or 0)

@@ -10,22 +10,16 @@ a policy did not run, no DQN trained); the report then says so and goes on.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
-from PIL import Image
+
+from sparkscaler.htmlpage import Cell, esc, figure_png, page, table
 
 #: Policies whose cumulative failures show the DQN's "sacrifice period" against the baselines;
 #: the best policy of the goals is added to them.
@@ -39,29 +33,6 @@ DASH = "—"
 MET_STYLE = "color:#1a7f37;font-weight:600"
 NOT_MET_STYLE = "color:#b42318;font-weight:600"
 
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
-       max-width: 1100px; padding: 0 1em; color: #1f2328; line-height: 1.45; }
-h1, h2, h3, h4 { line-height: 1.2; }
-h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .5em 0 1em; font-size: 14px; }
-th, td { border: 1px solid #d0d7de; padding: 3px 8px; }
-th { background: #f6f8fa; }
-td { font-variant-numeric: tabular-nums; }
-td:not(:first-child) { text-align: right; }
-.tables { display: flex; flex-wrap: wrap; gap: 0 2em; }
-.settings { color: #57606a; font-size: 14px; }
-img { max-width: 100%; }
-pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 13px; }
-"""
-
-
-class Cell(NamedTuple):
-    """A table cell with an inline style (a colour), where plain text is not enough."""
-
-    text: str
-    style: str
-
 
 def write_report(report: dict[str, Any], path: Path) -> None:
     """Write ``report`` (the dict of ``results.json``) as one self-contained HTML page."""
@@ -73,56 +44,16 @@ def write_report(report: dict[str, Any], path: Path) -> None:
         if suites.get(suite):
             parts.append(_continuous(suite, suites[suite].get("cases") or []))
     parts.append(_footer(report))
-    body = "\n".join(parts)
-    path.write_text(
-        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
-        "<title>sparkscaler evaluation</title>\n"
-        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n",
-        encoding="utf-8",
-    )
+    path.write_text(page("sparkscaler evaluation", "\n".join(parts)), encoding="utf-8")
 
 
 # --- formatting ------------------------------------------------------------------------------
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value))
 
 
 def _num(value: float | None, digits: int) -> str:
     if value is None:
         return DASH
     return f"{value:,.{digits}f}"
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str | Cell]]) -> str:
-    """An HTML table; every text is escaped here, so callers pass plain text."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    lines = []
-    for row in rows:
-        cells = "".join(
-            f"<td style='{html.escape(c.style, quote=True)}'>{_esc(c.text)}</td>"
-            if isinstance(c, Cell)
-            else f"<td>{_esc(c)}</td>"
-            for c in row
-        )
-        lines.append(f"<tr>{cells}</tr>")
-    return f"<table>\n<tr>{head}</tr>\n" + "\n".join(lines) + "\n</table>"
-
-
-def _figure_png(fig: Figure, alt: str) -> str:
-    """The figure as an ``<img>`` with the PNG inline; the figure is closed.
-
-    The PNG is reduced to a 256-colour palette, which looks the same for a plot and halves the
-    size of the page (Pillow comes with matplotlib).
-    """
-    rendered = io.BytesIO()
-    fig.savefig(rendered, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    buffer = io.BytesIO()
-    Image.open(rendered).convert("RGB").quantize(colors=256).save(buffer, "png", optimize=True)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<img src=\"data:image/png;base64,{data}\" alt='{html.escape(alt, quote=True)}'>"
 
 
 def _settings_line(settings: dict[str, Any], skip: Iterable[str] = ()) -> str:
@@ -138,7 +69,7 @@ def _settings_line(settings: dict[str, Any], skip: Iterable[str] = ()) -> str:
         else:
             text = str(value)
         pairs.append(f"{key} = {text}")
-    return f"<p class='settings'>{_esc('; '.join(pairs))}</p>"
+    return f"<p class='settings'>{esc('; '.join(pairs))}</p>"
 
 
 def _goal_value(key: str, value: Any) -> str | Cell:
@@ -167,20 +98,18 @@ def _summary(report: dict[str, Any]) -> str:
         took += f" on {timing['processes']} processes"
     parts = [
         "<h1>sparkscaler evaluation</h1>",
-        f"<p>{_esc(text)}<code>{_esc(report.get('command', '?'))}</code>{_esc(took)}. "
-        f"Suites: {_esc(suites)}.</p>",
+        f"<p>{esc(text)}<code>{esc(report.get('command', '?'))}</code>{esc(took)}. "
+        f"Suites: {esc(suites)}.</p>",
     ]
     calibration = report.get("calibration") or {}
     model = calibration.get("model") or {}
     if calibration:
         runs = f" ({model['n_runs']} runs)" if model.get("n_runs") is not None else ""
         source = calibration.get("source") or model.get("source") or "?"
-        parts.append(
-            f"<p>Runtime model calibrated from <code>{_esc(source)}</code>{_esc(runs)}.</p>"
-        )
+        parts.append(f"<p>Runtime model calibrated from <code>{esc(source)}</code>{esc(runs)}.</p>")
     notes = report.get("notes") or []
     if notes:
-        items = "".join(f"<li>{_esc(note)}</li>" for note in notes)
+        items = "".join(f"<li>{esc(note)}</li>" for note in notes)
         parts.append(f"<h3>Notes</h3>\n<ul>{items}</ul>")
     return "\n".join(parts)
 
@@ -188,7 +117,7 @@ def _summary(report: dict[str, Any]) -> str:
 def _goals_table(goals: dict[str, Any] | None) -> str:
     if not goals:
         return "<p>No goals: a policy they compare did not run.</p>"
-    return _table(["goal", "value"], [[k, _goal_value(k, v)] for k, v in goals.items()])
+    return table(["goal", "value"], [[k, _goal_value(k, v)] for k, v in goals.items()])
 
 
 def _goals(suites: dict[str, Any]) -> str:
@@ -198,7 +127,7 @@ def _goals(suites: dict[str, Any]) -> str:
     for suite in ("trace", "replay"):
         for case in (suites.get(suite) or {}).get("cases") or []:
             parts += [
-                f"<h3>{_esc(suite)}: {_esc(case['name'])}</h3>",
+                f"<h3>{esc(suite)}: {esc(case['name'])}</h3>",
                 _goals_table(case.get("goals")),
             ]
     if len(parts) == 1:
@@ -215,7 +144,7 @@ def _paper_grid(grid: dict[str, Any]) -> str:
         block = settings.get("block", "?")
         parts += [
             "<h3>The paper's table</h3>",
-            f"<p>Failed rounds per block of {_esc(block)} rounds, and the round of the last "
+            f"<p>Failed rounds per block of {esc(block)} rounds, and the round of the last "
             "failure, per policy (rows) and deadline T (columns), for each cluster size N — as "
             "in the table of the OLA 2019 paper.</p>",
             _per_n_tables(cells, _blocks_cell),
@@ -244,7 +173,7 @@ def _policy_totals(rows: list[dict[str, Any]]) -> str:
         "worker-minutes",
         "× oracle",
     ]
-    return _table(
+    return table(
         headers,
         [
             [
@@ -290,8 +219,8 @@ def _per_n_tables(rows: list[dict[str, Any]], cell: Callable[[dict[str, Any]], s
             [p] + [cell(by_key[p, t, n]) if (p, t, n) in by_key else DASH for t in deadlines]
             for p in policies
         ]
-        table = _table([f"N = {n}"] + [f"T = {t} min" for t in deadlines], body)
-        tables.append(f"<div>{table}</div>")
+        cells = table([f"N = {n}"] + [f"T = {t} min" for t in deadlines], body)
+        tables.append(f"<div>{cells}</div>")
     return "<div class='tables'>" + "\n".join(tables) + "</div>"
 
 
@@ -326,7 +255,7 @@ def _cumulative_failures(
         f"(T = {t} min, N = {n}). An online DQN fails often while it learns — the paper's "
         "“sacrifice period” — and the steeper its curve stays, the longer that lasts.</p>"
     )
-    return text + _figure_png(fig, f"cumulative failures, T = {t} min, N = {n}")
+    return text + figure_png(fig, f"cumulative failures, T = {t} min, N = {n}")
 
 
 def _learning_curves(curves: dict[str, Any] | None) -> str:
@@ -357,17 +286,17 @@ def _learning_curves(curves: dict[str, Any] | None) -> str:
     fig.tight_layout()
     note = " Faint lines are single episodes, solid ones moving averages." if smoothed else ""
     text = f"<p>Reward per training episode against the timesteps so far, per DQN.{note}</p>"
-    return text + _figure_png(fig, "DQN learning curves")
+    return text + figure_png(fig, "DQN learning curves")
 
 
 def _continuous(suite: str, cases: list[dict[str, Any]]) -> str:
-    parts = [f"<h2>{_esc(suite)}</h2>"]
+    parts = [f"<h2>{esc(suite)}</h2>"]
     if not cases:
         parts.append("<p>No cases.</p>")
     for case in cases:
         results = case.get("results") or []
         parts += [
-            f"<h3>{_esc(suite)}: {_esc(case['name'])}</h3>",
+            f"<h3>{esc(suite)}: {esc(case['name'])}</h3>",
             _settings_line(case.get("settings") or {}, skip=("name",)),
             _results_table(results),
             _misses_vs_cost(results, case["name"]),
@@ -389,7 +318,7 @@ def _results_table(results: list[dict[str, Any]]) -> str:
         ]
         for r in results
     ]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def _misses_vs_cost(results: list[dict[str, Any]], name: str) -> str:
@@ -416,7 +345,7 @@ def _misses_vs_cost(results: list[dict[str, Any]], name: str) -> str:
         )
     ax.set(xlabel="worker-hours", ylabel="misses (%)", title=f"{name}: misses vs cost")
     ax.grid(alpha=0.3)
-    return _figure_png(fig, f"{name}: misses % vs worker-hours")
+    return figure_png(fig, f"{name}: misses % vs worker-hours")
 
 
 def _timelines(results: list[dict[str, Any]], name: str) -> str:
@@ -448,16 +377,16 @@ def _timelines(results: list[dict[str, Any]], name: str) -> str:
         "<p>Workers of each policy over time against the demand — the cores of running and "
         "pending tasks, in workers. Demand above the top of a plot is cut off.</p>"
     )
-    return text + _figure_png(fig, f"{name}: workers over time vs demand")
+    return text + figure_png(fig, f"{name}: workers over time vs demand")
 
 
 def _footer(report: dict[str, Any]) -> str:
     versions = report.get("versions") or {}
     parts = ["<h2>Versions and configuration</h2>"]
     if versions:
-        parts.append(_table(["package", "version"], [[k, str(v)] for k, v in versions.items()]))
+        parts.append(table(["package", "version"], [[k, str(v)] for k, v in versions.items()]))
     for title, key in (("Configuration", "config"), ("Options", "options")):
         if report.get(key) is not None:
             text = json.dumps(report[key], indent=2, default=str)
-            parts.append(f"<details><summary>{title}</summary><pre>{_esc(text)}</pre></details>")
+            parts.append(f"<details><summary>{title}</summary><pre>{esc(text)}</pre></details>")
     return "\n".join(parts)

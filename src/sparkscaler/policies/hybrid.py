@@ -94,6 +94,7 @@ class HybridPolicy(Policy):
             policy=self.name,
             reason=f"{part} decided: {chosen.reason} (others: {others})",
             model_version=f"{self.version}:{chosen.policy}-{chosen.model_version}",
+            forecast_tasks=parts["predictive floor"].forecast_tasks,
         )
 
     def save(self, path: Path) -> None:

@@ -418,7 +418,11 @@ class PredictivePolicy(Policy):
 
     def _make(self, target: int, reason: str) -> Decision:
         return Decision(
-            target=target, policy=self.name, reason=reason, model_version=self.model_version
+            target=target,
+            policy=self.name,
+            reason=reason,
+            model_version=self.model_version,
+            forecast_tasks=self.forecast_,
         )
 
     def decide(self, observation: Observation) -> Decision:
