@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java demo test lint bench evaluate clean
+.PHONY: install java browser demo test lint bench evaluate clean
 
 install: $(STAMP) java
 
@@ -28,6 +28,13 @@ java:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless; }
 	@java -version 2>&1 | head -n 1
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "chromium not found: installing it with apt-get (for the dashboard's browser test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@chromium --version 2>/dev/null | head -n 1
+
 demo: install
 	$(VENV)/bin/sparkscaler demo
 
@@ -35,7 +42,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
-test: install lint
+test: install browser lint
 	$(PY) -m pytest
 
 bench: install

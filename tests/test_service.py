@@ -702,3 +702,35 @@ def test_serve_runs_until_a_signal_then_stops_what_it_started(
     assert not any(
         t.name in ("sparkscaler-loop", "sparkscaler-http") for t in threading.enumerate()
     )
+
+
+# ------------------------------------------------------------------------------- dashboard
+def test_status_lists_every_policy_with_its_defaults(service: Service) -> None:
+    from sparkscaler.policies import POLICIES
+
+    policies = {p["name"]: p["defaults"] for p in _status(service)["policies"]}
+    assert sorted(policies) == sorted(POLICIES)
+    assert policies["dra"] == POLICIES["dra"].Params().model_dump(mode="json")
+    for name, defaults in policies.items():  # each list is accepted back as it is
+        assert (
+            _send(
+                service,
+                "PUT",
+                "/api/policy",
+                {"name": name, "params": defaults},
+                headers=service.auth,
+            ).status_code
+            == 200
+        ), name
+
+
+def test_dashboard_page_and_assets_are_served_outside_the_schema(service: Service) -> None:
+    page = _get(service, "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for asset, kind in (("/static/dashboard.js", "javascript"), ("/static/dashboard.css", "css")):
+        assert asset in page.text
+        response = _get(service, asset)
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert _get(service, "/static/missing.js").status_code == 404
+    paths = _get(service, "/openapi.json").json()["paths"]
+    assert "/" not in paths and not any(p.startswith("/static") for p in paths)

@@ -2,7 +2,9 @@
 
 Reads are open; every change needs the bearer token (``auth.py``) and is refused whole, with one
 readable line per problem, when anything in it is wrong. The OpenAPI schema is at
-``/openapi.json`` and browsable at ``/docs``; Prometheus scrapes ``/metrics``.
+``/openapi.json`` and browsable at ``/docs``; Prometheus scrapes ``/metrics``. A dashboard at ``/``
+(plain HTML, JS and SVG from ``static/``, served at ``/static/``) polls the reads and makes the
+changes with the token it asks for; it is left out of the schema.
 
 Store reads go through :class:`~sparkscaler.store.Store`'s own methods, which share its one
 connection (opened with ``check_same_thread=False``) under its lock, statement by statement:
@@ -13,16 +15,19 @@ never for a whole iteration (reads do not take the runtime's lock).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sparkscaler import __version__
 from sparkscaler.backends.base import BackendError
 from sparkscaler.controller import Step
+from sparkscaler.policies import POLICIES
 from sparkscaler.service.auth import bearer_guard
 from sparkscaler.service.runtime import InvalidRequest, LastDecision, Runtime, Snapshot, WrongMode
 from sparkscaler.service.schemas import (
@@ -32,6 +37,7 @@ from sparkscaler.service.schemas import (
     ModeRequest,
     ModeResponse,
     ObservationRecord,
+    PolicyChoice,
     PolicyRequest,
     PolicyResponse,
     Problem,
@@ -48,6 +54,13 @@ _INVALID = {422: {"model": Problem, "description": "invalid request; nothing was
 _UNREADABLE = {400: {"model": Problem, "description": "the body is not text; nothing was changed"}}
 #: An input shown back in an error message is cut to this many characters.
 _ECHO_CHARS = 60
+#: The dashboard's page and assets.
+_STATIC = Path(__file__).parent / "static"
+#: Every registered policy with its default parameters, for the status (they never change).
+_POLICIES = [
+    PolicyChoice(name=name, defaults=cls.Params().model_dump(mode="json"))
+    for name, cls in sorted(POLICIES.items())
+]
 
 
 def _problem_line(error: dict[str, Any]) -> str:
@@ -111,6 +124,7 @@ def _status(snap: Snapshot) -> Status:
     return Status(
         mode=snap.mode,
         policy=PolicyResponse(name=snap.policy, params=snap.params),
+        policies=_POLICIES,
         bounds=Bounds(min_workers=snap.scaling.min_workers, max_workers=snap.scaling.max_workers),
         interval_s=snap.scaling.interval_s,
         workers=[
@@ -145,8 +159,9 @@ def create_app(runtime: Runtime, *, token: str) -> FastAPI:
         version=__version__,
         description="Watch and steer the autoscaler of a Spark standalone cluster. Changes "
         "(PUT, POST) need `Authorization: Bearer <token>`: service.token in the config, or "
-        "the file <state_dir>/service-token.",
+        "the file <state_dir>/service-token. A dashboard is at `/`.",
     )
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
     authorized = [Depends(bearer_guard(token))]
     store = runtime.controller.store
     scaling = runtime.controller.scaling
@@ -179,6 +194,11 @@ def create_app(runtime: Runtime, *, token: str) -> FastAPI:
     @app.exception_handler(BackendError)
     async def _backend_down(_: Request, error: BackendError) -> JSONResponse:
         return _refused(503, [f"the cluster did not answer: {error}"])
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard: status, charts, decision log and controls, polling the API."""
+        return FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/status", tags=["read"])
     def status() -> Status:

@@ -102,9 +102,18 @@ class SourceHealth(BaseModel):
     errors: list[str]
 
 
+class PolicyChoice(BaseModel):
+    name: str
+    defaults: dict[str, Any] = Field(description="its parameters, each at its default")
+
+
 class Status(BaseModel):
     mode: Mode
     policy: PolicyResponse
+    policies: list[PolicyChoice] = Field(
+        default_factory=list,
+        description="every policy that PUT /api/policy accepts, with its default parameters",
+    )
     bounds: Bounds
     interval_s: float
     workers: list[Worker] = Field(description="as of the last observation")
@@ -193,3 +202,8 @@ class DecisionRecord(BaseModel):
     dry_run: bool
     acted: bool
     error: str | None
+    forecast_tasks: float | None = Field(
+        None,
+        description="the forecaster's expected peak of running + pending tasks over its "
+        "horizon (predictive and hybrid only)",
+    )
