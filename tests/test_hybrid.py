@@ -68,6 +68,7 @@ def test_a_learned_peak_raises_the_floor_before_the_load() -> None:
     decision = hybrid.decide(_obs(workers=1, running=0))
     assert decision.target == 5
     assert decision.reason.startswith("predictive floor decided")
+    assert decision.forecast_tasks == pytest.approx(5.0, abs=0.5)  # the forecaster's, passed on
 
 
 def test_the_planner_sizes_a_job_for_its_deadline_once_it_has_a_model() -> None:

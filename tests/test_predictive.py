@@ -121,6 +121,7 @@ def test_target_rises_ahead_of_the_morning_ramp(office_policy: PredictivePolicy)
     assert before.target >= 8, before.reason  # ~40 slots at 08:00 need 10 workers of 4
     assert policy.forecast_ is not None and policy.forecast_ > 30
     assert policy.forecast_workers_ == before.target
+    assert before.forecast_tasks == policy.forecast_  # kept with the decision for the dashboard
     assert "forecast peak" in before.reason
 
 
