@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -238,12 +240,52 @@ def test_cluster_commands_start_status_scale_stop(spark_config: Config, tmp_path
     assert json.loads(cli("cluster", "status", "--json").stdout)["running"] is False
 
 
+#: A small day for the tests: two tiny jobs within 10 s.
+QUICK_DEMO = ("--jobs", "2", "--day-seconds", "10", "--size", "0.05", "--deadline", "120")
+
+
+def test_demo_replays_the_day_twice_and_writes_its_report(tmp_path: Path) -> None:
+    """The main job end to end on a small day: the autoscaled run, the static run, the summary
+    and the report, and nothing left running afterwards."""
+    home, report, log = tmp_path / "home", tmp_path / "demo.html", tmp_path / "demo.log"
+    env = {**os.environ, "SPARKSCALER_HOME": str(home), "COLUMNS": "160"}
+    pids: set[int] = set()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sparkscaler", "demo", *QUICK_DEMO, "--report", str(report)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 420
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                pids.update(_state_pids(home / "demo"))  # every worker it ever launched
+            time.sleep(1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", text)
+    assert "autoscaled" in text and "static 4" in text
+    assert re.search(r"autoscaled\s.*2/2\s", text), text[-3000:]  # both jobs succeeded
+    page = report.read_text()
+    assert "static 4" in page and "hybrid" in page
+    assert page.count("02-") == 1  # the second job, once in the jobs table
+    assert len(pids) >= 5  # the master and four workers of the static run
+    assert_all_stopped(sorted(pids))
+
+
 def test_demo_interrupted_midway_leaves_no_process(tmp_path: Path) -> None:
     """Ctrl-C while the demo's jobs run: drivers, workers and master all stop."""
     home = tmp_path / "home"
     env = {**os.environ, "SPARKSCALER_HOME": str(home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkscaler", "demo"],
+        [sys.executable, "-m", "sparkscaler", "demo", *QUICK_DEMO],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

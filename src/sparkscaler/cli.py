@@ -777,14 +777,43 @@ def _print_headline(report: dict[str, Any]) -> None:
 @app.command()
 def demo(
     config: ConfigOption = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 12,
+    day_seconds: Annotated[
+        float, typer.Option(min=10, help="The day compressed into this many seconds.")
+    ] = 240.0,
+    deadline: Annotated[
+        float, typer.Option(min=1, help="Each job is due this many seconds after submission.")
+    ] = 240.0,
+    size: Annotated[
+        float, typer.Option(min=0.01, help="Multiplies every job's size (less work: < 1).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seeds the jobs' order, sizes and arrivals.")] = 0,
+    compare: Annotated[
+        bool,
+        typer.Option(help="Replay the day again on a static cluster of max_workers, to compare."),
+    ] = True,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the HTML report [default: <state_dir>/demo-report.html]."
+        ),
+    ] = None,
 ) -> None:
-    """The main job: a local cluster, the autoscaler and real PySpark jobs, live (≈3 minutes)."""
-    from sparkscaler.demo import run_demo
+    """The main job: a local cluster, the service and its dashboard, the hybrid policy, and a
+    compressed day of real PySpark jobs, then the same day on a static cluster (≈12 minutes).
+
+    Open the dashboard URL it prints to watch and steer it; at the end it prints a summary and
+    writes an HTML report.
+    """
+    from sparkscaler.demo import DemoOptions, run_demo
 
     cfg = _load(config) if config else None
+    options = DemoOptions(
+        jobs=jobs, day_s=day_seconds, deadline_s=deadline, size=size, seed=seed, compare=compare
+    )
     _require_java()
     with _sigterm_as_interrupt():
-        code = run_demo(console, cfg)
+        code = run_demo(console, cfg, options, report)
     raise typer.Exit(code)
 
 
