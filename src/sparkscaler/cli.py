@@ -777,16 +777,21 @@ def _print_headline(report: dict[str, Any]) -> None:
 @app.command()
 def demo(
     config: ConfigOption = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 12,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 8,
     day_seconds: Annotated[
         float, typer.Option(min=10, help="The day compressed into this many seconds.")
     ] = 240.0,
     deadline: Annotated[
         float, typer.Option(min=1, help="Each job is due this many seconds after submission.")
-    ] = 240.0,
+    ] = 180.0,
     size: Annotated[
-        float, typer.Option(min=0.01, help="Multiplies every job's size (less work: < 1).")
-    ] = 1.0,
+        float,
+        typer.Option(
+            min=0.01,
+            help="Multiplies every job's size (1.0: about a minute alone on one worker). The "
+            "default keeps a 2-core machine busy without drowning it.",
+        ),
+    ] = 0.4,
     seed: Annotated[int, typer.Option(help="Seeds the jobs' order, sizes and arrivals.")] = 0,
     compare: Annotated[
         bool,

@@ -58,8 +58,9 @@ class ClusterSettings(_Strict):
         description="each local worker binds its own loopback address <base>.2, <base>.3, ...",
     )
     app_ui_ports: list[int] = Field(
-        default_factory=lambda: list(range(4040, 4050)),
-        description="driver UI ports probed for running applications' REST API",
+        default_factory=lambda: list(range(4040, 4057)),
+        description="driver UI ports probed for running applications' REST API (Spark tries "
+        "4040 and the next spark.port.maxRetries = 16)",
     )
     startup_timeout_s: float = Field(90.0, gt=0)
 

@@ -57,10 +57,10 @@ class DemoOptions:
     """How much work the demo replays: ``jobs`` over a day compressed into ``day_s`` seconds,
     each due within ``deadline_s``; ``size`` scales every job; ``compare`` adds the static run."""
 
-    jobs: int = 12
+    jobs: int = 8
     day_s: float = 240.0
-    deadline_s: float = 240.0
-    size: float = 1.0
+    deadline_s: float = 180.0
+    size: float = 0.4
     seed: int = 0
     compare: bool = True
 
