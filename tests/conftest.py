@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -47,9 +49,26 @@ def spark_test_config(state_dir: Path, **scaling: float) -> Config:
     )
 
 
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` every half second; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
 def assert_all_stopped(pids: list[int]) -> None:
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert not alive, f"processes left behind: {alive}"
+
+
+def state_pids(state_dir: Path) -> list[int]:
+    """The pids a LocalCluster recorded in its state file: master first, then workers."""
+
+    state = json.loads((state_dir / "cluster.json").read_text())
+    procs = ([state["master"]] if state.get("master") else []) + list(state["workers"].values())
+    return [p["pid"] for p in procs]
 
 
 @pytest.fixture

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -26,17 +23,9 @@ from sparkscaler.observe.spark_master import MasterClient
 from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
 from sparkscaler.workloads.submit import JobSubmitter
-from tests.conftest import assert_all_stopped
+from tests.conftest import assert_all_stopped, state_pids, wait_for
 
 pytestmark = pytest.mark.spark
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 def _alive(cfg: Config) -> list:
@@ -66,8 +55,8 @@ def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
         thread.start()
         try:
             job = submitter.submit("backlog", ["backlog", "--tasks", "16", "--task-seconds", "2"])
-            _wait(job.poll, 240, "the job to finish")
-            _wait(
+            wait_for(job.poll, 240, "the job to finish")
+            wait_for(
                 lambda: (
                     steps[-1].observation.workers == 1
                     and steps[-1].observation.cluster.decommissioning_workers == 0
@@ -75,7 +64,7 @@ def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
                 120,
                 "the cluster to scale back to 1 worker",
             )
-            _wait(lambda: store.jobs(), 30, "the job's event log to reach the store")
+            wait_for(lambda: store.jobs(), 30, "the job's event log to reach the store")
         finally:
             stop.set()
             clock.interrupt()
@@ -105,19 +94,19 @@ def test_worker_decommissioned_mid_job_loses_no_work(
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
     try:
         job = submitter.submit("victim", ["backlog", "--tasks", "12", "--task-seconds", "3"])
-        _wait(
+        wait_for(
             lambda: all(w.busy for w in _alive(cfg)) and len(_alive(cfg)) == 2,
             180,
             "both workers to run tasks",
         )
         victim = next(w for w in cluster.workers() if w.serving and w.busy)
         cluster.decommission([victim.id], timeout=60)
-        _wait(
+        wait_for(
             lambda: victim.id not in {w.id for w in cluster.workers()},
             90,
             "the decommissioned worker to drain and stop",
         )
-        _wait(job.poll, 180, "the job to finish")
+        wait_for(job.poll, 180, "the job to finish")
     finally:
         submitter.stop_all()
     log = job.log.read_text()
@@ -146,14 +135,6 @@ def test_launch_returns_alive_workers(cluster: LocalCluster, spark_config: Confi
     assert len(ids) == 2 and set(ids) <= alive and len(alive) == 3
 
 
-def _state_pids(state_dir: Path) -> list[int]:
-    import json
-
-    state = json.loads((state_dir / "cluster.json").read_text())
-    procs = ([state["master"]] if state.get("master") else []) + list(state["workers"].values())
-    return [p["pid"] for p in procs]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_run_interrupted_leaves_no_process(spark_config: Config, tmp_path: Path, sig: int) -> None:
     """`sparkscaler run` that started its own cluster stops all of it on Ctrl-C or SIGTERM."""
@@ -169,12 +150,12 @@ def test_run_interrupted_leaves_no_process(spark_config: Config, tmp_path: Path,
     )
     pids: list[int] = []
     try:
-        _wait(
+        wait_for(
             lambda: len(_alive(spark_config)) == 1 if _master_up(spark_config) else False,
             120,
             "the run command to start its cluster",
         )
-        pids = _state_pids(spark_config.state_dir)
+        pids = state_pids(spark_config.state_dir)
         assert len(pids) == 2
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
@@ -222,99 +203,19 @@ def test_cluster_commands_start_status_scale_stop(spark_config: Config, tmp_path
     try:
         started = cli("cluster", "start", "--workers", "1")
         assert started.returncode == 0, started.stderr
-        pids = _state_pids(spark_config.state_dir)
+        pids = state_pids(spark_config.state_dir)
         status = json.loads(cli("cluster", "status", "--json").stdout)
         assert status["running"] and status["alive_workers"] == 1
         assert cli("cluster", "scale", "2").returncode == 0
         assert json.loads(cli("cluster", "status", "--json").stdout)["alive_workers"] == 2
-        pids = sorted(set(pids) | set(_state_pids(spark_config.state_dir)))
+        pids = sorted(set(pids) | set(state_pids(spark_config.state_dir)))
         scaled_in = cli("cluster", "scale", "1")
         assert scaled_in.returncode == 0, scaled_in.stderr
         assert "1 worker(s) alive" in scaled_in.stdout
-        assert len(_state_pids(spark_config.state_dir)) == 2
+        assert len(state_pids(spark_config.state_dir)) == 2
         stopped = cli("cluster", "stop")
         assert stopped.returncode == 0 and "stopped 2 process(es)" in stopped.stdout
     finally:
         LocalCluster(spark_config.cluster, spark_config.state_dir).stop()
     assert_all_stopped(pids)
     assert json.loads(cli("cluster", "status", "--json").stdout)["running"] is False
-
-
-#: A small day for the tests: one tiny job (the seeds' MLlib forecast) in a 10 s day.
-QUICK_DEMO = ("--jobs", "1", "--day-seconds", "10", "--size", "0.05", "--deadline", "120")
-
-
-def test_demo_replays_the_day_twice_and_writes_its_report(tmp_path: Path) -> None:
-    """The main job end to end on a small day: the autoscaled run, the static run, the summary
-    and the report, and nothing left running afterwards."""
-    home, report, log = tmp_path / "home", tmp_path / "demo.html", tmp_path / "demo.log"
-    env = {**os.environ, "SPARKSCALER_HOME": str(home), "COLUMNS": "160"}
-    pids: set[int] = set()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sparkscaler", "demo", *QUICK_DEMO, "--report", str(report)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 420
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                pids.update(_state_pids(home / "demo"))  # every worker it ever launched
-            time.sleep(1)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    text = log.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", text)
-    assert "autoscaled" in text and "static 4" in text
-    assert re.search(r"autoscaled\s.*1/1\s", text), text[-3000:]  # the job succeeded
-    assert re.search(r"static 4\s.*1/1\s", text), text[-3000:]
-    page = report.read_text()
-    assert "static 4" in page and "hybrid" in page
-    assert page.count("01-forecast") == 1  # the job, once in the jobs table
-    assert len(pids) >= 5  # the master and four workers of the static run
-    assert_all_stopped(sorted(pids))
-
-
-def test_demo_interrupted_midway_leaves_no_process(tmp_path: Path) -> None:
-    """Ctrl-C while the demo's jobs run: drivers, workers and master all stop."""
-    home = tmp_path / "home"
-    env = {**os.environ, "SPARKSCALER_HOME": str(home)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkscaler", "demo", *QUICK_DEMO],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    state = home / "demo"
-    pids: list[int] = []
-    try:
-        _wait(
-            lambda: (state / "logs").is_dir() and any((state / "logs").glob("job-*.log")),
-            180,
-            "the demo to submit its first job",
-        )
-        time.sleep(3)
-        pids = _state_pids(state)
-        drivers = [
-            p.pid
-            for p in psutil.process_iter(["cmdline"])
-            if "org.apache.spark.deploy.SparkSubmit" in " ".join(p.info["cmdline"] or [])
-            and str(state) in " ".join(p.info["cmdline"] or [])
-        ]
-        assert len(pids) >= 2
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 130, output.decode()[-2000:]
-        assert b"Traceback" not in output
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert_all_stopped(pids + drivers)
