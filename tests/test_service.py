@@ -662,8 +662,8 @@ def test_serve_runs_until_a_signal_then_stops_what_it_started(
     minutes) and the simulator feeds the loop."""
     monkeypatch.setattr(_StandInCluster, "found_running", found_running)
     monkeypatch.setattr(_StandInCluster, "made", [])
-    monkeypatch.setattr("sparkscaler.cli.LocalCluster", _StandInCluster)
-    monkeypatch.setattr("sparkscaler.cli._require_java", lambda: None)
+    monkeypatch.setattr("sparkscaler.backends.local.LocalCluster", _StandInCluster)
+    monkeypatch.setattr("sparkscaler.cli.loop.require_java", lambda: None)
     monkeypatch.setattr(
         Controller, "from_config", classmethod(lambda _, *a, **k: _sim_controller(*a, **k))
     )

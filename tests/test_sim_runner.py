@@ -204,7 +204,7 @@ def test_cli_simulate_writes_json(tmp_path: Path) -> None:
         (["--workload", "bogus"], "unknown arrival spec 'bogus'"),
         (["--workload", "poisson:speed=3"], "unknown parameter"),
         (["--duration", "xyz"], "not a duration: 'xyz'"),
-        (["--policy", "nope"], "unknown policy 'nope'"),
+        (["--policy", "nope"], "'nope' is not one of"),
     ],
 )
 def test_cli_simulate_rejects_bad_options(args: list[str], message: str) -> None:

@@ -1,44 +1,87 @@
-"""Scaling policies, selectable by name in the config (``policy.name``)."""
+"""Scaling policies, selectable by name in the config (``policy.name``).
+
+The registry names each policy's module and imports it only when the policy is used, so that
+``sparkscaler --help`` and the rule policies never load scikit-learn, PyTorch or Gymnasium.
+A policy that needs an optional dependency group (an *extra*) says which one to install.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import importlib.util
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from sparkscaler.errors import MissingExtraError
 
-from sparkscaler.policies.base import Policy, PolicyParams
-from sparkscaler.policies.dataproc import DataprocPolicy
-from sparkscaler.policies.dqn import DqnPolicy
-from sparkscaler.policies.dra import DynamicAllocationPolicy
-from sparkscaler.policies.hpa import HpaPolicy
-from sparkscaler.policies.hybrid import HybridPolicy
-from sparkscaler.policies.planner import PlannerPolicy
-from sparkscaler.policies.predictive import PredictivePolicy
-from sparkscaler.policies.regression import RegressionPolicy
-from sparkscaler.policies.static import StaticPolicy
+if TYPE_CHECKING:
+    from sparkscaler.policies.base import Policy
 
-POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls
-    for cls in (
-        StaticPolicy,
-        HpaPolicy,
-        DynamicAllocationPolicy,
-        DataprocPolicy,
-        RegressionPolicy,
-        PlannerPolicy,
-        PredictivePolicy,
-        DqnPolicy,
-        HybridPolicy,
-    )
+#: The policy the config uses when ``policy.name`` is not set.
+DEFAULT_POLICY = "hybrid"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: str
+    cls: str
+    #: The extra a policy needs, and the modules whose absence means it is not installed.
+    extra: str | None = None
+    needs: tuple[str, ...] = ()
+
+
+_ENTRIES: dict[str, _Entry] = {
+    "static": _Entry("static", "StaticPolicy"),
+    "hpa": _Entry("hpa", "HpaPolicy"),
+    "dra": _Entry("dra", "DynamicAllocationPolicy"),
+    "dataproc": _Entry("dataproc", "DataprocPolicy"),
+    "regression": _Entry("regression", "RegressionPolicy", "ml", ("sklearn",)),
+    "planner": _Entry("planner", "PlannerPolicy"),
+    "predictive": _Entry("predictive", "PredictivePolicy", "ml", ("sklearn", "joblib")),
+    "dqn": _Entry("dqn", "DqnPolicy", "rl", ("torch", "stable_baselines3", "gymnasium")),
+    "hybrid": _Entry("hybrid", "HybridPolicy", "ml", ("sklearn", "joblib")),
 }
+
+
+class _Registry(Mapping[str, "type[Policy]"]):
+    """``POLICIES[name]`` is the policy's class, its module imported on first use."""
+
+    def __getitem__(self, name: str) -> type[Policy]:
+        entry = _ENTRIES[name]
+        module = importlib.import_module(f"sparkscaler.policies.{entry.module}")
+        return getattr(module, entry.cls)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ENTRIES)
+
+    def __len__(self) -> int:
+        return len(_ENTRIES)
+
+
+POLICIES: Mapping[str, type[Policy]] = _Registry()
+POLICY_NAMES: tuple[str, ...] = tuple(_ENTRIES)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked by sys.modules[m] = None
+        return False
+
+
+def required_extra(name: str) -> str | None:
+    """The extra policy ``name`` needs that is not installed, or None when it can run here."""
+    entry = _ENTRIES[name]
+    return entry.extra if not all(_installed(m) for m in entry.needs) else None
 
 
 def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
     """Problems with a policy name and its parameters, one line each (empty when valid)."""
-    if name not in POLICIES:
-        return [
-            f"policy.name: unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}"
-        ]
+    from pydantic import ValidationError
+
+    if name not in _ENTRIES:
+        return [f"policy.name: unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}"]
     try:
         POLICIES[name].Params(**params)
     except ValidationError as error:
@@ -49,10 +92,23 @@ def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
 
 
 def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
+    """The policy ``name`` built from ``params``; ValueError when they are invalid,
+    :class:`MissingExtraError` when it needs an extra that is not installed."""
     problems = validate_policy_settings(name, params or {})
     if problems:
         raise ValueError("; ".join(problems))
+    entry = _ENTRIES[name]
+    for module in entry.needs:
+        if not _installed(module):
+            raise MissingExtraError(f"the {name} policy", entry.extra or "ml", module)
     return POLICIES[name](**(params or {}))
 
 
-__all__ = ["POLICIES", "Policy", "PolicyParams", "make_policy", "validate_policy_settings"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "POLICY_NAMES",
+    "make_policy",
+    "required_extra",
+    "validate_policy_settings",
+]

@@ -15,20 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from sparkscaler.core import Decision, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
-from sparkscaler.sim.env import (
-    OBS_NAMES,
-    EnvConfig,
-    action_delta,
-    config_from_dict,
-    observation_vector,
-)
-from sparkscaler.sim.workload import SyntheticJobs
+
+if TYPE_CHECKING:  # the env needs gymnasium, the 'rl' extra: imported where a model is used
+    from sparkscaler.sim.env import EnvConfig
 
 
 class DqnParams(PolicyParams):
@@ -65,6 +60,9 @@ class DqnPolicy(Policy):
     # ------------------------------------------------------------------ model
     def _load_model(self, path: Path) -> None:
         from stable_baselines3 import DQN
+
+        from sparkscaler.sim.env import OBS_NAMES, config_from_dict
+        from sparkscaler.sim.workload import SyntheticJobs
 
         if path.suffix != ".zip":
             path = path.with_suffix(".zip")
@@ -103,6 +101,8 @@ class DqnPolicy(Policy):
 
     def vector(self, observation: Observation) -> np.ndarray:
         """The masked observation vector the network sees."""
+        from sparkscaler.sim.env import observation_vector
+
         assert self.env_config_ is not None and self.mask_ is not None
         return observation_vector(observation, self.env_config_) * self.mask_
 
@@ -120,6 +120,8 @@ class DqnPolicy(Policy):
 
     # ------------------------------------------------------------------ policy
     def decide(self, observation: Observation) -> Decision:
+        from sparkscaler.sim.env import action_delta
+
         current = observation.workers
         if self.model_ is None or self.env_config_ is None:
             return self._decision(

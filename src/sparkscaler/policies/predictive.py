@@ -54,16 +54,17 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import joblib
 import numpy as np
-import sklearn
 from pydantic import Field, model_validator
-from sklearn.ensemble import RandomForestRegressor
 
 from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.units import Duration
+
+if TYPE_CHECKING:  # scikit-learn is the 'ml' extra: imported where a forest is made or read
+    from sklearn.ensemble import RandomForestRegressor
 
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
@@ -95,8 +96,8 @@ def _ceil(x: float) -> int:
 
 
 class PredictiveParams(PolicyParams):
-    step_s: float = Field(300.0, gt=0, description="step of the demand series, seconds")
-    horizon_s: float = Field(
+    step_s: Duration = Field(300.0, gt=0, description="step of the demand series, seconds")
+    horizon_s: Duration = Field(
         3600.0, gt=0, le=DAY_S, description="forecast the peak demand over this much ahead"
     )
     n_estimators: int = Field(50, ge=1, le=1000)
@@ -104,13 +105,13 @@ class PredictiveParams(PolicyParams):
     min_samples_leaf: int = Field(3, ge=1)
     max_features: float = Field(0.5, gt=0, le=1, description="fraction of features per split")
     random_state: int = 0
-    min_history_s: float = Field(
+    min_history_s: Duration = Field(
         2 * DAY_S, ge=0, description="observed history needed before the forest is used"
     )
-    retrain_every_s: float | None = Field(
+    retrain_every_s: Duration | None = Field(
         DAY_S, gt=0, description="retrain online after this much observed time; None: never"
     )
-    buffer_s: float = Field(
+    buffer_s: Duration = Field(
         28 * DAY_S, gt=0, description="demand kept in the ring buffer (lags, retraining)"
     )
     error_window: int = Field(288, ge=1, description="forecast/actual pairs kept for the MAE")
@@ -271,6 +272,8 @@ class PredictivePolicy(Policy):
         if len(rows) < 2:
             return
         x = self._features(grid, first_step, rows)
+        from sklearn.ensemble import RandomForestRegressor
+
         p = self.params
         model = RandomForestRegressor(
             n_estimators=p.n_estimators,
@@ -476,6 +479,9 @@ class PredictivePolicy(Policy):
 
     def save(self, path: Path) -> None:
         """A JSON header at ``path`` and the forest and buffers in ``<path>.model.joblib``."""
+        import joblib
+        import sklearn
+
         path = Path(path)
         model_path = self._model_path(path)
         header = {
@@ -511,6 +517,8 @@ class PredictivePolicy(Policy):
     @classmethod
     def load(cls, path: Path) -> Self:
         """Rebuild a saved policy. The model file is a pickle: load only files you wrote."""
+        import joblib
+
         path = Path(path)
         policy = super().load(path)  # refuses another policy's file
         learned = json.loads(path.read_text()).get("learned")

@@ -45,11 +45,11 @@ from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 from pydantic import Field
-from sklearn.linear_model import LinearRegression
 
 from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.sim.runtime_model import runs_from_jobs
+from sparkscaler.units import Duration, MemoryMB
 
 #: The published coefficients: size model (intercept, avg_mem_action, avg_mem_transformation)
 #: and instance model (intercept, size, T).
@@ -81,12 +81,14 @@ class RegressionParams(PolicyParams):
     instances_intercept: float = PUBLISHED_INSTANCES_COEF[0]
     instances_coef_size: float = Field(PUBLISHED_INSTANCES_COEF[1], description="per GB")
     instances_coef_deadline: float = Field(PUBLISHED_INSTANCES_COEF[2], description="per second")
-    deadline_s: float | None = Field(
+    deadline_s: Duration | None = Field(
         None, gt=0, description="T when the observation carries no deadline"
     )
     size_source: Literal["auto", "input", "memory"] = "auto"
-    executor_memory_mb: float | None = Field(
-        None, gt=0, description="MB that 100 % of the mt/ma features stand for (memory proxy)"
+    executor_memory_mb: MemoryMB | None = Field(
+        None,
+        gt=0,
+        description="MiB that 100 % of the mt/ma features stand for (memory proxy); 4g or 4096",
     )
     zero_anchor_runs: int = Field(
         25, ge=0, description="zero runs per worker count appended before fitting (modelZ.R: 25)"
@@ -95,6 +97,8 @@ class RegressionParams(PolicyParams):
 
 
 def _fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
+    from sklearn.linear_model import LinearRegression  # the 'ml' extra, needed only here
+
     model = LinearRegression().fit(x, y)
     return (float(model.intercept_), *(float(c) for c in model.coef_))
 
