@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sparkscaler.sim.traces import parse_step, read_demand
+
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
 
@@ -193,35 +195,6 @@ def daily_weekly(
     return _unit(thinning(rate_per_s, rate_max, duration_s, rng))
 
 
-def _read_demand(path: Path) -> pd.Series:
-    """The ``timestamp,requests`` series as demand per minute, with missing minutes as zero."""
-    frame = pd.read_csv(path, skipinitialspace=True)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = {"timestamp", "requests"} - set(frame.columns)
-    if missing:
-        raise ValueError(
-            f"{path}: expected columns 'timestamp,requests', missing {sorted(missing)} "
-            f"(found {list(frame.columns)})"
-        )
-    if frame.empty:
-        raise ValueError(f"{path}: no data rows")
-    try:
-        stamps = pd.to_datetime(frame["timestamp"], format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(
-            f"{path}: timestamps must be ISO 8601 like 1995-07-01T00:00:00 ({exc})"
-        ) from exc
-    try:
-        requests = pd.to_numeric(frame["requests"]).fillna(0.0).astype(float)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: 'requests' must be numeric ({exc})") from exc
-    if (requests < 0).any():
-        raise ValueError(f"{path}: 'requests' must not be negative")
-    per_minute = requests.groupby(stamps.dt.floor("min").to_numpy()).sum()
-    full = pd.date_range(per_minute.index.min(), per_minute.index.max(), freq="min")
-    return per_minute.reindex(full, fill_value=0.0)
-
-
 def from_demand_csv(
     path: str | Path,
     duration_s: float | None,
@@ -230,35 +203,36 @@ def from_demand_csv(
     jobs_per_hour: float,
     time_scale: float = 1.0,
     start: str | None = None,
+    column: str | None = None,
+    step_s: float | None = None,
 ) -> Arrivals:
-    """Jobs arriving in proportion to a real per-minute demand series (NASA layout).
+    """Jobs arriving in proportion to a real demand series (any layout :mod:`traces` reads).
 
     A real trace carries the burstiness and daily/weekly shape that synthetic processes only
     imitate, but its absolute volume (HTTP requests) means nothing for a Spark cluster. So the
-    rate in each trace minute is proportional to its demand, scaled so that the mean over the
+    rate in each trace step is proportional to its demand, scaled so that the mean over the
     simulated window is ``jobs_per_hour`` (per simulated hour). ``time_scale`` compresses time:
-    one trace minute lasts ``60 / time_scale`` simulated seconds. The rate is piecewise
-    constant, so each minute is sampled exactly (Poisson count, uniform times) with no thinning.
+    one trace step lasts ``step / time_scale`` simulated seconds. The rate is piecewise
+    constant, so each step is sampled exactly (Poisson count, uniform times) with no thinning.
+    ``column`` and ``step_s`` are passed to :func:`~sparkscaler.sim.traces.read_demand`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"demand trace not found: {path}")
     _check_finite("jobs_per_hour", jobs_per_hour)
     _check_finite("time_scale", time_scale, positive=True)
-    demand = _read_demand(path)
+    trace = read_demand(path, column, step_s)
+    demand = trace.demand
     if start is not None:
         try:
             first = pd.Timestamp(start)
         except ValueError as exc:
             raise ValueError(f"start {start!r} is not a timestamp ({exc})") from exc
-        if first != first.floor("min") or first not in demand.index:
+        if first not in demand.index:
             raise ValueError(
-                f"start {start!r} must be a whole minute between {demand.index[0]} and "
-                f"{demand.index[-1]}"
+                f"start {start!r} must be the start of a trace step ({trace.step_s:g} s) "
+                f"between {demand.index[0]} and {demand.index[-1]}"
             )
         demand = demand.loc[first:]
-    minute_s = 60.0 / time_scale
-    available_s = len(demand) * minute_s
+    step_s = trace.step_s / time_scale
+    available_s = len(demand) * step_s
     if duration_s is None:
         duration_s = available_s
     _check_finite("duration_s", duration_s)
@@ -267,7 +241,7 @@ def from_demand_csv(
             f"{path}: duration {duration_s:g} s exceeds the trace from {demand.index[0]} "
             f"({available_s:g} s at time_scale {time_scale:g})"
         )
-    edges = np.minimum(np.arange(len(demand) + 1) * minute_s, duration_s)
+    edges = np.minimum(np.arange(len(demand) + 1) * step_s, duration_s)
     lengths = np.diff(edges)
     values = demand.to_numpy(dtype=float)
     volume = float(np.sum(values * lengths))
@@ -383,6 +357,8 @@ _SPEC_FORMS = {
             "jobs_per_hour": ("jobs_per_hour", float),
             "time_scale": ("time_scale", float),
             "start": ("start", str),
+            "column": ("column", str),
+            "step": ("step_s", parse_step),
         },
         frozenset({"jobs_per_hour"}),
     ),
@@ -401,6 +377,7 @@ SPEC_USAGE = """valid arrival specs:
   poisson:rate=JOBS_PER_HOUR
   daily:rate=JOBS_PER_HOUR[,peak=HOUR][,weekend=FACTOR][,amplitude=0..1][,start_weekday=0..6]
   csv:PATH,jobs_per_hour=JOBS_PER_HOUR[,time_scale=S][,start=YYYY-MM-DDTHH:MM:SS]
+      [,column=NAME][,step=SECONDS|5m]  (step: for a CSV with no time column)
   alibaba:PATH[,time_scale=S][,start_s=TRACE_SECONDS][,max_jobs=N]"""
 
 
