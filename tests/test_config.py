@@ -15,7 +15,6 @@ from sparkscaler.config import (
     config_from_dict,
     default_state_dir,
     load_config,
-    parse_memory_mb,
 )
 from sparkscaler.policies import make_policy
 
@@ -69,7 +68,7 @@ def test_values_are_read(tmp_path: Path) -> None:
         "store: /tmp/elsewhere.db\n"
         "cluster:\n  worker_memory: 2g\n  master_ui_port: 9090\n"
         "scaling:\n  min_workers: 0\n  max_workers: 8\n"
-        "policy:\n  params:\n    idle_timeout_s: 15\n"
+        "policy:\n  name: dra\n  params:\n    idle_timeout_s: 15\n"
     )
     config = load_config(path)
     assert config.cluster.worker_memory_mb == 2048
@@ -151,7 +150,11 @@ def test_shipped_example_lists_the_defaults() -> None:
         ({"cluster": {"worker_ip_base": "127.0.0.1"}}, "cluster.worker_ip_base", ["127.x.y"]),
         ({"cluster": {"master_ui_port": 70000}}, "cluster.master_ui_port", ["65535"]),
         ({"policy": {"name": "nope"}}, "policy.name", ["unknown policy 'nope'", "dra"]),
-        ({"policy": {"params": {"idle_timeout_s": -5}}}, "policy.params.idle_timeout_s", ["-5"]),
+        (
+            {"policy": {"name": "dra", "params": {"idle_timeout_s": -5}}},
+            "policy.params.idle_timeout_s",
+            ["-5"],
+        ),
         ({"policy": {"params": {"bogus": 1}}}, "policy.params.bogus", ["unknown setting"]),
         ({"backend": "yarn"}, "backend", ["'local'", "yarn"]),
     ],
@@ -181,7 +184,7 @@ def test_several_problems_give_several_lines() -> None:
             "scaling": {"max_workers": 0, "interval_s": 0},
             "cluster": {"worker_memory": "3x"},
             "typo": 1,
-            "policy": {"params": {"idle_timeout_s": -1}},
+            "policy": {"name": "dra", "params": {"idle_timeout_s": -1}},
         }
     )
     assert len(problems) == 5, problems
@@ -270,24 +273,105 @@ def test_state_dir_with_tilde_means_the_home_directory(
     assert config.state_dir == tmp_path / ".sparkscaler"
 
 
-# ------------------------------------------------------------------------------- memory
+# ------------------------------------------------------------------- durations and memory
+def test_every_time_setting_takes_spark_and_dataproc_durations() -> None:
+    config = config_from_dict(
+        {
+            "deadline_s": "5min",
+            "cluster": {"startup_timeout_s": "1.5m"},
+            "scaling": {
+                "interval_s": "500ms",
+                "scale_out_cooldown_s": "30s",
+                "scale_in_cooldown_s": "2m",
+                "scale_in_stabilization_s": "1h",
+                "decommission_timeout_s": 90,
+            },
+            "metrics": {"request_timeout_s": "1500ms"},
+            "simulation": {"provisioning": ["1m", "2m"], "executor_startup_s": ["4s", 5.9]},
+        }
+    )
+    assert config.deadline_s == 300.0
+    assert config.cluster.startup_timeout_s == 90.0
+    s = config.scaling
+    assert s.interval_s == 0.5
+    assert (s.scale_out_cooldown_s, s.scale_in_cooldown_s) == (30.0, 120.0)
+    assert (s.scale_in_stabilization_s, s.decommission_timeout_s) == (3600.0, 90.0)
+    assert config.metrics.request_timeout_s == 1.5
+    assert config.simulation.provisioning == (60.0, 120.0)
+    assert config.simulation.executor_startup_s == (4.0, 5.9)
+
+
+def test_a_duration_in_a_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("scaling:\n  interval_s: 30s\n  scale_in_cooldown_s: 2m\n")
+    config = load_config(path)
+    assert (config.scaling.interval_s, config.scaling.scale_in_cooldown_s) == (30.0, 120.0)
+
+
+def test_policy_params_take_durations() -> None:
+    config = config_from_dict(
+        {"policy": {"name": "dra", "params": {"idle_timeout_s": "60s", "backlog_timeout_s": "1s"}}}
+    )
+    params = make_policy(config.policy.name, config.policy.params).get_params()
+    assert (params["idle_timeout_s"], params["backlog_timeout_s"]) == (60.0, 1.0)
+
+
+def test_an_invalid_duration_is_one_line_naming_the_field_and_the_forms() -> None:
+    (line,) = _problems({"scaling": {"interval_s": "5 parsecs"}})
+    assert line == "scaling.interval_s: not a duration: '5 parsecs' (use seconds or 30s, 2m, 1h)"
+    (line,) = _problems({"policy": {"name": "dra", "params": {"idle_timeout_s": "soon"}}})
+    assert line.startswith("policy.params.idle_timeout_s: not a duration: 'soon'"), line
+
+
+def test_a_duration_still_obeys_the_bounds() -> None:
+    (line,) = _problems({"scaling": {"interval_s": "0s"}})
+    assert line.startswith("scaling.interval_s: Input should be greater than 0"), line
+
+
+def test_a_bad_range_names_the_field_not_the_union_branch() -> None:
+    problems = _problems({"simulation": {"provisioning": ["1m", "later"]}})
+    assert problems, problems
+    assert all(p.startswith("simulation.provisioning") for p in problems), problems
+    assert not any("tuple[" in p or "literal[" in p for p in problems), problems
+    assert any("not a duration: 'later'" in p for p in problems), problems
+
+
 @pytest.mark.parametrize(
-    ("text", "mb"),
-    [
-        ("512m", 512),
-        ("512M", 512),
-        ("2g", 2048),
-        ("2G", 2048),
-        ("1g", 1024),
-        (" 3g ", 3072),
-        ("0m", 0),
-    ],
+    ("value", "kept", "mb"),
+    [("2g", "2g", 2048), ("2GB", "2g", 2048), ("1536mb", "1536m", 1536), (2048, "2g", 2048)],
 )
-def test_parse_memory_mb(text: str, mb: int) -> None:
-    assert parse_memory_mb(text) == mb
+def test_worker_memory_takes_spark_notation_and_is_kept_unambiguous(
+    value: str | int, kept: str, mb: int
+) -> None:
+    """A bare number is MiB (as spark.executor.memory reads it); the worker is handed '2g',
+    since ``start-worker --memory 2048`` would mean 2048 bytes."""
+    cluster = config_from_dict({"cluster": {"worker_memory": value}}).cluster
+    assert (cluster.worker_memory, cluster.worker_memory_mb) == (kept, mb)
 
 
-@pytest.mark.parametrize("text", ["3x", "512", "1.5g", "g", "", "-1g", "2gb", "1 g"])
-def test_parse_memory_mb_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="512m or 2g"):
-        parse_memory_mb(text)
+def test_regression_executor_memory_takes_spark_notation() -> None:
+    config = config_from_dict(
+        {"policy": {"name": "regression", "params": {"executor_memory_mb": "4g"}}}
+    )
+    params = make_policy(config.policy.name, config.policy.params).get_params()
+    assert params["executor_memory_mb"] == 4096
+
+
+# ----------------------------------------------------------------------- default policy
+def test_params_without_a_name_are_checked_against_the_default_policy() -> None:
+    """The default policy is hybrid, so a hybrid params block needs no name."""
+    config = config_from_dict({"policy": {"params": {"reactive": {"idle_timeout_s": "30s"}}}})
+    assert config.policy.name == Config().policy.name == "hybrid"
+    policy = make_policy(config.policy.name, config.policy.params)
+    assert policy.get_params()["reactive"]["idle_timeout_s"] == 30.0
+    # ... and a DRA-only parameter is not one of hybrid's.
+    (line,) = _problems({"policy": {"params": {"idle_timeout_s": 30}}})
+    assert line.startswith("policy.params.idle_timeout_s: unknown setting"), line
+
+
+def test_example_config_without_a_policy_name_is_valid() -> None:
+    data = yaml.safe_load(_example_text())
+    del data["policy"]["name"]
+    assert data["policy"]["params"]["reactive"]  # the block that the old default rejected
+    config = config_from_dict(data, "example")
+    assert config.policy.name == "hybrid"

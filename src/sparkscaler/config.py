@@ -8,7 +8,6 @@ a default.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,16 +22,10 @@ from pydantic import (
     model_validator,
 )
 
-_MEMORY_RE = re.compile(r"^(\d+)([mMgG])$")
+from sparkscaler.units import Duration, SparkMemory, parse_memory_mb
 
-
-def parse_memory_mb(text: str) -> int:
-    """'512m' -> 512, '2g' -> 2048: Spark's own memory notation, in megabytes."""
-    match = _MEMORY_RE.match(text.strip())
-    if not match:
-        raise ValueError(f"memory must look like 512m or 2g, got {text!r}")
-    amount, unit = int(match.group(1)), match.group(2).lower()
-    return amount * 1024 if unit == "g" else amount
+#: The policy of a config that names none: the one place this default is written.
+DEFAULT_POLICY = "hybrid"
 
 
 def default_state_dir() -> Path:
@@ -51,7 +44,11 @@ class ClusterSettings(_Strict):
     master_port: int = Field(7077, ge=1, le=65535)
     master_ui_port: int = Field(8080, ge=1, le=65535)
     worker_cores: int = Field(1, ge=1, le=64)
-    worker_memory: str = "1g"
+    worker_memory: SparkMemory = Field(
+        "1g",
+        description="Spark's notation (512m, 2g, 2gb); a bare number is MiB, as in "
+        "spark.executor.memory, and is kept as e.g. 2g because the worker would read it as bytes",
+    )
     worker_ui_port: int = Field(8081, ge=1, le=65535)
     worker_ip_base: str = Field(
         "127.0.0",
@@ -62,7 +59,7 @@ class ClusterSettings(_Strict):
         description="driver UI ports probed for running applications' REST API (Spark tries "
         "4040 and the next spark.port.maxRetries = 16)",
     )
-    startup_timeout_s: float = Field(90.0, gt=0)
+    startup_timeout_s: Duration = Field(90.0, gt=0)
 
     @field_validator("worker_memory")
     @classmethod
@@ -101,13 +98,13 @@ class ScalingSettings(_Strict):
 
     min_workers: int = Field(1, ge=0)
     max_workers: int = Field(4, ge=1)
-    interval_s: float = Field(5.0, gt=0, description="seconds between two decisions")
-    scale_out_cooldown_s: float = Field(10.0, ge=0)
-    scale_in_cooldown_s: float = Field(30.0, ge=0)
-    scale_in_stabilization_s: float = Field(
+    interval_s: Duration = Field(5.0, gt=0, description="seconds between two decisions")
+    scale_out_cooldown_s: Duration = Field(10.0, ge=0)
+    scale_in_cooldown_s: Duration = Field(30.0, ge=0)
+    scale_in_stabilization_s: Duration = Field(
         60.0, ge=0, description="scale in only to the highest target seen in this window"
     )
-    decommission_timeout_s: float = Field(120.0, gt=0)
+    decommission_timeout_s: Duration = Field(120.0, gt=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingSettings:
@@ -119,7 +116,7 @@ class ScalingSettings(_Strict):
 
 
 class PolicySettings(_Strict):
-    name: str = "hybrid"
+    name: str = DEFAULT_POLICY
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -127,18 +124,18 @@ class MetricsSettings(_Strict):
     """How raw host counters become the paper's percentages."""
 
     link_capacity_mbit: float = Field(1000.0, gt=0, description="100 % network in/out")
-    request_timeout_s: float = Field(2.0, gt=0)
+    request_timeout_s: Duration = Field(2.0, gt=0)
 
 
 class SimulationSettings(_Strict):
     """How the simulator stands in for the cluster (``sparkscaler simulate``, evaluation)."""
 
-    provisioning: Literal["vm", "local"] | tuple[float, float] = Field(
+    provisioning: Literal["vm", "local"] | tuple[Duration, Duration] = Field(
         "vm",
         description="worker start-up delay: 'vm' (60-120 s), 'local' (this machine's measured "
         "7.8-10.1 s) or [low, high] seconds",
     )
-    executor_startup_s: tuple[float, float] = Field(
+    executor_startup_s: tuple[Duration, Duration] = Field(
         (4.0, 5.9), description="executor start on a worker's first use by a job (measured)"
     )
     initial_workers: int = Field(1, ge=0)
@@ -183,7 +180,7 @@ class Config(_Strict):
     backend: Literal["local"] = "local"
     state_dir: Path = Field(default_factory=default_state_dir)
     store: Path | None = Field(None, description="SQLite file; default <state_dir>/sparkscaler.db")
-    deadline_s: float | None = Field(
+    deadline_s: Duration | None = Field(
         None, gt=0, description="time limit T for a job when it does not set its own"
     )
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
@@ -221,7 +218,9 @@ def format_validation_error(error: ValidationError) -> list[str]:
     """One line per pydantic error: ``scaling.max_workers: must be ≥ 1 (got 0)``."""
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        # A union names the branch it tried ("tuple[...]"), which no one writes in a config.
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and "[" in p)]
+        where = ".".join(str(part) for part in loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling; `sparkscaler init` lists them all)"
@@ -246,7 +245,9 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
         problems += format_validation_error(error)
     policy = data.get("policy")
     if isinstance(policy, dict) and isinstance(policy.get("params", {}), dict):
-        problems += validate_policy_settings(policy.get("name", "dra"), policy.get("params", {}))
+        problems += validate_policy_settings(
+            policy.get("name", DEFAULT_POLICY), policy.get("params", {})
+        )
     if problems or config is None:
         raise ConfigError(source, problems)
     return config

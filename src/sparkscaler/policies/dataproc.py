@@ -62,6 +62,7 @@ from pydantic import Field
 
 from sparkscaler.core import Decision, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.units import Duration
 
 
 class DataprocParams(PolicyParams):
@@ -69,7 +70,7 @@ class DataprocParams(PolicyParams):
     scale_down_factor: float = Field(1.0, ge=0, le=1)
     scale_up_min_worker_fraction: float = Field(0.0, ge=0, le=1)
     scale_down_min_worker_fraction: float = Field(0.0, ge=0, le=1)
-    cooldown_period_s: float = Field(
+    cooldown_period_s: Duration = Field(
         120.0, ge=120, le=86400, description="Dataproc cooldownPeriod: bounds [2m, 1d]"
     )
     cores_per_worker: int | None = Field(

@@ -21,12 +21,13 @@ from pydantic import Field
 
 from sparkscaler.core import Decision, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.units import Duration
 
 
 class DraParams(PolicyParams):
-    backlog_timeout_s: float = Field(1.0, ge=0)
-    sustained_backlog_timeout_s: float = Field(1.0, ge=0)
-    idle_timeout_s: float = Field(60.0, ge=0)
+    backlog_timeout_s: Duration = Field(1.0, ge=0)
+    sustained_backlog_timeout_s: Duration = Field(1.0, ge=0)
+    idle_timeout_s: Duration = Field(60.0, ge=0)
     allocation_ratio: float = Field(1.0, gt=0, le=1)
     cores_per_worker: int | None = Field(
         None, ge=1, description="task slots per worker; default: what the workers report"

@@ -74,6 +74,7 @@ from pydantic import Field, model_validator
 
 from sparkscaler.core import Decision, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.units import Duration
 
 Select = Literal["Max", "Min", "Disabled"]
 
@@ -87,15 +88,15 @@ class HpaParams(PolicyParams):
     metric: Literal["cpu", "cores", "tasks"] = "tasks"
     target_utilization: float = Field(80.0, gt=0, description="target utilisation, percent")
     tolerance: float = Field(0.1, ge=0)
-    scale_down_stabilization_s: float = Field(300.0, ge=0, le=3600)
-    scale_up_stabilization_s: float = Field(0.0, ge=0, le=3600)
+    scale_down_stabilization_s: Duration = Field(300.0, ge=0, le=3600)
+    scale_up_stabilization_s: Duration = Field(0.0, ge=0, le=3600)
     scale_up_pods: int | None = Field(4, gt=0, description="Pods policy: workers per period")
     scale_up_percent: float | None = Field(100.0, gt=0, description="Percent policy")
-    scale_up_period_s: float = Field(15.0, gt=0, le=1800)
+    scale_up_period_s: Duration = Field(15.0, gt=0, le=1800)
     scale_up_select: Select = "Max"
     scale_down_pods: int | None = Field(None, gt=0, description="Pods policy (none by default)")
     scale_down_percent: float | None = Field(100.0, gt=0, le=100, description="Percent policy")
-    scale_down_period_s: float = Field(15.0, gt=0, le=1800)
+    scale_down_period_s: Duration = Field(15.0, gt=0, le=1800)
     scale_down_select: Select = "Max"
     cores_per_worker: int | None = Field(
         None, ge=1, description="task slots of a worker when none is ALIVE to report them"

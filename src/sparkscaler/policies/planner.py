@@ -57,6 +57,7 @@ from pydantic import Field
 from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.sim.runtime_model import RuntimeModel, runs_from_jobs
+from sparkscaler.units import Duration
 
 
 class PlannerParams(PolicyParams):
@@ -65,7 +66,7 @@ class PlannerParams(PolicyParams):
     model_path: str | None = Field(
         None, description="RuntimeModel JSON used until min_runs jobs have finished"
     )
-    deadline_s: float | None = Field(
+    deadline_s: Duration | None = Field(
         None, gt=0, description="T when the observation carries no deadline"
     )
     max_workers: int = Field(10, ge=1, description="N when the observation carries no maximum")
@@ -78,7 +79,7 @@ class PlannerParams(PolicyParams):
         lt=1,
         description="a running job is shrunk only if the smaller size leaves this share of T spare",
     )
-    provisioning_s: float = Field(
+    provisioning_s: Duration = Field(
         0.0,
         ge=0,
         description="seconds before a requested worker runs tasks (provisioning + executor start)",

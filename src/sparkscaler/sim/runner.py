@@ -6,7 +6,6 @@ the simulator behind the ``Backend``, ``Clock`` and ``Observer`` protocols.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkscaler import units
 from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
 from sparkscaler.config import Config
 from sparkscaler.controller import Controller, Step
@@ -33,17 +33,13 @@ from sparkscaler.sim.workload import (
 )
 from sparkscaler.store import Store
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 JOB_SPEC_USAGE = "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3]"
 
 
 def parse_duration(text: str) -> float:
-    """'7d', '12h', '90m', '3600s' or '3600' → seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 12h, 7d)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """'7d', '12h', '90m', '3600s' or '3600' → seconds: the config's durations, with examples
+    at the scale of a simulated run."""
+    return units.parse_duration(text, forms="90m, 12h, 7d")
 
 
 def parse_jobs(spec: str) -> JobSource:
