@@ -21,7 +21,7 @@ from sparkscaler.cli import app
 from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
 from sparkscaler.evaluation import continuous
-from sparkscaler.evaluation.harness import Options, evaluate, trace_format
+from sparkscaler.evaluation.harness import Options, evaluate
 from sparkscaler.evaluation.lineup import Calibration
 from sparkscaler.evaluation.oracle import run_oracle, run_oracle_round
 from sparkscaler.evaluation.paper_grid import cell_config, round_jobs, run_cell
@@ -234,18 +234,6 @@ def test_cli_rejects_an_unknown_suite_and_a_missing_history(tmp_path: Path) -> N
     missing = tmp_path / "nowhere.db"
     result = runner.invoke(app, ["evaluate", "replay", "--history", str(missing)])
     assert result.exit_code == 2 and "not found" in result.output
-
-
-def test_trace_format_is_told_by_its_columns(tmp_path: Path) -> None:
-    demand = tmp_path / "demand.csv"
-    demand.write_text("timestamp,requests\n1995-07-01 00:00:00,10\n")
-    batch = tmp_path / "batch.csv"
-    batch.write_text("1,2,j,t,1,Terminated,50,0.1\n")
-    other = tmp_path / "other.csv"
-    other.write_text("a,b,c\n")
-    assert trace_format(demand) == "csv" and trace_format(batch) == "alibaba"
-    with pytest.raises(ValueError, match="has 3"):
-        trace_format(other)
 
 
 @pytest.mark.skipif(not NASA.is_file(), reason="../shared/data (NASA trace) is not here")

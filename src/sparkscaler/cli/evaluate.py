@@ -56,8 +56,32 @@ def evaluate(
     trace: Annotated[
         list[Path] | None,
         typer.Option(
-            help="A NASA-layout per-minute CSV or an Alibaba batch_task.csv; repeat for several.",
+            help="A demand CSV (a time column of ISO 8601 times, seconds or minutes, or none "
+            "with --trace-step) or an Alibaba batch_task.csv; repeat for several.",
             show_default="the reference traces in ../shared/data",
+        ),
+    ] = None,
+    trace_column: Annotated[
+        str | None,
+        typer.Option(
+            help="The demand column of the --trace CSVs (for a file without a header: its "
+            "number, from 1).",
+            show_default="the first numeric column that is not time",
+        ),
+    ] = None,
+    trace_step: Annotated[
+        str | None,
+        typer.Option(
+            help="The step between rows of a --trace CSV without a time column: seconds, or "
+            "300s, 5m, 5min, 1h; with a time column, demand is summed per step.",
+            show_default="none; with a time column, the most common gap between its times",
+        ),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A policy to run (repeat for several); the oracle always runs.",
+            show_default="every policy",
         ),
     ] = None,
     history: Annotated[
@@ -89,14 +113,20 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sparkscaler.evaluation.continuous import load_history
-    from sparkscaler.evaluation.harness import SUITES, Options
+    from sparkscaler.evaluation.harness import SUITES, Options, check_policies
     from sparkscaler.evaluation.harness import evaluate as run_evaluation
+    from sparkscaler.sim.traces import parse_step
 
     cfg = load(config)
     chosen = tuple(suites or ("paper-grid", "trace"))
     unknown = sorted(set(chosen) - set(SUITES))
     if unknown:
         raise fail(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}", 2)
+    try:
+        check_policies(policy or ())
+        step_s = None if trace_step is None else parse_step(trace_step)
+    except ValueError as error:
+        raise fail(str(error), 2) from None
     records = None
     if "replay" in chosen:
         source = history or cfg.store_path
@@ -118,6 +148,9 @@ def evaluate(
         history=history,
         max_workers=max_workers,
         dqn_timesteps=dqn_timesteps,
+        trace_column=trace_column,
+        trace_step_s=step_s,
+        policies=tuple(policy) if policy else None,
     )
     columns = (
         TextColumn("evaluating"),

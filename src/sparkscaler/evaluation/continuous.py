@@ -3,9 +3,10 @@
 A *case* is one stream of jobs over a span of simulated time. Every policy runs it through the
 real controller and guard, from the same seed, so each sees the same jobs at the same times:
 
-- ``trace`` cases take their arrivals from a real trace or a daily/weekly shape, and their jobs
-  from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`) or TPC-H
-  profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
+- ``trace`` cases take their arrivals from a real trace (a demand series in any layout that
+  :mod:`~sparkscaler.sim.traces` reads, or Alibaba's batch tasks) or a daily/weekly shape, and
+  their jobs from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`) or
+  TPC-H profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
   A job's deadline is ``deadline_factor`` times its run time alone on N workers.
 - the ``replay`` case takes its jobs from the user's history (the store's job records, or a
   directory of Spark event logs): each finished application becomes a job that arrives when it
@@ -16,9 +17,10 @@ real controller and guard, from the same seed, so each sees the same jobs at the
 Learned policies start from what they would have had: the forecaster (``predictive``, and
 ``hybrid``'s floor) is fitted on the demand of the *preceding* period of the same trace, served
 by a static cluster of N, when the trace has one (the NASA trace's previous week; another week
-of the synthetic shape; none for the 17-hour Alibaba trace or a replay, where it starts cold and
-falls back to its reactive rule); the planners get the calibration's runtime model; the DQNs
-are trained beforehand in the env with the case's N, arrival rate and deadlines.
+of the synthetic shape; none for the 17-hour Alibaba trace, a demand trace shorter than two
+periods, or a replay, where it starts cold and falls back to its reactive rule); the planners
+get the calibration's runtime model; the DQNs are trained beforehand in the env with the case's
+N, arrival rate and deadlines.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from sparkscaler.sim.arrivals import (
 from sparkscaler.sim.cluster import JobResult
 from sparkscaler.sim.env import EnvConfig
 from sparkscaler.sim.runner import simulate_workload
+from sparkscaler.sim.traces import DemandTrace, read_demand
 from sparkscaler.sim.workload import (
     FixedDurations,
     JobSource,
@@ -87,6 +90,9 @@ class Case:
     #: T = this factor times the job's run time alone on N workers.
     deadline_factor: float = 5.0
     jobs: str = "model"  # "model" | TPC-H directory
+    #: A demand trace's column and step (s), as :func:`~sparkscaler.sim.traces.read_demand` takes.
+    column: str | None = None
+    step_s: float | None = None
 
 
 def _job_source(case: Case, calibration: Calibration, sizes: tuple[float, float]) -> JobSource:
@@ -102,9 +108,14 @@ def jobs_per_hour(source: JobSource, case: Case, cores: int, seed: int) -> float
     return case.utilization * case.max_workers * 3600.0 / float(work)
 
 
-def _trace_start(path: Path) -> pd.Timestamp:
-    first = pd.read_csv(path, nrows=1)
-    return pd.Timestamp(first.iloc[0, 0])
+def demand_periods(trace: DemandTrace, duration_s: float) -> int:
+    """2 when the trace holds a period before the evaluated one, else 1.
+
+    The evaluated period starts on the first step at or after one period in: later than that
+    when a period is not a whole number of steps.
+    """
+    second = math.ceil(duration_s / trace.step_s - 1e-9) * trace.step_s
+    return 2 if trace.span_s - second >= duration_s else 1
 
 
 def _thin(
@@ -125,9 +136,22 @@ def _arrivals(case: Case, rate: float, seed: int, period: int) -> Arrivals | Non
     assert case.path is not None
     path = Path(case.path)
     if case.kind == "csv":
-        start = _trace_start(path) + pd.Timedelta(seconds=case.duration_s * (period + 1))
+        trace = read_demand(path, case.column, case.step_s)
+        periods = demand_periods(trace, case.duration_s)
+        if period + periods < 1:
+            return None
+        # With two periods, the evaluated one is the second (the first warms the forecaster up).
+        offset = pd.Timedelta(seconds=case.duration_s * (period + periods - 1))
+        index = trace.demand.index
+        start = index[index.searchsorted(index[0] + offset)]
         return from_demand_csv(
-            path, case.duration_s, rng, jobs_per_hour=rate, start=start.isoformat()
+            path,
+            case.duration_s,
+            rng,
+            jobs_per_hour=rate,
+            start=start.isoformat(),
+            column=case.column,
+            step_s=case.step_s,
         )
     if case.kind == "alibaba":
         if period < 0:

@@ -4,6 +4,10 @@ Every run is a task — train one DQN, or run one policy over one paper-grid cel
 case — that depends only on its arguments and the seed, so tasks run in any order on any number
 of processes (joblib) and the results are the same bit for bit. DQNs are trained first (the
 cells that use them wait for them); everything else follows in one parallel batch.
+
+A full evaluation takes hours, so ``results.json`` and ``results.csv`` are rewritten after every
+task (atomically: a reader, or a crash, never sees half a file) with ``"complete": false`` until
+the end; a failure then loses only the tasks still running. The report is drawn once, at the end.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import importlib.metadata
+import io
 import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 from joblib import Parallel, delayed
 
 from sparkscaler.config import Config
@@ -28,6 +34,7 @@ from sparkscaler.core import JobRecord
 from sparkscaler.evaluation import continuous, paper_grid
 from sparkscaler.evaluation.lineup import DQN_VARIANTS, ORACLE, Calibration
 from sparkscaler.evaluation.paper_grid import CellResult, GridSettings
+from sparkscaler.sim.traces import CLI_KNOBS, TraceError, is_alibaba_batch, read_demand
 
 SUITES = ("paper-grid", "trace", "replay")
 #: Our policies, among which "our best" is chosen for the goals; the rest are peers.
@@ -52,15 +59,38 @@ class Options:
     history: Path | None = None
     max_workers: int = 10
     dqn_timesteps: int | None = None
+    #: The demand column of the ``--trace`` CSVs (default: their first numeric column).
+    trace_column: str | None = None
+    #: The step of ``--trace`` CSVs without a time column; with one, it overrides the times' own.
+    trace_step_s: float | None = None
+    #: The policies to run (the oracle always runs: it is the floor); None: every one.
+    policies: tuple[str, ...] | None = None
 
     @property
     def timesteps(self) -> int:
         return self.dqn_timesteps or (3_000 if self.quick else 30_000)
 
     def grid(self) -> GridSettings:
+        policies = self.chosen(paper_grid.POLICY_KEYS)
         if self.quick:
-            return GridSettings(deadlines_min=(5, 8), max_workers=(5, 8), rounds=25)
-        return GridSettings()
+            return GridSettings(
+                deadlines_min=(5, 8), max_workers=(5, 8), rounds=25, policies=policies
+            )
+        return GridSettings(policies=policies)
+
+    def chosen(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of a suite's ``keys`` that were chosen, in the suite's order."""
+        if self.policies is None:
+            return keys
+        return tuple(k for k in keys if k == ORACLE or k in self.policies)
+
+
+def check_policies(policies: Iterable[str]) -> None:
+    """Reject a policy no suite has, before any work, with the names there are."""
+    known = dict.fromkeys(paper_grid.POLICY_KEYS + continuous.POLICY_KEYS)
+    unknown = [p for p in policies if p not in known]
+    if unknown:
+        raise ValueError(f"unknown policy {', '.join(unknown)}; choose from {', '.join(known)}")
 
 
 @dataclass
@@ -74,23 +104,38 @@ class Task:
     key: tuple[Any, ...] = field(default_factory=tuple)
 
 
-def trace_format(path: Path) -> str:
-    """'csv' for a per-minute demand series (NASA layout), 'alibaba' for a batch_task table."""
-    with Path(path).open() as handle:
-        first = handle.readline()
-    columns = len(first.split(","))
-    if columns == 2:
-        return "csv"
-    if columns == 8:
-        return "alibaba"
-    raise ValueError(
-        f"{path}: not a trace this suite reads (a timestamp,requests CSV or Alibaba's "
-        f"batch_task.csv with 8 columns; this one has {columns})"
+def _trace_case(path: Path, options: Options, duration: float) -> tuple[continuous.Case, str]:
+    """The case of one trace file, read now so that a file it cannot read stops the evaluation
+    before any work, and a note when the trace is too short for the usual span."""
+    if is_alibaba_batch(path):
+        name = "alibaba" if "alibaba" in str(path) else path.stem
+        return continuous.Case(name, "alibaba", duration, options.max_workers, str(path)), ""
+    trace = read_demand(path, options.trace_column, options.trace_step_s, CLI_KNOBS)
+    name = "nasa" if "nasa" in str(path) else path.stem
+    note = ""
+    if continuous.demand_periods(trace, duration) < 2:
+        span = min(duration, trace.span_s)
+        note = (
+            f"trace {path} spans {trace.span_s / 3600:.4g} h, less than two periods of "
+            f"{duration / 3600:g} h: its case runs {span / 3600:.4g} h from the trace's start, "
+            f"with no preceding period to warm the forecaster up on"
+        )
+        duration = span
+    case = continuous.Case(
+        name,
+        "csv",
+        duration,
+        options.max_workers,
+        str(path),
+        column=trace.column,
+        step_s=trace.step_s,
     )
+    return case, note
 
 
 def trace_cases(options: Options) -> tuple[list[continuous.Case], list[str]]:
-    """The trace suite's cases, and notes on the default traces that are not there."""
+    """The trace suite's cases, and notes on default traces that are not there and on traces
+    too short for the usual span."""
     duration = 86_400.0 if options.quick else WEEK_S
     cases = [continuous.Case("daily", "daily", duration, options.max_workers)]
     notes = []
@@ -102,11 +147,12 @@ def trace_cases(options: Options) -> tuple[list[continuous.Case], list[str]]:
             if options.traces is None:
                 notes.append(f"trace {path} not found: its case was skipped")
                 continue
-            raise FileNotFoundError(f"trace {path} not found")
-        kind = trace_format(path)
-        name = "nasa" if kind == "csv" and "nasa" in str(path) else path.stem
-        name = "alibaba" if kind == "alibaba" and "alibaba" in str(path) else name
-        cases.append(continuous.Case(name, kind, duration, options.max_workers, str(path)))
+            raise TraceError(f"trace {path} not found")
+        case, note = _trace_case(path, options, duration)
+        if any(c.name == case.name for c in cases):  # two files of the same name
+            case = replace(case, name=f"{case.name}-{len(cases)}")
+        cases.append(case)
+        notes += [note] if note else []
     return cases, notes
 
 
@@ -141,21 +187,19 @@ def _train_task(
     )
 
 
+def _call(task: Task) -> tuple[tuple[Any, ...], Any]:
+    return task.key, task.fn(*task.args)
+
+
 def _run_parallel(
-    tasks: list[Task], n_jobs: int, progress: Callable[[str], None]
-) -> dict[tuple[Any, ...], Any]:
-    results: dict[tuple[Any, ...], Any] = {}
+    tasks: list[Task], n_jobs: int, done: Callable[[tuple[Any, ...], Any], None]
+) -> None:
+    """Run ``tasks``, calling ``done(key, result)`` in this process as each one finishes."""
     if not tasks:
-        return results
+        return
     runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-
-    def call(task: Task) -> tuple[tuple[Any, ...], Any]:
-        return task.key, task.fn(*task.args)
-
-    for key, value in runner(delayed(call)(t) for t in tasks):
-        results[key] = value
-        progress(str(key[0]))
-    return results
+    for key, value in runner(delayed(_call)(t) for t in tasks):
+        done(key, value)
 
 
 def versions() -> dict[str, str]:
@@ -338,6 +382,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the chosen suites and write ``results.json``, ``results.csv`` and ``report.html``."""
     started = time.perf_counter()
+    check_policies(options.policies or ())
     out = Path(out)
     (out / "models").mkdir(parents=True, exist_ok=True)
     calibration = Calibration.load(options.model)
@@ -349,8 +394,9 @@ def evaluate(
     n_jobs = options.n_jobs if options.n_jobs != -1 else (os.cpu_count() or 1)
 
     train: list[Task] = []
+    continuous_keys = options.chosen(continuous.POLICY_KEYS)
     if "paper-grid" in options.suites:
-        for variant in DQN_VARIANTS:
+        for variant in _pretrained(DQN_VARIANTS, grid.policies):
             for n in grid.max_workers:
                 cell = paper_grid.cell_config(config, n, "dqn")
                 env = paper_grid.env_config(
@@ -382,7 +428,7 @@ def evaluate(
         suites_cases["replay"] = [data]
     for suite, datas in suites_cases.items():
         for data in datas:
-            for variant in DQN_VARIANTS:
+            for variant in _pretrained(DQN_VARIANTS, continuous_keys):
                 env = continuous.env_config(config, data, variant, calibration, sizes)
                 path = _model_path(out, suite, data.case.name, variant)
                 train.append(_train_task(env, variant, path, options, data.case.name, suite))
@@ -422,7 +468,7 @@ def evaluate(
             models = {
                 f"dqn-{v}": str(_model_path(out, suite, data.case.name, v)) for v in DQN_VARIANTS
             }
-            for key in continuous.POLICY_KEYS:
+            for key in continuous_keys:
                 runs.append(
                     Task(
                         f"{key} {data.case.name}",
@@ -434,9 +480,7 @@ def evaluate(
                 )
     total += len(runs)
     if progress is not None:
-        progress(0, total, "training DQNs")
-    results = _run_parallel(train, n_jobs, tick)
-    results |= _run_parallel(runs, n_jobs, tick)
+        progress(0, total, "training DQNs" if train else "running")
 
     report: dict[str, Any] = {
         "sparkscaler": versions().get("sparkscaler"),
@@ -444,7 +488,8 @@ def evaluate(
         "command": " ".join(sys.argv),
         "seed": options.seed,
         "quick": options.quick,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "complete": False,
+        "options": asdict(options),
         "config": config.model_dump(mode="json"),
         "versions": versions(),
         "calibration": {
@@ -455,19 +500,43 @@ def evaluate(
         "notes": notes,
         "suites": {},
     }
-    if "paper-grid" in options.suites:
-        report["suites"]["paper-grid"] = _paper_grid(
-            options, config, calibration, results, grid, sizes
-        )
-    for suite, datas in suites_cases.items():
-        report["suites"][suite] = _continuous(suite, datas, results, continuous.POLICY_KEYS)
-    report["timing"] = {
-        "wall_s": round(time.perf_counter() - started, 1),
-        "processes": n_jobs,
-        "tasks_s": {" ".join(map(str, k)): round(_wall(v), 3) for k, v in results.items()},
-    }
+    results: dict[tuple[Any, ...], Any] = {}
+
+    def summarise() -> dict[str, Any]:
+        """The report of the tasks done so far."""
+        if "paper-grid" in options.suites:
+            report["suites"]["paper-grid"] = _paper_grid(
+                options, config, calibration, results, grid, sizes
+            )
+        for suite, datas in suites_cases.items():
+            report["suites"][suite] = _continuous(suite, datas, results, continuous_keys)
+        report["timing"] = {
+            "wall_s": round(time.perf_counter() - started, 1),
+            "processes": n_jobs,
+            "tasks_s": {" ".join(map(str, k)): round(_wall(v), 3) for k, v in results.items()},
+        }
+        return report
+
+    def finished(key: tuple[Any, ...], value: Any) -> None:
+        results[key] = value
+        write_results(summarise(), out)
+        tick(str(key[0]))
+
+    write_results(summarise(), out)  # a value JSON cannot hold fails now, not after the runs
+    _run_parallel(train, n_jobs, finished)
+    _run_parallel(runs, n_jobs, finished)
+    report = summarise()
+    report["complete"] = True
     write_results(report, out)
+    from sparkscaler.evaluation.report import write_report  # matplotlib: not in every worker
+
+    _write_atomic(out / "report.html", lambda path: write_report(report, path))
     return report
+
+
+def _pretrained(variants: Iterable[str], policies: tuple[str, ...]) -> list[str]:
+    """The DQN variants whose pretrained policy is among ``policies``: the ones to train."""
+    return [v for v in variants if f"dqn-{v}" in policies]
 
 
 def _wall(result: Any) -> float:
@@ -520,13 +589,34 @@ def csv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(report: dict[str, Any], out: Path) -> None:
-    from sparkscaler.evaluation.report import write_report
+def _json_value(value: Any) -> Any:
+    """What ``json`` cannot write itself: paths as strings, numpy numbers and arrays as
+    Python's. Anything else is a bug in the report, and fails at the first write."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"results.json cannot hold a {type(value).__name__}: {value!r}")
 
-    (out / "results.json").write_text(json.dumps(report, indent=1))
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it over ``path``: whoever reads
+    ``path``, even after a crash, gets the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_results(report: dict[str, Any], out: Path) -> None:
+    """Write ``results.json`` and ``results.csv`` (not the report: that is drawn once)."""
+    text = json.dumps(report, indent=1, default=_json_value)
+    _write_atomic(out / "results.json", lambda path: path.write_text(text))
     rows = csv_rows(report)
-    with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["suite"])
-        writer.writeheader()
-        writer.writerows(rows)
-    write_report(report, out / "report.html")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["suite"])
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(out / "results.csv", lambda path: path.write_text(table.getvalue()))

@@ -88,9 +88,12 @@ def parse_step(text: str) -> float:
     """A step such as ``300``, ``300s``, ``5m`` or ``5min``, in seconds (positive)."""
     from sparkscaler.sim.runner import parse_duration  # the runner imports the arrivals
 
-    seconds = parse_duration(re.sub(r"min$", "m", text.strip()))
+    try:
+        seconds = parse_duration(re.sub(r"min$", "m", text.strip()))
+    except ValueError:
+        seconds = 0.0
     if seconds <= 0:
-        raise ValueError(f"a step must be positive, got {text!r}")
+        raise ValueError(f"not a step: {text!r} (use seconds, or e.g. 300s, 5m, 5min, 1h)")
     return seconds
 
 
