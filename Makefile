@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -c constraints.txt -e ".[ml,service,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[all,dev]"
 	@touch $(STAMP)
 
 # Spark 4 runs on Java 17 or 21; install Java 17 with apt-get when no java is on PATH.

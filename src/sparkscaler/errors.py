@@ -19,9 +19,10 @@ class SparkscalerError(Exception):
 class MissingExtraError(SparkscalerError, ImportError):
     """A feature needs an optional dependency group that is not installed."""
 
-    def __init__(self, feature: str, extra: str, missing: str | None) -> None:
+    def __init__(self, feature: str, extra: str, missing: str | None, hint: str = "") -> None:
         self.feature, self.extra, self.missing = feature, extra, missing
         what = f" ({missing} is missing)" if missing else ""
         super().__init__(
             f"{feature} needs the '{extra}' extra{what}: pip install 'sparkscaler[{extra}]'"
+            + (f" {hint}" if hint else "")
         )

@@ -33,6 +33,7 @@ import psutil
 from sparkscaler.backends.base import BackendError
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import WorkerInfo
+from sparkscaler.errors import MissingExtraError
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.processes import port_free, signals_deferred, terminate_groups, wait_until
 
@@ -50,9 +51,25 @@ DAEMON_PROPERTIES = {
 
 
 def spark_home() -> Path:
-    """The Spark distribution that ships inside the ``pyspark`` package."""
-    from pyspark.find_spark_home import _find_spark_home
-
+    """The Spark distribution to run: ``$SPARK_HOME`` when it is set (the Spark a cluster
+    already has), else the one inside the ``pyspark`` package (the ``local`` extra)."""
+    if os.environ.get("SPARK_HOME"):
+        home = Path(os.environ["SPARK_HOME"]).expanduser()
+        if not (home / "bin" / "spark-class").is_file():
+            raise BackendError(
+                f"SPARK_HOME={home} is not a Spark distribution (no bin/spark-class); "
+                "unset it to use the pyspark package's Spark"
+            )
+        return home
+    try:
+        from pyspark.find_spark_home import _find_spark_home
+    except ImportError:
+        raise MissingExtraError(
+            "a local Spark cluster",
+            "local",
+            "pyspark",
+            "(or set SPARK_HOME to a Spark 4 distribution)",
+        ) from None
     return Path(_find_spark_home())
 
 

@@ -48,11 +48,11 @@ def config_validate(
         highlight=False,
     )
     if extra:
-        err.print(
-            f"[yellow]warning:[/yellow] the {cfg.policy.name} policy needs the '{extra}' extra, "
-            f"which is not installed: pip install 'sparkscaler[{extra}]'",
-            highlight=False,
+        note = (
+            f"the {cfg.policy.name} policy needs the '{extra}' extra, which is not installed: "
+            f"pip install 'sparkscaler[{extra}]'"
         )
+        err.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
 
 
 @config_app.command("show")

@@ -109,9 +109,11 @@ def run(
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
     from sparkscaler.logs import log_step, setup_logging
+    from sparkscaler.policies import ensure_installed
     from sparkscaler.store import Store
 
     cfg = load(config)
+    ensure_installed(cfg.policy.name)
     require_java()
     setup_logging(log_level.value, log_format.value)
     with sigterm_as_interrupt(), Store(cfg.store_path) as store:
@@ -157,11 +159,13 @@ def serve(
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
     from sparkscaler.logs import setup_logging
+    from sparkscaler.policies import ensure_installed
     from sparkscaler.processes import port_free
     from sparkscaler.store import Store
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     cfg = load(config, {"service": overrides} if overrides else None)
+    ensure_installed(cfg.policy.name)
     service = cfg.service
     if not port_free(service.host, service.port):  # found out before a cluster is started
         raise fail(

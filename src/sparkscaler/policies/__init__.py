@@ -76,6 +76,15 @@ def required_extra(name: str) -> str | None:
     return entry.extra if not all(_installed(m) for m in entry.needs) else None
 
 
+def ensure_installed(name: str) -> None:
+    """Raise :class:`MissingExtraError` when policy ``name`` needs an extra that is missing:
+    checked before a command starts anything, so that it fails at once and in one line."""
+    entry = _ENTRIES[name]
+    for module in entry.needs:
+        if not _installed(module):
+            raise MissingExtraError(f"the {name} policy", entry.extra or "ml", module)
+
+
 def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
     """Problems with a policy name and its parameters, one line each (empty when valid)."""
     from pydantic import ValidationError
@@ -97,10 +106,7 @@ def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
     problems = validate_policy_settings(name, params or {})
     if problems:
         raise ValueError("; ".join(problems))
-    entry = _ENTRIES[name]
-    for module in entry.needs:
-        if not _installed(module):
-            raise MissingExtraError(f"the {name} policy", entry.extra or "ml", module)
+    ensure_installed(name)
     return POLICIES[name](**(params or {}))
 
 
@@ -108,6 +114,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "POLICIES",
     "POLICY_NAMES",
+    "ensure_installed",
     "make_policy",
     "required_extra",
     "validate_policy_settings",

@@ -20,6 +20,7 @@ from typing import Any
 
 from sparkscaler.config import ScalingSettings
 from sparkscaler.controller import MANUAL, Controller, Step
+from sparkscaler.logs import log_step
 from sparkscaler.policies import make_policy, validate_policy_settings
 from sparkscaler.service.metrics import ServiceMetrics
 from sparkscaler.service.modes import MODES, Mode
@@ -152,6 +153,7 @@ class Runtime:
             with self._state:
                 self._loop_error = f"{type(error).__name__}: {error}"
             return
+        log_step(step)
         with self._state:
             self._loop_error = None
             self._last_step = step
