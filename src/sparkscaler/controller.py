@@ -147,6 +147,14 @@ class Controller:
         self.observer.close()
 
     def _decide(self, obs: Observation) -> GuardedDecision:
+        """The guarded decision, its reason ending with what the observation had to ignore (a
+        job's unreadable deadline), so that the history says why the job was not planned for."""
+        outcome = self._guarded(obs)
+        if not obs.warnings:
+            return outcome
+        return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *obs.warnings)))
+
+    def _guarded(self, obs: Observation) -> GuardedDecision:
         if obs.stale:
             return self.guard.evaluate(None, obs)
         try:

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-#: The application property through which a job tells sparkscaler its deadline T, in seconds.
+from sparkscaler.units import parse_duration
+
+#: The application property through which a job tells sparkscaler its deadline T: seconds or a
+#: duration as Spark writes them (``300``, ``300s``, ``5min``, ``1h``).
 DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
 
 #: The states in which a worker still counts towards the cluster's size.
@@ -171,6 +174,10 @@ class Observation:
     max_workers: int | None = None
     stale: bool = False
     errors: tuple[str, ...] = ()
+    #: Settings of running jobs that were ignored (a deadline that is not a duration): the
+    #: decision goes ahead without them, and its reason says so, since the job's owner reads
+    #: the decision history, not the autoscaler's log.
+    warnings: tuple[str, ...] = ()
 
     @property
     def weekday(self) -> int:
@@ -280,6 +287,18 @@ class JobRecord:
     @property
     def duration_s(self) -> float:
         return self.end_time - self.submit_time
+
+
+def job_deadline(value: str | float) -> float:
+    """A job's ``spark.sparkscaler.deadline`` in seconds; ValueError naming the property if it
+    is not a positive duration. One reader for the live apps and their event logs."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"{DEADLINE_PROPERTY}={value!r} is not a duration") from None
+    if not seconds > 0:
+        raise ValueError(f"{DEADLINE_PROPERTY}={value!r} is not a positive duration")
+    return seconds
 
 
 def choose_victims(cluster: ClusterState, count: int) -> list[str]:

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import zstandard
 
-from sparkscaler.core import DEADLINE_PROPERTY, JobRecord
+from sparkscaler.core import DEADLINE_PROPERTY, JobRecord, job_deadline
 
 _ROLLED_PREFIX = "eventlog_v2_"
 _IN_PROGRESS = ".inprogress"
@@ -197,8 +197,6 @@ def _deadline(properties: dict[str, Any], path: Path) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise EventLogError(
-            f"{path}: {DEADLINE_PROPERTY}={value!r} is not a number of seconds"
-        ) from None
+        return job_deadline(value)
+    except ValueError as error:
+        raise EventLogError(f"{path}: {error}") from None

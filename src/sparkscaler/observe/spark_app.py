@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from sparkscaler.core import DEADLINE_PROPERTY
+from sparkscaler.core import DEADLINE_PROPERTY, job_deadline
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class AppLoad:
     executor_memory: float = 0.0
     input_bytes: float = 0.0
     deadline_s: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def _spark_time(text: str | None) -> float | None:
@@ -118,7 +119,7 @@ class AppClient:
         self.timeout_s = timeout_s
         self.reprobe_s = reprobe_s
         self._urls: dict[str, str] = {}
-        self._deadlines: dict[str, float | None] = {}
+        self._deadlines: dict[str, tuple[float | None, tuple[str, ...]]] = {}
         self._last_probe = float("-inf")
         self._http = httpx.Client(timeout=timeout_s)
 
@@ -157,19 +158,23 @@ class AppClient:
             self._probe()
         return self._urls.get(app_id)
 
-    def _deadline(self, base: str, app_id: str) -> float | None:
-        """The app's ``spark.sparkscaler.deadline``; a malformed value counts as none (logged
-        once), so that it cannot hide the app's load."""
+    def _deadline(self, base: str, app_id: str) -> tuple[float | None, tuple[str, ...]]:
+        """The app's ``spark.sparkscaler.deadline`` and the warning that it was ignored.
+
+        A malformed value counts as none, so that it cannot hide the app's load; the warning
+        rides along with every load of the app (into the decisions' reasons) and is logged once.
+        """
         if app_id not in self._deadlines:
             env = self._get(f"{base}/applications/{app_id}/environment")
-            value = dict(env.get("sparkProperties", [])).get(DEADLINE_PROPERTY)
+            properties = dict(env.get("sparkProperties", []))
+            value = properties.get(DEADLINE_PROPERTY)
             try:
-                self._deadlines[app_id] = float(value) if value else None
-            except ValueError:
-                log.warning(
-                    "%s: %s=%r is not a number of seconds", app_id, DEADLINE_PROPERTY, value
-                )
-                self._deadlines[app_id] = None
+                self._deadlines[app_id] = (job_deadline(value) if value else None, ())
+            except ValueError as error:
+                name = properties.get("spark.app.name")
+                warning = f"{f'{app_id} ({name})' if name else app_id}: {error}, ignored"
+                log.warning("%s", warning)
+                self._deadlines[app_id] = (None, (warning,))
         return self._deadlines[app_id]
 
     def load(self, app_id: str) -> AppLoad | None:
@@ -180,7 +185,7 @@ class AppClient:
         try:
             stages = self._get(f"{base}/applications/{app_id}/stages?status=active")
             executors = self._get(f"{base}/applications/{app_id}/executors")
-            deadline = self._deadline(base, app_id)
+            deadline, warnings = self._deadline(base, app_id)
         except (httpx.HTTPError, ValueError):
             self._urls.pop(app_id, None)
             return None
@@ -197,4 +202,5 @@ class AppClient:
             total,
             input_bytes,
             deadline,
+            warnings,
         )
