@@ -19,7 +19,8 @@ from sparkscaler.core import (
     Observation,
     WorkerInfo,
 )
-from sparkscaler.store import Store
+from sparkscaler.errors import SparkscalerError
+from sparkscaler.store import Store, StoreError
 
 T0 = 1_700_000_000.0
 
@@ -420,3 +421,61 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
     with Store(path) as store:
         assert [r["id"] for r in store.observations()] == [1, 2]
         assert [r["id"] for r in store.decisions()] == [2, 1]
+
+
+# ------------------------------------------------------------------------------- bad files
+def _filled(path: Path, observations: int = 2000) -> bytes:
+    """A real store of several pages, as bytes."""
+    with Store(path) as store:
+        for i in range(observations):
+            store.add_observation(_observation(T0 + i))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x89garbage\xff" * 500, "file is not a database"),
+        (b'{"workers": {}}\n', "file is not a database"),
+        ("header", "database disk image is malformed"),
+        ("truncated", "database disk image is malformed"),
+    ],
+)
+def test_a_file_that_is_not_a_store_is_one_error_naming_it(
+    tmp_path: Path, content: bytes | str, problem: str
+) -> None:
+    path = tmp_path / "sparkscaler.db"
+    if isinstance(content, str):
+        data = _filled(tmp_path / "good.db")
+        content = data[:100] if content == "header" else data[: len(data) // 3]
+    path.write_bytes(content)
+    with pytest.raises(StoreError) as info:
+        Store(path).decisions()
+    assert str(info.value) == (
+        f"{path} is not a sparkscaler store ({problem}); move it away or set store: in the config"
+    )
+    assert isinstance(info.value, SparkscalerError)
+    assert path.read_bytes() == content  # nothing written into someone else's file
+
+
+def test_damage_seen_only_when_read_is_a_store_error(tmp_path: Path) -> None:
+    """Opening reads the schema's pages only; the observations are read later."""
+    path = tmp_path / "sparkscaler.db"
+    data = _filled(path)
+    middle = len(data) // 2 // 4096 * 4096  # a page of observations
+    path.write_bytes(data[:middle] + b"\xff" * 4096 + data[middle + 4096 :])
+    with Store(path) as store, pytest.raises(StoreError, match="not a sparkscaler store"):
+        store.observations()
+
+
+def test_a_path_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "sparkscaler.db"
+    path.mkdir()
+    with pytest.raises(StoreError, match=f"cannot use the store {path} .*set store: in the config"):
+        Store(path)
+
+
+def test_a_bug_in_sql_is_not_reported_as_a_bad_file(store: Store) -> None:
+    store.add_jobs([_job("app-1", T0)])
+    with pytest.raises(sqlite3.IntegrityError), store._locked():
+        store._db.execute("INSERT INTO jobs VALUES ('app-1', 0, 0, 1, NULL)")

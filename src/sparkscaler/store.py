@@ -6,15 +6,17 @@ is enough for one controller process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sparkscaler.core import GuardedDecision, JobRecord, Observation
+from sparkscaler.errors import SparkscalerError
 
 #: Every column of ``observations`` but the id, in order; the first ones are
 #: :meth:`Observation.summary`'s keys.
@@ -81,24 +83,59 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
+class StoreError(SparkscalerError):
+    """The store's file is not a SQLite database, is damaged, or cannot be opened."""
+
+
+#: SQLite's words for a file that is no database, or a damaged one.
+_NOT_A_STORE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
+
+@contextlib.contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """Turn what a bad file does to SQLite into a :class:`StoreError` naming the file and the
+    way out. Only the file's problems: a constraint or SQL error is a bug, and stays one."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if type(error) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+            raise
+        if error.sqlite_errorname in _NOT_A_STORE:
+            raise StoreError(
+                f"{path} is not a sparkscaler store ({error}); move it away or set store: "
+                "in the config"
+            ) from error
+        raise StoreError(
+            f"cannot use the store {path} ({error}); set store: in the config to use another file"
+        ) from error
+
+
 class Store:
     def __init__(self, path: Path, *, worker_detail: bool = True) -> None:
         """``worker_detail``: keep each observation's per-worker list (as JSON). Long
-        simulations of large clusters turn it off: 100 workers a step add up to gigabytes."""
+        simulations of large clusters turn it off: 100 workers a step add up to gigabytes.
+
+        A file that is not a store raises :class:`StoreError` here, before anything is written.
+        """
         self.path = path
         self.worker_detail = worker_detail
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL cannot corrupt the file; it only skips an fsync per commit,
-            # which the simulator's many small writes would otherwise pay for.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._migrate("observations", _OBS_COLUMNS)
-            self._migrate("decisions", _DECISION_COLUMNS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _reported(path):
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        try:
+            with self._locked():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL cannot corrupt the file; it only skips an fsync per commit,
+                # which the simulator's many small writes would otherwise pay for.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                self._migrate("observations", _OBS_COLUMNS)
+                self._migrate("decisions", _DECISION_COLUMNS)
+        except StoreError:
+            self._db.close()
+            raise
 
     def _migrate(self, table: str, columns: dict[str, str]) -> None:
         """Add the columns a store written by an older version lacks (all are nullable)."""
@@ -107,6 +144,14 @@ class Store:
             if name not in present:
                 kind = kind.replace(" NOT NULL", "")
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection, to this thread alone; a damaged file is reported as a
+        :class:`StoreError` on any call, since damage deep in a file shows only when that page
+        is read."""
+        with self._lock, _reported(self.path):
+            yield
 
     def close(self) -> None:
         with self._lock:
@@ -128,7 +173,7 @@ class Store:
         )
         names = ",".join(row)
         marks = ",".join("?" * len(row))
-        with self._lock:
+        with self._locked():
             cur = self._db.execute(
                 f"INSERT INTO observations ({names}) VALUES ({marks})", list(row.values())
             )
@@ -160,7 +205,7 @@ class Store:
             error,
             d.forecast_tasks if d else None,
         )
-        with self._lock:
+        with self._locked():
             cur = self._db.execute(
                 "INSERT INTO decisions (time, observation_id, policy, model_version, current, "
                 "wanted, target, action, reason, dry_run, acted, error, forecast_tasks) "
@@ -170,7 +215,7 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._locked():
             return [dict(r) for r in self._db.execute(sql, args).fetchall()]
 
     def decisions(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -189,7 +234,7 @@ class Store:
             (r.app_id, r.submit_time, r.end_time, int(r.success), json.dumps(dataclasses.asdict(r)))
             for r in records
         ]
-        with self._lock:
+        with self._locked():
             self._db.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)", rows)
         return len(rows)
 
