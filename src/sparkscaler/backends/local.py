@@ -33,7 +33,7 @@ import psutil
 from sparkscaler.backends.base import BackendError
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import WorkerInfo
-from sparkscaler.errors import MissingExtraError
+from sparkscaler.errors import MissingExtraError, SparkscalerError
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.processes import port_free, signals_deferred, terminate_groups, wait_until
 
@@ -93,6 +93,14 @@ def write_properties(path: Path, properties: dict[str, str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{key} {value}\n" for key, value in properties.items()))
     return path
+
+
+class StateFileError(BackendError, SparkscalerError):
+    """The state file cannot be read: no process can know which daemons are this cluster's.
+
+    A ``BackendError`` so that the loop records it like any failed action; a
+    ``SparkscalerError`` so that a command reports it in one line.
+    """
 
 
 @dataclass
@@ -165,22 +173,36 @@ class LocalCluster:
             self._write(record)
 
     def _read(self) -> ClusterRecord:
+        """The record in the state file; :class:`StateFileError` if the file cannot be read,
+        is not JSON (garbage, cut short) or is JSON of another shape."""
+        path = self._state_path
         try:
-            text = self._state_path.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
             return ClusterRecord()
+        except OSError as error:
+            raise StateFileError(
+                f"cannot read the state file {path} ({error.strerror}); it must be a file "
+                "this user can read and write"
+            ) from error
         try:
-            state = json.loads(text)
+            state = json.loads(data)
+        except ValueError as error:  # also bytes that are not UTF-8
+            raise self._corrupt(f"not JSON: {error}") from error
+        try:
             master = ManagedProcess(**state["master"]) if state.get("master") else None
             workers = {h: ManagedProcess(**w) for h, w in state.get("workers", {}).items()}
-        except (ValueError, TypeError, KeyError) as error:
-            raise BackendError(
-                f"the state file {self._state_path} is unreadable ({error}); stop any Spark "
-                "daemons started from it by hand, then delete it"
-            ) from error
+        except (AttributeError, TypeError) as error:
+            raise self._corrupt(f"not a sparkscaler state: {error}") from error
         return ClusterRecord(
             master if master and master.alive() else None,
             {h: w for h, w in workers.items() if w.alive()},
+        )
+
+    def _corrupt(self, why: str) -> StateFileError:
+        return StateFileError(
+            f"state file {self._state_path} is corrupt ({why}); if no Spark daemons started "
+            "from it are still running (ps -ef | grep org.apache.spark.deploy), delete it"
         )
 
     def _write(self, record: ClusterRecord) -> None:
