@@ -23,6 +23,7 @@ app = typer.Typer(
     "builds, scale in gracefully, explain every decision.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 app.add_typer(cluster.cluster_app, name="cluster")
 app.add_typer(configure.config_app, name="config")
