@@ -18,9 +18,6 @@ from sparkscaler.errors import MissingExtraError
 if TYPE_CHECKING:
     from sparkscaler.policies.base import Policy
 
-#: The policy the config uses when ``policy.name`` is not set.
-DEFAULT_POLICY = "hybrid"
-
 
 @dataclass(frozen=True)
 class _Entry:
@@ -111,7 +108,6 @@ def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
 
 
 __all__ = [
-    "DEFAULT_POLICY",
     "POLICIES",
     "POLICY_NAMES",
     "ensure_installed",
