@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from sparkscaler.cli import app
 from sparkscaler.config import load_config
+from sparkscaler.core import Observation
 from sparkscaler.store import Store
 
 runner = CliRunner()
@@ -127,6 +128,16 @@ def test_config_values_that_look_like_markup_are_shown_verbatim(tmp_path: Path, 
     assert f"'{value}'" in result.stderr
 
 
+def test_a_value_that_is_not_a_duration_is_one_line(tmp_path: Path) -> None:
+    path = _config(tmp_path, "scaling:\n  interval_s: 5 parsecs\n")
+    result = runner.invoke(app, ["history", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"invalid config {path}: scaling.interval_s: not a duration: '5 parsecs' "
+        "(use seconds or 30s, 2m, 1h)"
+    )
+
+
 def test_history_without_a_store_exits_1(tmp_path: Path) -> None:
     state = tmp_path / "state"
     path = _config(tmp_path, f"state_dir: {state}\n")
@@ -215,3 +226,76 @@ def test_error_messages_with_brackets_are_shown_verbatim(tmp_path: Path) -> None
     result = runner.invoke(app, ["history", "--config", str(path)])
     assert result.exit_code == 1
     assert str(state) in result.stderr
+
+
+# ------------------------------------------------------------------ corrupt files, end to end
+def _sparkscaler(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The console script as a user runs it: through main(), which turns a SparkscalerError
+    into one line (CliRunner calls the Typer app and would skip it)."""
+    env = {**os.environ, "SPARKSCALER_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "sparkscaler", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    return line.removeprefix("error: ")
+
+
+def _truncated_store(path: Path) -> bytes:
+    """A store of many pages cut to a third, as a full disk or a bad copy leaves it."""
+    with Store(path) as store:
+        for i in range(2000):
+            store.add_observation(Observation(time=float(i)))
+    data = path.read_bytes()
+    return data[: len(data) // 3]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x89\xff garbage \x00" * 300, "file is not a database"),
+        (None, "database disk image is malformed"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_a_corrupt_store_is_one_line_naming_it(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    store = home / "sparkscaler.db"
+    store.write_bytes(content or _truncated_store(tmp_path / "full.db"))
+    line = _one_error_line(_sparkscaler(home, "history"))
+    assert line == (
+        f"{store} is not a sparkscaler store ({problem}); move it away or set store: in the config"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\x89\xff\x00garbage", "not JSON: 'utf-8' codec can't decode"),
+        (b'{"master": {"pid": 4242, "create_t', "not JSON: Unterminated string"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_a_corrupt_state_file_is_one_line_naming_it(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    state = home / "cluster.json"
+    state.write_bytes(content)
+    for command in (["cluster", "status"], ["cluster", "stop"]):
+        line = _one_error_line(_sparkscaler(home, *command))
+        assert line.startswith(f"state file {state} is corrupt ({why}"), line
+        assert line.endswith("delete it")
