@@ -104,14 +104,19 @@ class Task:
     key: tuple[Any, ...] = field(default_factory=tuple)
 
 
+def _case_name(path: Path, source: str) -> str:
+    """``source`` for the reference trace of that name (its folder says so), else the stem."""
+    return source if source in path.parent.name or source in path.stem else path.stem
+
+
 def _trace_case(path: Path, options: Options, duration: float) -> tuple[continuous.Case, str]:
     """The case of one trace file, read now so that a file it cannot read stops the evaluation
     before any work, and a note when the trace is too short for the usual span."""
     if is_alibaba_batch(path):
-        name = "alibaba" if "alibaba" in str(path) else path.stem
+        name = _case_name(path, "alibaba")
         return continuous.Case(name, "alibaba", duration, options.max_workers, str(path)), ""
     trace = read_demand(path, options.trace_column, options.trace_step_s, CLI_KNOBS)
-    name = "nasa" if "nasa" in str(path) else path.stem
+    name = _case_name(path, "nasa")
     note = ""
     if continuous.demand_periods(trace, duration) < 2:
         span = min(duration, trace.span_s)

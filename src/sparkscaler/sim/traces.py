@@ -157,7 +157,9 @@ def _time_column(frame: pd.DataFrame) -> str | None:
         if name in by_name:
             return by_name[name]
     for name in frame.columns:
-        if frame[name].dtype == object and _iso_times(frame[name].dropna()) is not None:
+        column = frame[name].dropna()
+        text = not column.empty and not pd.api.types.is_numeric_dtype(column)
+        if text and _iso_times(column) is not None:
             return name
     return None
 
