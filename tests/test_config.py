@@ -135,6 +135,7 @@ def test_shipped_example_lists_the_defaults() -> None:
         ({"scaling": {"interval_s": -1}}, "scaling.interval_s", ["greater than 0", "-1"]),
         ({"scaling": {"max_worker": 3}}, "scaling.max_worker", ["unknown setting"]),
         ({"clustr": {}}, "clustr", ["unknown setting"]),
+        ({"scaling": {"interval_s[0]": 1}}, "scaling.interval_s[0]", ["unknown setting"]),
         ({"cluster": {"worker_memory": "3x"}}, "cluster.worker_memory", ["512m or 2g", "'3x'"]),
         (
             {"cluster": {"worker_memory": "256m"}},

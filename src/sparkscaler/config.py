@@ -218,8 +218,13 @@ def format_validation_error(error: ValidationError) -> list[str]:
     """One line per pydantic error: ``scaling.max_workers: must be ≥ 1 (got 0)``."""
     lines = []
     for item in error.errors():
-        # A union names the branch it tried ("tuple[...]"), which no one writes in a config.
-        loc = [p for p in item["loc"] if not (isinstance(p, str) and "[" in p)]
+        # A union names the branch it tried ("tuple[...]"), which no one writes in a config;
+        # an unknown key is shown as typed.
+        loc = [
+            p
+            for p in item["loc"]
+            if item["type"] == "extra_forbidden" or not (isinstance(p, str) and "[" in p)
+        ]
         where = ".".join(str(part) for part in loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
