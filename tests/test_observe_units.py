@@ -712,6 +712,9 @@ def test_a_malformed_deadline_does_not_hide_the_apps_load(fake_spark, caplog) ->
     warnings = [r for r in caplog.records if "ten minutes" in r.getMessage()]
     assert len(warnings) == 1  # logged once, not every observation
     assert "app-1" in warnings[0].getMessage()
+    # ... but carried by every observation, for each decision's reason while the job runs
+    assert len(obs.warnings) == 1 and "'ten minutes'" in obs.warnings[0]
+    assert again.warnings == obs.warnings
 
 
 def test_a_malformed_deadline_next_to_a_valid_one(fake_spark) -> None:

@@ -139,4 +139,5 @@ class SparkObserver:
             oldest_job_elapsed_s=None if oldest is None else max(0.0, now - oldest),
             deadline_s=min(deadlines) if deadlines else self.default_deadline_s,
             errors=tuple(errors),
+            warnings=tuple(w for load in loads for w in load.warnings),
         )
