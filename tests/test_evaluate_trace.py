@@ -146,7 +146,12 @@ def test_batch_task_rows_as_in_the_alibaba_2017_trace(tmp_path: Path) -> None:
             [],
             "no numeric demand column; found columns: time, host, region (use --trace-column NAME)",
         ),
-        ("host,cpu\na,1\nb,2\n", [], "no time column"),
+        (
+            "host,cpu\na,1\nb,2\n",
+            [],
+            "no time column (one named timestamp, time, datetime, date, …); "
+            "give its step, e.g. --trace-step 5m",
+        ),
         ("time,cpu\n0,1\n60,2\n", ["--trace-column", "mem"], "no column 'mem'; found columns"),
         ("time,cpu\n0,1\n60,2\n", ["--trace-step", "soon"], "not a step: 'soon'"),
         ("time,cpu\n0,1\n60,2\n", ["--policy", "magic"], "unknown policy magic"),
@@ -161,7 +166,6 @@ def test_a_trace_it_cannot_read_is_one_line_and_exit_2(
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert message in line and line.startswith("error:")
-    assert "--trace-step" in line or "no time column" not in message
     assert report is None  # it stopped before any work
 
 

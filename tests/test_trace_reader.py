@@ -42,6 +42,13 @@ def test_nasa_layout_is_per_minute_with_missing_minutes_as_zero(tmp_path: Path) 
     assert trace.span_s == 300.0
 
 
+def test_a_quoted_header_is_a_header_and_quoted_numbers_are_data(tmp_path: Path) -> None:
+    named = read_demand(write(tmp_path, '"time","n"\n"0","1"\n"60","2"\n', "a.csv"))
+    assert (named.time_column, named.demand.tolist()) == ("time", [1.0, 2.0])
+    bare = read_demand(write(tmp_path, '"4"\n"5"\n', "b.csv"), step_s=60.0)
+    assert bare.demand.tolist() == [4.0, 5.0]
+
+
 def test_minute_numbers_count_minutes(tmp_path: Path) -> None:
     trace = read_demand(write(tmp_path, "minute,requests\n0,5\n1,6\n2,7\n"))
     assert trace.step_s == 60.0
@@ -145,11 +152,13 @@ def test_alibaba_batch_is_told_by_its_shape(tmp_path: Path) -> None:
     header = write(
         tmp_path, "task_create_time, task_end_time, job_id, task_id,n,status,cpu,mem\n", "c.csv"
     )
+    quoted = write(tmp_path, '"1","2","3","4","5","Waiting","7","8"\n', "q.csv")
     numbers = write(tmp_path, "1,2,3,4,5,6,7,8\n", "d.csv")
+    empty = write(tmp_path, "", "f.csv")
     demand = write(tmp_path, "timestamp,requests\n1995-07-01T00:00:00,42\n", "e.csv")
     assert is_alibaba_batch(headerless) and is_alibaba_batch(no_create_time)
-    assert is_alibaba_batch(header)
-    assert not is_alibaba_batch(numbers) and not is_alibaba_batch(demand)
+    assert is_alibaba_batch(header) and is_alibaba_batch(quoted)
+    assert not any(is_alibaba_batch(p) for p in (numbers, demand, empty))
 
 
 @pytest.mark.parametrize(

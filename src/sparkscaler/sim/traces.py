@@ -110,8 +110,12 @@ def _numeric(cell: str) -> bool:
 
 
 def _first_row(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        return [cell.strip() for cell in handle.readline().split(",")]
+    """The cells of the first row as text (none for an empty file)."""
+    try:
+        row = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return []
+    return [cell.strip() for cell in row.iloc[0]]
 
 
 def is_alibaba_batch(path: Path) -> bool:
