@@ -206,7 +206,7 @@ def from_demand_csv(
     column: str | None = None,
     step_s: float | None = None,
 ) -> Arrivals:
-    """Jobs arriving in proportion to a real demand series (any layout :mod:`traces` reads).
+    """Jobs arriving in proportion to a real demand series, in any layout ``traces`` reads.
 
     A real trace carries the burstiness and daily/weekly shape that synthetic processes only
     imitate, but its absolute volume (HTTP requests) means nothing for a Spark cluster. So the
@@ -231,8 +231,8 @@ def from_demand_csv(
                 f"between {demand.index[0]} and {demand.index[-1]}"
             )
         demand = demand.loc[first:]
-    step_s = trace.step_s / time_scale
-    available_s = len(demand) * step_s
+    sim_step_s = trace.step_s / time_scale
+    available_s = len(demand) * sim_step_s
     if duration_s is None:
         duration_s = available_s
     _check_finite("duration_s", duration_s)
@@ -241,7 +241,7 @@ def from_demand_csv(
             f"{path}: duration {duration_s:g} s exceeds the trace from {demand.index[0]} "
             f"({available_s:g} s at time_scale {time_scale:g})"
         )
-    edges = np.minimum(np.arange(len(demand) + 1) * step_s, duration_s)
+    edges = np.minimum(np.arange(len(demand) + 1) * sim_step_s, duration_s)
     lengths = np.diff(edges)
     values = demand.to_numpy(dtype=float)
     volume = float(np.sum(values * lengths))
