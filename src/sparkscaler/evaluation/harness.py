@@ -389,7 +389,6 @@ def evaluate(
     started = time.perf_counter()
     check_policies(options.policies or ())
     out = Path(out)
-    (out / "models").mkdir(parents=True, exist_ok=True)
     calibration = Calibration.load(options.model)
     grid = options.grid()
     sizes = options.sizes or calibration.default_sizes(
@@ -527,6 +526,7 @@ def evaluate(
         write_results(summarise(), out)
         tick(str(key[0]))
 
+    (out / "models").mkdir(parents=True, exist_ok=True)  # only now: the inputs are all read
     write_results(summarise(), out)  # a value JSON cannot hold fails now, not after the runs
     _run_parallel(train, n_jobs, finished)
     _run_parallel(runs, n_jobs, finished)
