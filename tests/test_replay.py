@@ -1,15 +1,24 @@
-"""The demo's replay plan (a compressed day of the seeds' jobs) and its report, without Spark."""
+"""The demo's replay plan (a compressed day of the seeds' jobs), its summary, exit code and report,
+without Spark."""
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
 from sparkscaler.config import Config
-from sparkscaler.demo_report import JobRun, PhaseResult, write_demo_report
-from sparkscaler.workloads.replay import KINDS, SCALE_RANGE, daily_plan
+from sparkscaler.demo import demo_exit_code, print_full, result_lines, summary_table
+from sparkscaler.demo_report import JobRun, PhaseResult, failures, write_demo_report
+from sparkscaler.workloads.replay import KINDS, SCALE_RANGE, Replayer, daily_plan
+from sparkscaler.workloads.submit import SubmittedJob
 
 
 def test_the_plan_has_exactly_the_jobs_in_one_compressed_day() -> None:
@@ -89,3 +98,138 @@ def test_phase_figures_and_the_self_contained_report(tmp_path: Path) -> None:
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", html)  # nothing to fetch
     assert html.count("<tr>") == 1 + 2 + 1 + 2  # summary and jobs tables, headers included
     assert "failed" in html  # the static run's second job
+
+
+def test_the_plan_caps_every_jobs_cores() -> None:
+    """Each job holds at most ``cores_per_job`` cores, so that overlapping jobs share."""
+    assert {j.cores for j in daily_plan(4, 100.0, deadline_s=60.0, cores_per_job=2)} == {2}
+    assert {j.cores for j in daily_plan(4, 100.0, deadline_s=60.0)} == {None}
+    with pytest.raises(ValueError):
+        daily_plan(4, 100.0, deadline_s=60.0, cores_per_job=0)
+
+
+class _FakeSubmitter:
+    """Records what the replay submits, without Spark (the end-to-end test runs the real one)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None, int | None]] = []
+
+    def submit(
+        self,
+        name: str,
+        job_args: list[str],
+        deadline_s: float | None = None,
+        *,
+        cores_max: int | None = None,
+    ) -> SubmittedJob:
+        self.calls.append((name, deadline_s, cores_max))
+        return SubmittedJob(name, subprocess.Popen(["true"]), Path(os.devnull), time.time())
+
+
+def test_the_replay_submits_due_jobs_with_their_deadline_and_cores() -> None:
+    plan = daily_plan(3, 100.0, deadline_s=60.0, cores_per_job=2)
+    fake = _FakeSubmitter()
+    replay = Replayer(plan, fake)  # type: ignore[arg-type]
+    replay.start()
+    assert replay.poll() == []  # the first arrival is a third into the day
+    assert replay.started_at is not None
+    replay.started_at -= 100.0  # the day is over: every job is due
+    assert len(replay.poll()) == 3
+    assert fake.calls == [(j.name, 60.0, 2) for j in plan]
+    for _, job in replay.submitted:
+        job.process.wait()
+    assert replay.done
+
+
+def _run(label: str, states: list[str], deadline_s: float = 60.0) -> PhaseResult:
+    """A run whose jobs took 30 s each and ended as ``states`` say."""
+    jobs = [
+        JobRun(
+            f"{i + 1:02d}-wordcount",
+            "wordcount",
+            5.0 * i,
+            30.0,
+            deadline_s,
+            succeeded=state == "succeeded",
+            stopped=state == "stopped",
+        )
+        for i, state in enumerate(states)
+    ]
+    return PhaseResult(
+        label,
+        label,
+        0.0,
+        300.0,
+        [0.0, 150.0],
+        [1, 2],
+        [0, 8],
+        1,
+        1,
+        jobs,
+        finished="stopped" not in states,
+    )
+
+
+def test_missed_deadlines_are_not_failures_but_failed_jobs_and_unfinished_runs_are() -> None:
+    late = [_run("autoscaled", ["succeeded"] * 2, 10.0), _run("static 4", ["succeeded"] * 2, 10.0)]
+    assert sum(p.deadlines_met for p in late) == 0
+    assert failures(late) == [] and demo_exit_code(late) == 0
+    failed = [_run("autoscaled", ["succeeded", "failed"]), _run("static 4", ["succeeded"] * 2)]
+    assert failures(failed) == ["autoscaled: 1 job(s) failed: 02-wordcount"]
+    assert demo_exit_code(failed) == 1
+    unfinished = [_run("autoscaled", ["succeeded"] * 2), _run("static 4", ["succeeded", "stopped"])]
+    assert failures(unfinished) == [
+        "static 4: did not finish within its time limit, stopping 02-wordcount"
+    ]
+    assert demo_exit_code(unfinished) == 1
+    assert demo_exit_code([]) == 1  # no run at all is no success
+
+
+def test_the_result_says_what_happened() -> None:
+    late = [_run("autoscaled", ["succeeded"] * 2, 10.0), _run("static 4", ["succeeded"] * 2)]
+    lines = result_lines(late, 0)
+    assert lines[0] == "result: both runs finished and every job succeeded (exit code 0)"
+    assert lines[1].startswith("deadlines met: autoscaled 0/2, static 4 2/2 (a missed deadline")
+    failed = [_run("autoscaled", ["failed", "succeeded"]), _run("static 4", ["succeeded"] * 2)]
+    assert result_lines(failed, 1)[:2] == [
+        "result: [red]failed[/red] (exit code 1)",
+        "  autoscaled: 1 job(s) failed: 01-wordcount",
+    ]
+
+
+def test_the_summary_is_printed_whole_to_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal and no COLUMNS: rich would cut the table to 80 columns ("autoscal…")."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = io.StringIO()
+    console = Console(file=out, soft_wrap=True)
+    assert not console.is_terminal and console.width == 80
+    phases = [_run("autoscaled", ["succeeded"] * 2), _run("static 4", ["succeeded"] * 2)]
+    print_full(console, summary_table(phases))
+    text = out.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) > 80
+    header = next(line for line in text.splitlines() if "jobs succeeded" in line)
+    for column in (
+        "run",
+        "finished",
+        "deadlines met",
+        "worker-s over 300 s",
+        "peak workers",
+        "scale out / in",
+        "p95 job (s)",
+        "run (s)",
+    ):
+        assert column in header
+    assert re.search(r"autoscaled\s.*yes\s.*2/2\s.*2/2\s.*450\s", text)
+    assert re.search(r"static 4\s.*yes\s.*2/2\s.*2/2\s", text)
+
+
+def test_the_summary_fits_a_terminal() -> None:
+    """In a terminal the table fits the window; the runs' names are never cut."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, soft_wrap=True)
+    phases = [_run("autoscaled", ["succeeded"] * 2), _run("static 4", ["succeeded"] * 2)]
+    print_full(console, summary_table(phases))
+    text = Text.from_ansi(out.getvalue()).plain
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "autoscaled" in text and "static 4" in text

@@ -6,6 +6,10 @@ interval). The runs are charged over the same window, the longer of the two: the
 lasts until it has shrunk back after its last job, the static one until its last job ends, and a
 cluster keeps its last size for the rest of the window (a static cluster does not go away when
 its jobs are done). A job meets its deadline when its driver exits within it, start-up included.
+
+What counts as a failure (:func:`failures`, and the demo's exit code): a job that failed, and a
+run that did not finish (stopped at its time limit, its last jobs with it). A missed deadline is
+a result to report, not a failure: on a busy 2-core machine it says how the cluster coped.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ MISSED = "color:#b42318;font-weight:600"
 
 @dataclass(frozen=True)
 class JobRun:
-    """One replayed job: when it was submitted (s after the phase began) and how it went."""
+    """One replayed job: when it was submitted (s after the phase began) and how it went;
+    ``stopped``: still running at the run's time limit, and stopped then (so not succeeded)."""
 
     name: str
     kind: str
@@ -34,15 +39,22 @@ class JobRun:
     duration_s: float
     deadline_s: float
     succeeded: bool
+    stopped: bool = False
 
     @property
     def met(self) -> bool:
         return self.succeeded and self.duration_s <= self.deadline_s
 
+    @property
+    def state(self) -> str:
+        """One word for the job's end: succeeded, failed, or stopped (at the time limit)."""
+        return "succeeded" if self.succeeded else ("stopped" if self.stopped else "failed")
+
 
 @dataclass(frozen=True)
 class PhaseResult:
-    """One replay of the day: its observed timeline (s after it began) and its jobs."""
+    """One replay of the day: its observed timeline (s after it began) and its jobs;
+    ``finished`` is False when the run reached its time limit with jobs still running."""
 
     label: str
     policy: str
@@ -54,6 +66,7 @@ class PhaseResult:
     scale_outs: int
     scale_ins: int
     jobs: list[JobRun] = field(default_factory=list)
+    finished: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -109,6 +122,21 @@ def _timelines(phases: list[PhaseResult], max_workers: int) -> str:
     return figure_png(fig, "workers and task demand over time, per run")
 
 
+def failures(phases: list[PhaseResult]) -> list[str]:
+    """Why the demo failed, one line per run that went wrong; empty when every run finished
+    and every job in it succeeded (missed deadlines included: they are not failures)."""
+    lines = []
+    for p in phases:
+        failed = [j.name for j in p.jobs if j.state == "failed"]
+        stopped = [j.name for j in p.jobs if j.state == "stopped"]
+        if failed:
+            lines.append(f"{p.label}: {len(failed)} job(s) failed: {', '.join(failed)}")
+        if not p.finished:
+            still = f", stopping {', '.join(stopped)}" if stopped else ""
+            lines.append(f"{p.label}: did not finish within its time limit{still}")
+    return lines
+
+
 def charged_window_s(phases: list[PhaseResult]) -> float:
     """The window every run is charged over: the longest run."""
     return max(p.duration_s for p in phases)
@@ -131,6 +159,7 @@ def _summary(phases: list[PhaseResult]) -> str:
             [
                 p.label,
                 p.policy,
+                "yes" if p.finished else "no: time limit",
                 f"{p.succeeded}/{len(p.jobs)}",
                 f"{p.deadlines_met}/{len(p.jobs)}",
                 f"{p.worker_seconds(window):,.0f}",
@@ -143,6 +172,7 @@ def _summary(phases: list[PhaseResult]) -> str:
     headers = [
         "run",
         "policy",
+        "finished",
         "jobs succeeded",
         "deadlines met",
         f"worker-seconds over {window:.0f} s",
@@ -166,16 +196,26 @@ def _jobs(phases: list[PhaseResult]) -> str:
             if job is None:
                 row.append("not run")
                 continue
-            state = "failed" if not job.succeeded else f"{job.duration_s:.0f}"
+            state = f"{job.duration_s:.0f}" if job.succeeded else job.state
             row.append(Cell(state, MET if job.met else MISSED))
         rows.append(row)
     headers = ["job", "submitted (s)", "deadline (s)"] + [f"{p.label}: run (s)" for p in phases]
     return table(headers, rows)
 
 
-def write_demo_report(phases: list[PhaseResult], cfg: Config, path: Path) -> None:
-    """One self-contained page: the summary, the timelines and every job of every run."""
+def write_demo_report(
+    phases: list[PhaseResult], cfg: Config, path: Path, day: str | None = None
+) -> None:
+    """One self-contained page: the outcome, the summary, the timelines and every job of every
+    run; ``day`` is a sentence describing the replayed day (jobs, arrivals, deadline, cores)."""
     s = cfg.scaling
+    problems = failures(phases)
+    outcome = (
+        "<p><b>Failed:</b> " + "; ".join(esc(line) for line in problems) + ".</p>"
+        if problems
+        else "<p><b>Every run finished and every job succeeded.</b> Missed deadlines, if any, "
+        "are results, not failures.</p>"
+    )
     verdict = ""
     saved = saved_share(phases)
     if saved is not None:
@@ -192,13 +232,16 @@ def write_demo_report(phases: list[PhaseResult], cfg: Config, path: Path) -> Non
             f"count, PageRank, k-means) replayed as a compressed day on a local Spark cluster of "
             f"{s.min_workers}–{s.max_workers} workers with {esc(cfg.cluster.worker_cores)} "
             f"core(s) each; the loop decides every {s.interval_s:g} s.</p>",
+            f"<p class='settings'>{esc(day)}</p>" if day else "",
+            outcome,
             verdict,
             "<h2>Summary</h2>",
             _summary(phases),
             "<h2>Workers and demand</h2>",
             _timelines(phases, s.max_workers),
             "<h2>Jobs</h2>",
-            "<p>Green: done within its deadline; red: late or failed.</p>",
+            "<p>Green: done within its deadline; red: late, failed or stopped at the run's "
+            "time limit.</p>",
             _jobs(phases),
         ]
     )

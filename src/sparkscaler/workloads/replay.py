@@ -8,7 +8,10 @@ placed at the ``(i + u) / n`` quantile of the office-hours rate of
 ``u`` in [0.2, 0.8): the count is exact and the day's shape is kept, which a Poisson draw of a
 dozen jobs would not guarantee. The jobs are the seeds' PySpark programs in
 :mod:`sparkscaler.workloads.jobs`, in a seeded order with a seeded size, so that two replays
-of one seed (an autoscaled cluster and a static one) run exactly the same work.
+of one seed (an autoscaled cluster and a static one) run exactly the same work. Each job may
+hold at most ``cores`` cores (``spark.cores.max``), so that jobs whose runs overlap share the
+cluster instead of queueing behind the first one, which a standalone master would otherwise
+give every core.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ SCALE_RANGE = (0.6, 1.2)
 
 @dataclass(frozen=True)
 class PlannedJob:
-    """One job of the replay: when (seconds after the replay starts), what and its deadline."""
+    """One job of the replay: when (seconds after the replay starts), what, its deadline and
+    the most cores it may hold (None: every free core, Spark's default)."""
 
     offset_s: float
     name: str
     kind: str
     args: tuple[str, ...]
     deadline_s: float
+    cores: int | None = None
 
 
 def daily_plan(
@@ -48,11 +53,15 @@ def daily_plan(
     peak_hour: float = 14.0,
     partitions: int = 8,
     size: float = 1.0,
+    cores_per_job: int | None = None,
 ) -> list[PlannedJob]:
     """``jobs`` arrivals of one weekday compressed into ``day_s`` seconds, earliest first;
-    ``size`` multiplies every job's ``--scale`` (less work on a slow machine, or in a test)."""
+    ``size`` multiplies every job's ``--scale`` (less work on a slow machine, or in a test);
+    ``cores_per_job`` caps the cores each job holds."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if cores_per_job is not None and cores_per_job < 1:
+        raise ValueError(f"cores_per_job must be at least 1, got {cores_per_job}")
     if min(day_s, deadline_s, size) <= 0:
         raise ValueError(
             f"day_s, deadline_s and size must be positive, got {day_s}, {deadline_s}, {size}"
@@ -69,7 +78,8 @@ def daily_plan(
     plan = []
     for i, (offset, kind, scale) in enumerate(zip(offsets, kinds, scales, strict=True)):
         args = (kind, "--scale", f"{scale:.2f}", "--partitions", str(partitions))
-        plan.append(PlannedJob(float(offset), f"{i + 1:02d}-{kind}", kind, args, deadline_s))
+        name = f"{i + 1:02d}-{kind}"
+        plan.append(PlannedJob(float(offset), name, kind, args, deadline_s, cores_per_job))
     return plan
 
 
@@ -95,7 +105,9 @@ class Replayer:
             job = self.plan[len(self.submitted)]
             if job.offset_s > elapsed:
                 break
-            submitted = self.submitter.submit(job.name, list(job.args), deadline_s=job.deadline_s)
+            submitted = self.submitter.submit(
+                job.name, list(job.args), deadline_s=job.deadline_s, cores_max=job.cores
+            )
             self.submitted.append((job, submitted))
             new.append(submitted)
         return new

@@ -45,8 +45,20 @@ class JobSubmitter:
         self.jobs: list[SubmittedJob] = []
 
     def submit(
-        self, name: str, job_args: list[str], deadline_s: float | None = None
+        self,
+        name: str,
+        job_args: list[str],
+        deadline_s: float | None = None,
+        *,
+        cores_max: int | None = None,
     ) -> SubmittedJob:
+        """Start ``spark-submit`` for one job in its own process group; returns at once.
+
+        ``cores_max`` caps the cores the application holds (``spark.cores.max``). A standalone
+        master otherwise gives the first application every free core for its whole life and
+        schedules applications first come, first served, so that jobs arriving while it runs
+        wait with no executor at all, however many workers the autoscaler adds.
+        """
         conf = write_properties(
             self.state_dir / "conf" / "app.conf", app_properties(self.state_dir)
         )
@@ -66,6 +78,8 @@ class JobSubmitter:
         ]
         if deadline_s is not None:
             cmd += ["--conf", f"{DEADLINE_PROPERTY}={deadline_s:g}"]
+        if cores_max is not None:
+            cmd += ["--conf", f"spark.cores.max={cores_max}"]
         cmd += [jobs.__file__, *job_args, "--name", name]
         env = {
             **os.environ,
