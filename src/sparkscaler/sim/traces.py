@@ -14,13 +14,13 @@ rate), so the demand may be requests, CPU percent or anything else that grows wi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from sparkscaler.errors import SparkscalerError
+from sparkscaler.units import parse_duration
 
 #: Column names (case-insensitive) taken as the time column.
 TIME_NAMES = (
@@ -86,10 +86,8 @@ class DemandTrace:
 
 def parse_step(text: str) -> float:
     """A step such as ``300``, ``300s``, ``5m`` or ``5min``, in seconds (positive)."""
-    from sparkscaler.sim.runner import parse_duration  # the runner imports the arrivals
-
     try:
-        seconds = parse_duration(re.sub(r"min$", "m", text.strip()))
+        seconds = parse_duration(text)
     except ValueError:
         seconds = 0.0
     if seconds <= 0:
