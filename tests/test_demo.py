@@ -20,8 +20,8 @@ from tests.conftest import assert_all_stopped, free_port, state_pids, wait_for
 pytestmark = pytest.mark.spark
 
 
-#: A small day for the tests: one tiny job (the seeds' MLlib forecast) in a 10 s day. Its 1 s
-#: deadline cannot be met, which must not make the demo fail.
+#: A small day for the tests: one tiny job (a word count) in a 10 s day. Its 1 s deadline cannot
+#: be met, which must not make the demo fail.
 QUICK_DEMO = ("--jobs", "1", "--day-seconds", "10", "--size", "0.05", "--deadline", "1")
 
 
@@ -97,8 +97,8 @@ def test_demo_replays_the_day_twice_and_writes_its_report(tmp_path: Path) -> Non
     assert proc.returncode == 0, text[-3000:]
     assert "result: both runs finished and every job succeeded (exit code 0)" in text, text
     assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/", text)
-    assert re.search(r"autoscaled +\d+ s  01-forecast succeeded in \d+ s", text), text
-    assert re.search(r"static 2 +\d+ s  01-forecast succeeded in \d+ s", text), text
+    assert re.search(r"autoscaled +\d+ s  01-wordcount succeeded in \d+ s", text), text
+    assert re.search(r"static 2 +\d+ s  01-wordcount succeeded in \d+ s", text), text
     header = next(line for line in text.splitlines() if "jobs succeeded" in line)
     for column in ("run", "finished", "deadlines met", "worker-s over", "peak workers"):
         assert column in header, header
@@ -107,11 +107,13 @@ def test_demo_replays_the_day_twice_and_writes_its_report(tmp_path: Path) -> Non
     assert re.search(r"│ autoscaled │ +yes │ +1/1 │ +0/1 │", text), text
     assert re.search(r"│ static 2 +│ +yes │ +1/1 │ +0/1 │", text), text
     assert "deadlines met: autoscaled 0/1, static 2 0/1" in text
-    assert "…" not in text and "\r" not in text and "\x1b" not in text, text
+    tables = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert len(tables) == 6 and not any("…" in line for line in tables), text  # no cell cut
+    assert "\r" not in text and "\x1b" not in text, text  # no spinner, redraw or colour
     assert all(line.strip() for line in text.splitlines()), text  # no blank or redrawn line
     page = report.read_text()
     assert "static 2" in page and "hybrid" in page and "Every run finished" in page
-    assert page.count("01-forecast") == 1  # the job, once in the jobs table
+    assert page.count("01-wordcount") == 1  # the job, once in the jobs table
     assert len(pids) >= 4  # the master, two workers and the drivers of both runs
     assert_all_stopped(sorted(pids))
     print(f"demo end to end: {took:.0f} s")

@@ -88,9 +88,9 @@ class DemoOptions:
     """
 
     jobs: int = 4
-    day_s: float = 120.0
-    deadline_s: float = 120.0
-    size: float = 0.25
+    day_s: float = 90.0
+    deadline_s: float = 90.0
+    size: float = 0.15
     cores_per_job: int | None = 2
     seed: int = 0
     compare: bool = True
@@ -220,17 +220,18 @@ class _Reporter:
     """Prints a run's events as they happen, one line each, stamped with the seconds since the
     run began: job submissions and ends, scale actions, and loop errors."""
 
-    def __init__(self, console: Console, label: str, started: float) -> None:
+    def __init__(self, console: Console, label: str, started: float, store: Store) -> None:
         self.console = console
         self.label = label
         self.started = started
+        self.store = store
         self.ended: set[str] = set()
         self.last_error: str | None = None
+        self.last_decision = max((d["id"] for d in store.decisions(1)), default=0)
 
-    def line(self, text: str) -> None:
-        self.console.print(
-            f"{self.label} {time.time() - self.started:5.0f} s  {text}", highlight=False
-        )
+    def line(self, text: str, at: float | None = None) -> None:
+        elapsed = (time.time() if at is None else at) - self.started
+        self.console.print(f"{self.label} {elapsed:5.0f} s  {text}", highlight=False)
 
     def submitted(self, planned: PlannedJob) -> None:
         scale = planned.args[planned.args.index("--scale") + 1]
@@ -255,14 +256,22 @@ class _Reporter:
                     f"after {took:.0f} s; driver log {escape(str(job.log))}"
                 )
 
-    def step(self, step: Step) -> None:
-        g = step.outcome
-        if step.acted and g.action in ("scale_out", "scale_in"):
-            verb = "scale out" if g.action == "scale_out" else "scale in"
-            self.line(f"{verb} {g.current} → {g.target} worker(s): {escape(g.reason)}")
-        if step.error and step.error != self.last_error:
-            self.line(f"[red]loop error:[/red] {escape(step.error)}")
-        self.last_error = step.error
+    def decisions(self) -> None:
+        """The loop's scale actions since the last call, and its errors when they change. They
+        are read from the store, which has every step: the loop's latest step alone, polled,
+        would miss those that follow each other closely."""
+        new = [d for d in self.store.decisions(100) if d["id"] > self.last_decision]
+        for d in reversed(new):  # oldest first
+            self.last_decision = d["id"]
+            if d["acted"] and d["action"] in ("scale_out", "scale_in"):
+                verb = "scale out" if d["action"] == "scale_out" else "scale in"
+                self.line(
+                    f"{verb} {d['current']} → {d['target']} worker(s): {escape(d['reason'])}",
+                    at=d["time"],
+                )
+            if d["error"] and d["error"] != self.last_error:
+                self.line(f"[red]loop error:[/red] {escape(d['error'])}", at=d["time"])
+            self.last_error = d["error"]
 
 
 @dataclass
@@ -282,6 +291,7 @@ def _replay(
     plan: list[PlannedJob],
     submitter: JobSubmitter,
     steps: _Steps,
+    store: Store,
     settled: Callable[[Step], bool],
 ) -> _Run:
     """Run one replay until its jobs are done and the cluster has ``settled`` (or
@@ -291,7 +301,7 @@ def _replay(
     limit = max(j.offset_s for j in plan) + DRAIN_LIMIT_S
     replay.start()
     started = time.time()
-    events = _Reporter(console, label, started)
+    events = _Reporter(console, label, started, store)
     jobs_done_at: float | None = None
     live = (
         Live(
@@ -310,9 +320,8 @@ def _replay(
             for planned, _ in replay.submitted[before:]:
                 events.submitted(planned)
             events.jobs(replay)
+            events.decisions()
             step = steps.poll()
-            if step is not None:
-                events.step(step)
             if replay.done:
                 jobs_done_at = jobs_done_at or time.time()
                 if step is not None and step.observation.time >= jobs_done_at and settled(step):
@@ -455,7 +464,7 @@ def run_demo(
             highlight=False,
         )
         title = f"autoscaled: policy {cfg.policy.name}, {low}–{n} workers"
-        run = _replay("autoscaled", title, console, plan, submitter, steps, shrunk)
+        run = _replay("autoscaled", title, console, plan, submitter, steps, store, shrunk)
         phases.append(_phase("autoscaled", cfg.policy.name, run, store))
         _finished(console, phases[-1])
         if opts.compare:
@@ -475,7 +484,14 @@ def run_demo(
             )
             label = f"static {n}"
             run = _replay(
-                label, f"static: {n} workers", console, plan, submitter, steps, lambda _: True
+                label,
+                f"static: {n} workers",
+                console,
+                plan,
+                submitter,
+                steps,
+                store,
+                lambda _: True,
             )
             phases.append(_phase(label, "static", run, store))
             _finished(console, phases[-1])

@@ -15,7 +15,7 @@ def demo(
     jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 4,
     day_seconds: Annotated[
         float, typer.Option(min=10, help="The day compressed into this many seconds.")
-    ] = 120.0,
+    ] = 90.0,
     deadline: Annotated[
         float,
         typer.Option(
@@ -23,7 +23,7 @@ def demo(
             help="Each job is due this many seconds after submission. A missed deadline is "
             "reported, not counted as a failure.",
         ),
-    ] = 120.0,
+    ] = 90.0,
     size: Annotated[
         float,
         typer.Option(
@@ -31,7 +31,7 @@ def demo(
             help="Multiplies every job's size (1.0: about a minute alone on one worker). The "
             "default keeps a 2-core machine busy without drowning it.",
         ),
-    ] = 0.25,
+    ] = 0.15,
     cores_per_job: Annotated[
         int,
         typer.Option(
