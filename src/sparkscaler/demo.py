@@ -90,7 +90,7 @@ class DemoOptions:
     jobs: int = 4
     day_s: float = 90.0
     deadline_s: float = 90.0
-    size: float = 0.15
+    size: float = 0.1
     cores_per_job: int | None = 2
     seed: int = 0
     compare: bool = True
@@ -229,8 +229,8 @@ class _Reporter:
         self.last_error: str | None = None
         self.last_decision = max((d["id"] for d in store.decisions(1)), default=0)
 
-    def line(self, text: str, at: float | None = None) -> None:
-        elapsed = (time.time() if at is None else at) - self.started
+    def line(self, text: str) -> None:
+        elapsed = time.time() - self.started
         self.console.print(f"{self.label} {elapsed:5.0f} s  {text}", highlight=False)
 
     def submitted(self, planned: PlannedJob) -> None:
@@ -259,18 +259,18 @@ class _Reporter:
     def decisions(self) -> None:
         """The loop's scale actions since the last call, and its errors when they change. They
         are read from the store, which has every step: the loop's latest step alone, polled,
-        would miss those that follow each other closely."""
+        would miss those that follow each other closely. They are stamped when read, which is
+        when the loop acted (it stores a step once it is done), so that the lines stay in order;
+        the decision's own time is when the step began to observe, seconds earlier on a busy
+        machine."""
         new = [d for d in self.store.decisions(100) if d["id"] > self.last_decision]
         for d in reversed(new):  # oldest first
             self.last_decision = d["id"]
             if d["acted"] and d["action"] in ("scale_out", "scale_in"):
                 verb = "scale out" if d["action"] == "scale_out" else "scale in"
-                self.line(
-                    f"{verb} {d['current']} → {d['target']} worker(s): {escape(d['reason'])}",
-                    at=d["time"],
-                )
+                self.line(f"{verb} {d['current']} → {d['target']} worker(s): {escape(d['reason'])}")
             if d["error"] and d["error"] != self.last_error:
-                self.line(f"[red]loop error:[/red] {escape(d['error'])}", at=d["time"])
+                self.line(f"[red]loop error:[/red] {escape(d['error'])}")
             self.last_error = d["error"]
 
 

@@ -31,7 +31,7 @@ def demo(
             help="Multiplies every job's size (1.0: about a minute alone on one worker). The "
             "default keeps a 2-core machine busy without drowning it.",
         ),
-    ] = 0.15,
+    ] = 0.1,
     cores_per_job: Annotated[
         int,
         typer.Option(
