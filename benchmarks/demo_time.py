@@ -9,8 +9,8 @@ worker-seconds (over the window both runs are charged), peak workers, scale acti
 time and the run's duration; and the result lines under it.
 
 The demo shares 2 cores with whatever else runs, and its time follows that load, so the load
-average is sampled every 5 s during the run, and the busiest other processes are listed at the
-start and half-way, for the record. Everything, the demo's whole output included, goes to
+average is sampled every 5 s during the run, and the busiest other processes every minute, for
+the record. Everything, the demo's whole output included, goes to
 ``benchmarks/results/demo_time.json``.
 
     .venv/bin/python benchmarks/demo_time.py [--timeout 1800] [-- more demo options]
@@ -37,11 +37,13 @@ from _cluster import save
 
 SPARKSCALER = Path(sys.executable).with_name("sparkscaler")
 LOAD_SAMPLE_S = 5.0
+OTHERS_SAMPLE_S = 60.0
 
 
-def busiest_processes(own: int, top: int = 6) -> list[dict[str, Any]]:
-    """The ``top`` processes by CPU over one second, the demo's own tree left out."""
-    ours = {own}
+def busiest_processes(own: int, top: int = 4) -> list[dict[str, Any]]:
+    """The ``top`` processes by CPU over one second, the demo's own tree and this script left
+    out."""
+    ours = {own, os.getpid()}
     with contextlib.suppress(psutil.Error):
         ours |= {p.pid for p in psutil.Process(own).children(recursive=True)}
     procs = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in ours]
@@ -58,7 +60,8 @@ def busiest_processes(own: int, top: int = 6) -> list[dict[str, Any]]:
         except psutil.Error:
             continue
     busy.sort(reverse=True)
-    return [{"cpu_percent": cpu, "cmdline": cmd} for cpu, cmd in busy[:top] if cpu > 0]
+    busy = [(cpu, cmd) for cpu, cmd in busy if cpu > 0 and cmd]  # kernel threads have none
+    return [{"cpu_percent": cpu, "cmdline": cmd} for cpu, cmd in busy[:top]]
 
 
 def _number(text: str) -> float | int:
@@ -111,26 +114,29 @@ def run_demo(extra: list[str], timeout_s: float) -> dict[str, Any]:
         env["SPARKSCALER_HOME"] = str(home)
         cmd = [str(SPARKSCALER), "demo", *extra]
         loads: list[float] = []
+        others: list[dict[str, Any]] = []
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.wait(LOAD_SAMPLE_S):
                 loads.append(os.getloadavg()[0])
 
+        def sample_others() -> None:
+            while True:
+                at = round(time.monotonic() - began)
+                others.append({"at_s": at, "top": busiest_processes(proc.pid)})
+                if stop.wait(OTHERS_SAMPLE_S):
+                    return
+
         load_before = os.getloadavg()
         began = time.monotonic()
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        others = {"at_start": busiest_processes(proc.pid)}
+        for target in (sample, sample_others):
+            threading.Thread(target=target, daemon=True).start()
         timed_out = False
         try:
-            try:
-                proc.wait(timeout=timeout_s / 2)
-            except subprocess.TimeoutExpired:
-                others["half_way"] = busiest_processes(proc.pid)
-                proc.wait(timeout=timeout_s / 2)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:

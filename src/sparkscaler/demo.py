@@ -54,7 +54,7 @@ from sparkscaler.demo_report import (
     saved_share,
     write_demo_report,
 )
-from sparkscaler.processes import free_port, signals_deferred, wait_until
+from sparkscaler.processes import free_port, signals_deferred
 from sparkscaler.service.app import create_app
 from sparkscaler.service.auth import resolve_token
 from sparkscaler.service.runtime import Runtime
@@ -87,8 +87,8 @@ class DemoOptions:
     the first demo (8 jobs in 240 s at size 0.4) is ``jobs=8, day_s=240, size=0.4``.
     """
 
-    jobs: int = 4
-    day_s: float = 90.0
+    jobs: int = 3
+    day_s: float = 75.0
     deadline_s: float = 90.0
     size: float = 0.1
     cores_per_job: int | None = 2
@@ -380,6 +380,24 @@ def _phase(label: str, policy: str, run: _Run, store: Store) -> PhaseResult:
     )
 
 
+def _await_static(runtime: Runtime, cluster: LocalCluster, n: int, setup: _Reporter) -> None:
+    """Wait until ``n`` workers are alive and the loop has stepped since, so that the scale-out
+    that launched them (stored only once they are ALIVE) is reported here, not as part of the
+    static run."""
+    deadline = time.monotonic() + STATIC_READY_S
+    alive_at: float | None = None
+    while time.monotonic() < deadline:
+        setup.decisions()
+        if alive_at is None and sum(w.state == "ALIVE" for w in cluster.workers()) >= n:
+            alive_at = time.time()
+        step = runtime.snapshot().last_step
+        if alive_at is not None and step is not None and step.observation.time > alive_at:
+            setup.decisions()
+            return
+        time.sleep(0.5)
+    raise BackendError(f"the static cluster did not reach {n} workers in {STATIC_READY_S:.0f} s")
+
+
 def _finished(console: Console, p: PhaseResult) -> None:
     """One line at the end of a run: how it ended and what its jobs did."""
     n = len(p.jobs)
@@ -468,21 +486,17 @@ def run_demo(
         phases.append(_phase("autoscaled", cfg.policy.name, run, store))
         _finished(console, phases[-1])
         if opts.compare:
+            label = f"static {n}"
+            waited = time.time()
+            setup = _Reporter(console, f"{label} setup", waited, store)
             runtime.set_mode("auto")
             runtime.switch_policy("static", {"workers": n})
-            waited = time.time()
             with _waiting(console, f"static run: policy static, waiting for {n} workers"):
-                ready = wait_until(
-                    lambda: sum(w.state == "ALIVE" for w in cluster.workers()) >= n,
-                    STATIC_READY_S,
-                )
-            if not ready:
-                raise BackendError(f"the static cluster did not reach {n} workers")
+                _await_static(runtime, cluster, n, setup)
             console.print(
                 f"[bold]static run[/bold]: {n} workers alive after {time.time() - waited:.0f} s",
                 highlight=False,
             )
-            label = f"static {n}"
             run = _replay(
                 label,
                 f"static: {n} workers",

@@ -232,7 +232,7 @@ def write_demo_report(
             f"count, PageRank, k-means) replayed as a compressed day on a local Spark cluster of "
             f"{s.min_workers}–{s.max_workers} workers with {esc(cfg.cluster.worker_cores)} "
             f"core(s) each; the loop decides every {s.interval_s:g} s.</p>",
-            f"<p class='settings'>{esc(day)}</p>" if day else "",
+            f"<p class='settings'>Replayed: {esc(day)}.</p>" if day else "",
             outcome,
             verdict,
             "<h2>Summary</h2>",

@@ -12,10 +12,10 @@ from sparkscaler.cli.common import ConfigOption, console, load, require_java, si
 
 def demo(
     config: ConfigOption = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 4,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs in the replayed day.")] = 3,
     day_seconds: Annotated[
         float, typer.Option(min=10, help="The day compressed into this many seconds.")
-    ] = 90.0,
+    ] = 75.0,
     deadline: Annotated[
         float,
         typer.Option(
