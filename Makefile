@@ -9,7 +9,8 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java browser demo test lint bench evaluate clean
+.PHONY: install java browser demo test test-fast test-spark lane-fast lane-spark lint \
+	bench evaluate clean
 
 install: $(STAMP) java
 
@@ -42,8 +43,37 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
+# The tests run in two lanes (pyproject.toml names the markers):
+# - the fast lane: everything without real Spark or a browser, on two pytest-xdist workers
+#   (a test file stays on one worker, so its module fixtures are built once);
+# - the Spark lane: the tests marked spark or browser (real local clusters, local-mode apps,
+#   Chromium), one at a time: two JVM-heavy tests at once on 2 cores make their waits flaky.
+# `make test` installs, lints, then runs both lanes side by side; make prints each lane's
+# report when that lane is done, and fails if either lane fails. Each lane keeps its own
+# pytest cache, so `--lf` works per lane.
+PYTEST     := $(PY) -m pytest
+FAST_LANE  := $(PYTEST) -m "not spark and not browser" -n 2 --dist loadfile \
+	-o cache_dir=.pytest_cache/fast
+SPARK_LANE := $(PYTEST) -m "spark or browser" -o cache_dir=.pytest_cache/spark
+
 test: install browser lint
-	$(PY) -m pytest
+	@echo "running the fast lane and the Spark lane side by side;" \
+		"each lane's report appears when that lane is done"
+	@$(MAKE) --no-print-directory -k -j2 --output-sync=target lane-fast lane-spark
+
+# The fast lane alone (no Java, no browser needed): a few minutes.
+test-fast: $(STAMP)
+	$(FAST_LANE)
+
+# The Spark lane alone: real local Spark clusters and the dashboard in Chromium.
+test-spark: install browser
+	$(SPARK_LANE)
+
+lane-fast:
+	$(FAST_LANE)
+
+lane-spark:
+	$(SPARK_LANE)
 
 bench: install
 	$(PY) benchmarks/controller_loop.py

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -91,3 +93,113 @@ def cluster(spark_config: Config) -> Iterator[LocalCluster]:
         everything = set(started) | set(backend.pids)
         backend.stop()
         assert_all_stopped(sorted(everything))
+
+
+# ------------------------------------------------------------------ one cluster for many tests
+def spark_jvms(master_port: int) -> set[int]:
+    """Every Spark JVM on this host that belongs to the master on ``master_port``: the master,
+    its workers, and the drivers submitted to it."""
+    found = set()
+    port = str(master_port)
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if any("org.apache.spark.deploy" in a for a in args) and any(
+            a == port or a.endswith(f":{port}") for a in args
+        ):
+            found.add(proc.pid)
+    return found
+
+
+@dataclass
+class SharedCluster:
+    """The session's cluster: a master and one worker, for every test that leaves it that way.
+
+    ``seen`` collects the pid of every daemon it ever ran, workers that tests added and removed
+    included, so that the end of the session can check that each one is gone.
+    """
+
+    backend: LocalCluster
+    config: Config
+    seen: set[int] = field(default_factory=set)
+
+    def note_pids(self) -> None:
+        self.seen |= set(self.backend.pids) | spark_jvms(self.config.cluster.master_port)
+
+    def alive_workers(self) -> int:
+        return sum(1 for w in self.backend.workers() if w.state == "ALIVE")
+
+    def as_found(self) -> bool:
+        """A master, one ALIVE worker in the state file and at the master, nothing draining,
+        and no daemon of this cluster that the state file does not name."""
+        return (
+            self.backend.running
+            and len(self.backend.record().workers) == 1
+            and self.alive_workers() == 1
+            and not self.backend._pending_decommissions()
+            and spark_jvms(self.config.cluster.master_port) == set(self.backend.pids)
+        )
+
+    def restore(self) -> None:
+        """Back to one worker: decommission the others (they have no work left) and wait."""
+        self.note_pids()
+        workers = sorted(self.backend.workers(), key=lambda w: w.id)
+        extra = [w.id for w in workers if w.state == "ALIVE"][1:]
+        if extra:
+            self.backend.decommission(extra, timeout=30)
+        self.backend.wait_drained(60)
+        self.note_pids()
+        if not self.as_found():  # still not right: start the cluster afresh
+            self.backend.stop()
+            self.backend.start(1)
+            self.note_pids()
+
+    @contextlib.contextmanager
+    def borrowed(self, state_dir: Path) -> Iterator[Config]:
+        """The shared cluster for one test (or module): a config with the cluster's ports and
+        the caller's own ``state_dir`` (its store, event logs and job logs). Afterwards the
+        cluster must be as it was found; if it is not, it is restored and the borrower fails."""
+        wait_for(self.as_found, 60, "the shared cluster to be back to one worker")
+        config = self.config.model_copy(update={"state_dir": state_dir})
+        try:
+            yield config
+        finally:
+            self.note_pids()
+            if not wait_until_true(self.as_found, 60):
+                self.restore()
+                raise AssertionError("the test did not leave the shared cluster at one worker")
+
+
+def wait_until_true(condition: Callable[[], object], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+@pytest.fixture(scope="session")
+def shared_spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedCluster]:
+    """One master and one worker for the whole session; stopped at the end, and every daemon it
+    ever ran checked gone."""
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed (make install puts Java 17 in place)")
+    config = spark_test_config(tmp_path_factory.mktemp("shared-spark") / "state")
+    shared = SharedCluster(LocalCluster(config.cluster, config.state_dir), config)
+    try:
+        shared.backend.start(1)
+        shared.note_pids()
+        yield shared
+    finally:
+        shared.note_pids()
+        shared.backend.stop()
+        assert_all_stopped(sorted(shared.seen))
+        assert not spark_jvms(config.cluster.master_port)
+
+
+@pytest.fixture
+def shared_cluster(shared_spark: SharedCluster, tmp_path: Path) -> Iterator[Config]:
+    """The session's cluster (``shared_spark.backend``) for a test that needs a master and one
+    worker but not a cluster of its own; the test must leave it with one worker again."""
+    with shared_spark.borrowed(tmp_path / "state") as config:
+        yield config

@@ -31,7 +31,7 @@ from sparkscaler.backends.local import LocalCluster
 from sparkscaler.config import Config
 from tests.conftest import assert_all_stopped, free_port
 
-pytestmark = [pytest.mark.spark, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.spark, pytest.mark.browser, pytest.mark.timeout(240)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

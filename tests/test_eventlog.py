@@ -269,51 +269,58 @@ def test_scan_missing_directory(tmp_path: Path) -> None:
         scan_event_logs(tmp_path / "nope")
 
 
-_SPARK_APP = textwrap.dedent(
+_SPARK_APPS = textwrap.dedent(
     """
+    import json
     import sys
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master("local[2]").appName("eventlog-test")
-    for pair in sys.argv[1:]:
-        key, value = pair.split("=", 1)
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    print(spark.sparkContext.parallelize(range(8), 8).map(lambda x: x * 2).sum())
-    spark.stop()
+    # One app per list of settings, one after another in this process (one JVM start for all).
+    for settings in json.loads(sys.argv[1]):
+        builder = SparkSession.builder.master("local[2]").appName("eventlog-test")
+        for pair in settings:
+            key, value = pair.split("=", 1)
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        print(spark.sparkContext.parallelize(range(8), 8).map(lambda x: x * 2).sum(), flush=True)
+        spark.stop()
     """
 )
 
+LAYOUTS = {
+    "rolled-zstd": [],  # Spark 4 default: rolled, zstd
+    "plain-file": ["spark.eventLog.rolling.enabled=false", "spark.eventLog.compress=false"],
+}
 
-@pytest.mark.spark
-@pytest.mark.skipif(
-    shutil.which("java") is None and "JAVA_HOME" not in os.environ, reason="needs a JVM"
-)
-@pytest.mark.parametrize(
-    "layout",
-    [
-        [],  # Spark 4 default: rolled, zstd
-        ["spark.eventLog.rolling.enabled=false", "spark.eventLog.compress=false"],
-    ],
-    ids=["rolled-zstd", "plain-file"],
-)
-def test_real_local_spark_app(tmp_path: Path, layout: list[str]) -> None:
+
+@pytest.fixture(scope="module")
+def real_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each layout's event-log directory after a real local Spark app wrote it (one app per
+    layout, run in turn by one Python process)."""
+    if shutil.which("java") is None and "JAVA_HOME" not in os.environ:
+        pytest.skip("needs a JVM")
     pytest.importorskip("pyspark")
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    script = tmp_path / "app.py"
-    script.write_text(_SPARK_APP)
-    conf = [
-        "spark.eventLog.enabled=true",
-        f"spark.eventLog.dir=file://{logs}",
-        "spark.sparkscaler.deadline=120",
-        "spark.ui.enabled=false",
-        *layout,
-    ]
+    base = tmp_path_factory.mktemp("real-eventlogs")
+    apps = []
+    logs = {}
+    for name, layout in LAYOUTS.items():
+        logs[name] = base / name
+        logs[name].mkdir()
+        apps.append(
+            [
+                "spark.eventLog.enabled=true",
+                f"spark.eventLog.dir=file://{logs[name]}",
+                "spark.sparkscaler.deadline=120",
+                "spark.ui.enabled=false",
+                *layout,
+            ]
+        )
+    script = base / "apps.py"
+    script.write_text(_SPARK_APPS)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     # The JVM is a child of the app; its own session lets us kill both if anything goes wrong.
     proc = subprocess.Popen(
-        [sys.executable, str(script), *conf],
+        [sys.executable, str(script), json.dumps(apps)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -321,14 +328,26 @@ def test_real_local_spark_app(tmp_path: Path, layout: list[str]) -> None:
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=180)
+        output, _ = proc.communicate(timeout=300)
     finally:
         with contextlib.suppress(ProcessLookupError):  # the group is gone: nothing left over
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == 0, output[-4000:]
-    assert "56" in output.splitlines()
+    assert output.splitlines().count("56") == len(LAYOUTS), output[-4000:]
+    return logs
 
+
+@pytest.mark.spark
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_real_local_spark_app(real_logs: dict[str, Path], layout: str) -> None:
+    logs = real_logs[layout]
+    (written,) = logs.iterdir()  # one app wrote here, in the layout asked for
+    if layout == "rolled-zstd":
+        assert written.is_dir() and written.name.startswith("eventlog_v2_local-")
+        assert [p.suffix for p in written.glob("events_*")] == [".zstd"]
+    else:
+        assert written.is_file() and written.name.startswith("local-") and not written.suffix
     records = scan_event_logs(logs)
     assert len(records) == 1, list(logs.rglob("*"))
     record = records[0]

@@ -23,7 +23,7 @@ from sparkscaler.observe.spark_master import MasterClient
 from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
 from sparkscaler.workloads.submit import JobSubmitter
-from tests.conftest import assert_all_stopped, state_pids, wait_for
+from tests.conftest import SharedCluster, assert_all_stopped, state_pids, wait_for
 
 pytestmark = pytest.mark.spark
 
@@ -33,9 +33,9 @@ def _alive(cfg: Config) -> list:
 
 
 def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
-    cluster: LocalCluster, spark_config: Config
+    shared_spark: SharedCluster, shared_cluster: Config
 ) -> None:
-    cfg = spark_config
+    cfg, cluster = shared_cluster, shared_spark.backend
     clock, stop = WallClock(), threading.Event()
     steps: list[Step] = []
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
@@ -87,9 +87,9 @@ def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
 
 
 def test_worker_decommissioned_mid_job_loses_no_work(
-    cluster: LocalCluster, spark_config: Config
+    shared_spark: SharedCluster, shared_cluster: Config
 ) -> None:
-    cfg = spark_config
+    cfg, cluster = shared_cluster, shared_spark.backend
     cluster.launch(1)
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
     try:
@@ -129,10 +129,19 @@ def test_restarted_backend_readopts_and_stops_every_jvm(
     assert_all_stopped(pids)
 
 
-def test_launch_returns_alive_workers(cluster: LocalCluster, spark_config: Config) -> None:
+def test_launch_returns_alive_workers(shared_spark: SharedCluster, shared_cluster: Config) -> None:
+    cluster = shared_spark.backend
+    before = {w.id for w in _alive(shared_cluster)}
     ids = cluster.launch(2)
-    alive = {w.id for w in _alive(spark_config)}
-    assert len(ids) == 2 and set(ids) <= alive and len(alive) == 3
+    try:
+        alive = {w.id for w in _alive(shared_cluster)}
+        assert len(ids) == 2 and set(ids) <= alive and len(alive) == 3
+        assert alive == before | set(ids)
+    finally:  # leave the shared cluster as it was: the two new workers drain (idle) and stop
+        shared_spark.note_pids()
+        cluster.decommission(ids, timeout=30)
+        assert cluster.wait_drained(60)
+    assert {w.id for w in _alive(shared_cluster)} == before
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

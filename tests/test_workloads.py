@@ -1,24 +1,24 @@
 """The four data jobs of ``sparkscaler.workloads.jobs`` on a real local cluster, at a small scale.
 
-One cluster (a master and one worker) serves the whole module. The master runs the jobs one
-after another on the worker's single core; two are submitted at a time, so that the next
-driver starts up while the last one computes, without four JVMs starting at once on two cores.
+The session's shared cluster (a master and one worker, ``shared_spark`` in conftest) serves the
+whole module. The master runs the jobs one after another on the worker's single core; two are
+submitted at a time, so that the next driver starts up while the last one computes, without four
+JVMs starting at once on two cores.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sparkscaler.backends.local import LocalCluster
+from sparkscaler.config import Config
 from sparkscaler.workloads.submit import JobSubmitter, SubmittedJob
-from tests.conftest import assert_all_stopped, spark_test_config
+from tests.conftest import SharedCluster, assert_all_stopped
 
 pytestmark = pytest.mark.spark
 
@@ -27,17 +27,18 @@ SMALL = ["--scale", "0.05", "--partitions", "2"]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SubmittedJob]]:
-    """Every kind run to its end on one cluster; drivers, worker and master stopped after."""
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed (make install puts Java 17 in place)")
-    cfg = spark_test_config(Path(tmp_path_factory.mktemp("workloads")) / "state")
-    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+def finished(
+    shared_spark: SharedCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, SubmittedJob]]:
+    """Every kind run to its end on the shared cluster; every driver stopped after (the
+    cluster's own daemons are stopped and checked gone at the end of the session)."""
+    with shared_spark.borrowed(Path(tmp_path_factory.mktemp("workloads")) / "state") as cfg:
+        yield from _run_all(cfg)
+
+
+def _run_all(cfg: Config) -> Iterator[dict[str, SubmittedJob]]:
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
-    started: list[int] = []
     try:
-        cluster.start(1)
-        started = cluster.pids
         jobs: dict[str, SubmittedJob] = {}
         deadline = time.monotonic() + 300
         while len(jobs) < len(KINDS) or submitter.running():
@@ -51,9 +52,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Sub
     finally:
         drivers = [job.process.pid for job in submitter.jobs]
         submitter.stop_all()
-        everything = set(started) | set(cluster.pids)
-        cluster.stop()
-        assert_all_stopped(sorted(everything | set(drivers)))
+        assert_all_stopped(sorted(drivers))
 
 
 def summary(job: SubmittedJob, kind: str) -> str:
