@@ -71,6 +71,9 @@ DRAIN_LIMIT_S = 600.0
 SETTLE_LIMIT_S = 120.0
 #: The static cluster must be up (all N workers alive) within this before its replay starts.
 STATIC_READY_S = 180.0
+#: A scale action's line says when it was decided if that was at least this long before it was
+#: done (a launch waits for its workers to be ALIVE: 10-30 s on a busy 2-core machine).
+DECIDED_EARLIER_S = 5.0
 #: Wide enough for any table's natural width when it is measured for a log file.
 UNBOUNDED_WIDTH = 10_000
 #: The exit codes (see the module's docstring).
@@ -259,16 +262,21 @@ class _Reporter:
     def decisions(self) -> None:
         """The loop's scale actions since the last call, and its errors when they change. They
         are read from the store, which has every step: the loop's latest step alone, polled,
-        would miss those that follow each other closely. They are stamped when read, which is
-        when the loop acted (it stores a step once it is done), so that the lines stay in order;
-        the decision's own time is when the step began to observe, seconds earlier on a busy
-        machine."""
+        would miss those that follow each other closely. They are stamped when read, so that the
+        lines stay in order: that is when the action was done (the loop stores a step once it
+        is, and the local backend's launch returns once the new workers are ALIVE). When the
+        decision itself was made much earlier, the line says so."""
         new = [d for d in self.store.decisions(100) if d["id"] > self.last_decision]
         for d in reversed(new):  # oldest first
             self.last_decision = d["id"]
             if d["acted"] and d["action"] in ("scale_out", "scale_in"):
-                verb = "scale out" if d["action"] == "scale_out" else "scale in"
-                self.line(f"{verb} {d['current']} → {d['target']} worker(s): {escape(d['reason'])}")
+                verb = "scaled out" if d["action"] == "scale_out" else "scaled in"
+                took = time.time() - d["time"]
+                earlier = f" (decided {took:.0f} s earlier)" if took >= DECIDED_EARLIER_S else ""
+                self.line(
+                    f"{verb} {d['current']} → {d['target']} worker(s){earlier}: "
+                    f"{escape(d['reason'])}"
+                )
             if d["error"] and d["error"] != self.last_error:
                 self.line(f"[red]loop error:[/red] {escape(d['error'])}")
             self.last_error = d["error"]
