@@ -114,8 +114,10 @@ def spark_jvms(master_port: int) -> set[int]:
 class SharedCluster:
     """The session's cluster: a master and one worker, for every test that leaves it that way.
 
-    ``seen`` collects the pid of every daemon it ever ran, workers that tests added and removed
-    included, so that the end of the session can check that each one is gone.
+    ``seen`` collects the pids of its daemons at the start and the end of each borrowing, so
+    that the end of the session can check that each one is gone; a worker that came and went
+    within one test is covered by the checks that no JVM of this master outlives the test
+    (``as_found``) or the session.
     """
 
     backend: LocalCluster
@@ -131,11 +133,12 @@ class SharedCluster:
     def as_found(self) -> bool:
         """A master, one ALIVE worker in the state file and at the master, nothing draining,
         and no daemon of this cluster that the state file does not name."""
+        workers = self.backend.record().workers
         return (
             self.backend.running
-            and len(self.backend.record().workers) == 1
+            and len(workers) == 1
+            and all(w.decommission_deadline is None for w in workers.values())
             and self.alive_workers() == 1
-            and not self.backend._pending_decommissions()
             and spark_jvms(self.config.cluster.master_port) == set(self.backend.pids)
         )
 
@@ -159,6 +162,7 @@ class SharedCluster:
         the caller's own ``state_dir`` (its store, event logs and job logs). Afterwards the
         cluster must be as it was found; if it is not, it is restored and the borrower fails."""
         wait_for(self.as_found, 60, "the shared cluster to be back to one worker")
+        self.note_pids()
         config = self.config.model_copy(update={"state_dir": state_dir})
         try:
             yield config
