@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,18 @@ import pytest
 
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.config import Config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C means KeyboardInterrupt in the suite, as in a terminal.
+
+    A shell that starts the suite in the background (``make test &`` in a script, ``nohup``
+    under a non-interactive shell) starts it with SIGINT ignored, and an ignored signal stays
+    ignored in every process a test starts: the tests that press Ctrl-C on a command (``run``,
+    ``serve``, ``demo``) would then wait for an exit that never comes.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def free_port() -> int:
