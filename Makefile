@@ -9,8 +9,8 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java browser demo test test-fast test-spark lane-fast lane-spark lint \
-	bench evaluate clean
+.PHONY: install java browser demo test test-lanes test-fast test-spark lane-fast lane-spark \
+	lint bench evaluate clean
 
 install: $(STAMP) java
 
@@ -48,21 +48,29 @@ lint: $(STAMP)
 #   (a test file stays on one worker, so its module fixtures are built once);
 # - the Spark lane: the tests marked spark or browser (real local clusters, local-mode apps,
 #   Chromium), one at a time: two JVM-heavy tests at once on 2 cores make their waits flaky.
-# `make test` installs, lints, then runs both lanes side by side; make prints each lane's
-# report when that lane is done, and fails if either lane fails. Each lane keeps its own
-# pytest cache, so `--lf` works per lane.
-PYTEST     := $(PY) -m pytest
-FAST_LANE  := $(PYTEST) -m "not spark and not browser" -n 2 --dist loadfile \
+# The few tests marked timing assert a wall-clock latency, so they run first, on their own.
+# `make test` installs and lints, runs the timing tests, then both lanes side by side; make
+# prints each lane's report when that lane is done, and fails if anything fails. Each lane keeps
+# its own pytest cache, so `--lf` works per lane.
+PYTEST      := $(PY) -m pytest
+TIMING      := $(PYTEST) -m "timing and not spark and not browser" -p no:cacheprovider
+FAST_LANE   := $(PYTEST) -m "not spark and not browser and not timing" -n 2 --dist loadfile \
 	-o cache_dir=.pytest_cache/fast
-SPARK_LANE := $(PYTEST) -m "spark or browser" -o cache_dir=.pytest_cache/spark
+SPARK_LANE  := $(PYTEST) -m "spark or browser" -o cache_dir=.pytest_cache/spark
 
 test: install browser lint
+	@$(MAKE) --no-print-directory test-lanes
+
+# What `make test` runs after install and lint (benchmarks/test_lanes.py times it).
+test-lanes:
+	$(TIMING)
 	@echo "running the fast lane and the Spark lane side by side;" \
 		"each lane's report appears when that lane is done"
 	@$(MAKE) --no-print-directory -k -j2 --output-sync=target lane-fast lane-spark
 
 # The fast lane alone (no Java, no browser needed): a few minutes.
 test-fast: $(STAMP)
+	$(TIMING)
 	$(FAST_LANE)
 
 # The Spark lane alone: real local Spark clusters and the dashboard in Chromium.

@@ -5,8 +5,8 @@ make, as a newcomer runs them (install is done first and not timed):
 
 - ``fast``: ``make test-fast`` (no real Spark, no browser; goal: under 3 minutes);
 - ``spark``: ``make test-spark`` (real local clusters, local-mode apps, the browser test);
-- ``together``: ``make lane-fast`` and ``make lane-spark`` at the same time, which is what
-  ``make test`` does after lint (goal: under 10 minutes).
+- ``together``: ``make test-lanes``, which is what ``make test`` runs after install and lint:
+  the few wall-clock timing tests alone, then both lanes side by side (goal: under 10 minutes).
 
 Each run's pass/fail/skip counts are read from pytest's summary line. A run that collects no
 test (pytest's exit code 5) counts as a failure. Other load on the machine distorts every
@@ -37,10 +37,7 @@ GOALS_S = {"fast": 180.0, "together": 600.0}
 LANES = {
     "fast": [["make", "--no-print-directory", "test-fast"]],
     "spark": [["make", "--no-print-directory", "test-spark"]],
-    "together": [
-        ["make", "--no-print-directory", "lane-fast"],
-        ["make", "--no-print-directory", "lane-spark"],
-    ],
+    "together": [["make", "--no-print-directory", "test-lanes"]],
 }
 SUMMARY = re.compile(r"^=+ (.*\bin [\d.]+s.*) =+$", re.MULTILINE)
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
@@ -61,19 +58,18 @@ def machine() -> dict[str, Any]:
 
 
 def counts(output: str) -> dict[str, int]:
-    """Pass/fail/skip counts from pytest's last summary line ("== 3 passed, 1 skipped in ...")."""
-    found = SUMMARY.findall(output)
-    if not found:
-        return {}
+    """Pass/fail/skip counts summed over pytest's summary lines ("== 3 passed, 1 skipped in")."""
     result: dict[str, int] = {}
-    for number, kind in COUNT.findall(found[-1]):
-        kind = "errors" if kind.startswith("error") else kind
-        result[kind] = result.get(kind, 0) + int(number)
+    for line in SUMMARY.findall(output):
+        for number, kind in COUNT.findall(line):
+            kind = "errors" if kind.startswith("error") else kind
+            result[kind] = result.get(kind, 0) + int(number)
     return result
 
 
 def run(name: str, logs: Path) -> dict[str, Any]:
-    """Start the lane's commands together, wait for all, and report wall time and counts."""
+    """Start the run's commands together, wait for all, and report wall time and counts (of
+    every pytest summary in the output: ``together`` has three)."""
     load_before = os.getloadavg()
     began = time.monotonic()
     procs = []

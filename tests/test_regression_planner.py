@@ -241,6 +241,7 @@ def test_regression_fit_runs_needs_two_worker_counts() -> None:
         RegressionPolicy().fit_runs(runs)
 
 
+@pytest.mark.timing  # wall-clock latency: run alone, before the lanes (Makefile)
 def test_regression_decide_is_fast() -> None:
     policy = RegressionPolicy(executor_memory_mb=1000.0)
     obs = [_obs(size_gb=None if i % 2 else 1.0 + i % 7, deadline_s=300) for i in range(2000)]
@@ -374,6 +375,7 @@ def test_planner_save_load_round_trip(tmp_path: Path) -> None:
         PlannerPolicy.load(tmp_path / "r.json")
 
 
+@pytest.mark.timing  # wall-clock latency: run alone, before the lanes (Makefile)
 def test_planner_decide_is_fast() -> None:
     policy = PlannerPolicy(model=_model(PARALLEL, list(np.linspace(-0.2, 0.3, 50))))
     obs = [
