@@ -87,7 +87,9 @@ def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
     from pydantic import ValidationError
 
     if name not in _ENTRIES:
-        return [f"policy.name: unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}"]
+        return [
+            f"policy.name: unknown policy {name!r}; choose one of {', '.join(sorted(POLICY_NAMES))}"
+        ]
     try:
         POLICIES[name].Params(**params)
     except ValidationError as error:
