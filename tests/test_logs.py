@@ -10,24 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sparkscaler.controller import Step
 from sparkscaler.core import ClusterState, Decision, GuardedDecision, Observation, WorkerInfo
-from sparkscaler.logs import log_step, setup_logging
+from sparkscaler.logs import log_step, logging_to
 from tests.conftest import free_port
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _step(error: str | None = None) -> Step:
@@ -45,19 +35,19 @@ def _step(error: str | None = None) -> Step:
     return Step(observation=observation, outcome=outcome, acted=True, error=error, wall_s=0.01)
 
 
-def test_text_lines_carry_a_timestamp_level_and_the_decision(restore_logging: None) -> None:
+def test_text_lines_carry_a_timestamp_level_and_the_decision() -> None:
     out = io.StringIO()
-    setup_logging("info", "text", out)
-    log_step(_step())
+    with logging_to("info", "text", out):
+        log_step(_step())
     line = out.getvalue().strip()
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO +sparkscaler\.loop: scale_out", line)
     assert "workers 1->3" in line and "backlog of 9 tasks" in line
 
 
-def test_json_lines_carry_the_decision_as_fields(restore_logging: None) -> None:
+def test_json_lines_carry_the_decision_as_fields() -> None:
     out = io.StringIO()
-    setup_logging("info", "json", out)
-    log_step(_step(error="launch failed"))
+    with logging_to("info", "json", out):
+        log_step(_step(error="launch failed"))
     record = json.loads(out.getvalue())
     assert record["level"] == "INFO" and record["logger"] == "sparkscaler.loop"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", record["time"])
@@ -65,16 +55,15 @@ def test_json_lines_carry_the_decision_as_fields(restore_logging: None) -> None:
     assert record["policy"] == "dra" and record["error"] == "launch failed"
 
 
-def test_the_level_filters_and_a_second_setup_replaces_the_first(
-    restore_logging: None,
-) -> None:
-    first, second = io.StringIO(), io.StringIO()
-    setup_logging("info", "text", first)
-    setup_logging("warning", "text", second)
-    log_step(_step())
-    logging.getLogger("sparkscaler.test").warning("careful")
-    assert first.getvalue() == ""
-    assert second.getvalue().count("\n") == 1 and "careful" in second.getvalue()
+def test_the_level_filters_and_logging_is_restored_afterwards() -> None:
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with logging_to("warning", "text", out):
+        log_step(_step())
+        logging.getLogger("sparkscaler.test").warning("careful")
+    assert out.getvalue().count("\n") == 1 and "careful" in out.getvalue()
+    assert (root.handlers, root.level) == (handlers, level)
 
 
 RUN_ONCE = (sys.executable, "-m", "sparkscaler", "run", "--once", "--dry-run")

@@ -8,8 +8,10 @@ form carries the same facts as fields, so that a query can filter on ``action`` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal, TextIO
 
 if TYPE_CHECKING:
@@ -22,18 +24,20 @@ LogFormat = Literal["text", "json"]
 _QUIET = ("httpx", "httpcore", "uvicorn.access", "py4j")
 
 _TEXT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-_MARKER = "_sparkscaler_handler"
 
 step_log = logging.getLogger("sparkscaler.loop")
 
 
-def setup_logging(
+@contextlib.contextmanager
+def logging_to(
     level: LogLevel = "info", fmt: LogFormat = "text", stream: TextIO | None = None
-) -> None:
-    """Send every log record at ``level`` or above to ``stream`` (stderr by default).
+) -> Iterator[None]:
+    """Send every log record at ``level`` or above to ``stream`` (stderr by default) while the
+    block runs.
 
-    Calling it again replaces the handler it installed before, so that tests and a service
-    that switches settings never print each line twice.
+    The handler is removed and the levels restored on the way out, so that a command run
+    inside another program (a test's CliRunner, a notebook) leaves its logging as it was, and
+    nothing writes to a stream that has been closed since.
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
@@ -48,14 +52,20 @@ def setup_logging(
         )
     else:
         handler.setFormatter(logging.Formatter(_TEXT, datefmt="%Y-%m-%d %H:%M:%S"))
-    setattr(handler, _MARKER, True)
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _MARKER, False)]:
-        root.removeHandler(old)
+    quiet = [logging.getLogger(name) for name in _QUIET]
+    before = (root.level, [q.level for q in quiet])
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    for logger in quiet:
+        logger.setLevel(max(logging.WARNING, root.level))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before[0])
+        for logger, old in zip(quiet, before[1], strict=True):
+            logger.setLevel(old)
 
 
 def log_step(step: Step) -> None:

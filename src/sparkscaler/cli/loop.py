@@ -108,15 +108,18 @@ def run(
     """
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
-    from sparkscaler.logs import log_step, setup_logging
+    from sparkscaler.logs import log_step, logging_to
     from sparkscaler.policies import ensure_installed
     from sparkscaler.store import Store
 
     cfg = load(config)
     ensure_installed(cfg.policy.name)
     require_java()
-    setup_logging(log_level.value, log_format.value)
-    with sigterm_as_interrupt(), Store(cfg.store_path) as store:
+    with (
+        logging_to(log_level.value, log_format.value),
+        sigterm_as_interrupt(),
+        Store(cfg.store_path) as store,
+    ):
         try:
             with _local_controller(cfg, store, WallClock(), dry_run=dry_run) as controller:
                 console.print(_policy_line(cfg, " (dry run)" if dry_run else ""))
@@ -158,7 +161,7 @@ def serve(
         ) from None
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
-    from sparkscaler.logs import setup_logging
+    from sparkscaler.logs import logging_to
     from sparkscaler.policies import ensure_installed
     from sparkscaler.processes import port_free
     from sparkscaler.store import Store
@@ -177,8 +180,11 @@ def serve(
     except TokenError as error:
         raise fail(str(error), 2) from None
     require_java()
-    setup_logging(log_level.value, log_format.value)
-    with sigterm_as_interrupt(), Store(cfg.store_path) as store:
+    with (
+        logging_to(log_level.value, log_format.value),
+        sigterm_as_interrupt(),
+        Store(cfg.store_path) as store,
+    ):
         try:
             with _local_controller(cfg, store, WallClock(), dry_run=False) as controller:
                 runtime = Runtime(controller)
