@@ -15,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import assert_all_stopped, free_port, state_pids, wait_for
+from tests.conftest import assert_all_stopped, free_port, spark_test_config, state_pids, wait_for
 
 pytestmark = pytest.mark.spark
 
@@ -28,27 +28,10 @@ QUICK_DEMO = ("--jobs", "1", "--day-seconds", "10", "--size", "0.05", "--deadlin
 def _quick_config(path: Path, state_dir: Path) -> Path:
     """The demo's settings made quicker for a test: at most two workers (fewer JVMs to start on
     a busy 2-core machine) and a cluster that shrinks back a few seconds after its job."""
-    settings = {
-        "state_dir": str(state_dir),
-        "cluster": {
-            "master_port": free_port(),
-            "master_ui_port": free_port(),
-            "worker_ui_port": free_port(),
-            "worker_cores": 1,
-            "worker_memory": "1g",
-        },
-        "scaling": {
-            "min_workers": 1,
-            "max_workers": 2,
-            "interval_s": 1,
-            "scale_out_cooldown_s": 2,
-            "scale_in_cooldown_s": 2,
-            "scale_in_stabilization_s": 3,
-            "decommission_timeout_s": 30,
-        },
-        "policy": {"name": "hybrid", "params": {"reactive": {"idle_timeout_s": 3}}},
-        "service": {"port": free_port()},
-    }
+    config = spark_test_config(state_dir, max_workers=2, decommission_timeout_s=30)
+    settings = config.model_dump(mode="json", exclude_none=True)
+    settings["policy"] = {"name": "hybrid", "params": {"reactive": {"idle_timeout_s": 3}}}
+    settings["service"] = {"port": free_port()}
     path.write_text(yaml.safe_dump(settings))
     return path
 
