@@ -32,9 +32,6 @@ EXTRAS_MODULES = (
     "torch",
     "stable_baselines3",
     "gymnasium",
-    "fastapi",
-    "uvicorn",
-    "prometheus_client",
 )
 #: Libraries that `--help`, `--version` and `init` must not load (each costs 0.1 to 2 s).
 HEAVY = (*EXTRAS_MODULES, "numpy", "pandas", "scipy", "httpx", "psutil")
@@ -131,8 +128,8 @@ def test_a_base_install_runs_init_config_and_the_rule_policies(tmp_path: Path) -
         (["simulate", "--policy", "predictive", "--duration", "1h"], "ml"),
         (["simulate", "--policy", "dqn", "--duration", "1h"], "rl"),
         (["train", "dqn", "--timesteps", "100"], "rl"),
-        (["serve"], "service"),
-        (["run", "--once"], "ml"),  # the default policy is hybrid
+        (["serve"], "ml"),  # the default policy is hybrid
+        (["run", "--once"], "ml"),
     ],
 )
 def test_a_command_that_needs_an_extra_names_it_in_one_line(
@@ -145,16 +142,17 @@ def test_a_command_that_needs_an_extra_names_it_in_one_line(
     assert not (tmp_path / "home" / "logs").exists()  # refused before anything was started
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="`cluster start` checks for java first")
+@pytest.mark.skipif(shutil.which("java") is None, reason="both check for java first")
+@pytest.mark.parametrize("command", [["cluster", "start"], ["serve"]])
 def test_a_local_cluster_without_pyspark_or_spark_home_names_the_local_extra(
-    tmp_path: Path,
+    tmp_path: Path, command: list[str]
 ) -> None:
+    """`serve` on a base install gets as far as starting its cluster: only Spark is missing."""
     config = tmp_path / "c.yaml"
     ports = {k: free_port() for k in ("master_port", "master_ui_port", "worker_ui_port")}
-    config.write_text(yaml.safe_dump({"cluster": ports}))
-    result = _sparkscaler(
-        tmp_path, "cluster", "start", "--config", str(config), blocked=EXTRAS_MODULES
-    )
+    settings = {"cluster": ports, "service": {"port": free_port()}, "policy": {"name": "dra"}}
+    config.write_text(yaml.safe_dump(settings))
+    result = _sparkscaler(tmp_path, *command, "--config", str(config), blocked=EXTRAS_MODULES)
     assert result.returncode != 0
     line = _one_line_error(result)
     assert "pip install 'sparkscaler[local]'" in line and "SPARK_HOME" in line
@@ -164,11 +162,11 @@ def test_the_extras_are_honest() -> None:
     """The base dependencies carry none of the extras' packages; `all` names every extra."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = " ".join(project["dependencies"]).lower()
-    for heavy in ("pyspark", "scikit-learn", "torch", "gymnasium", "stable-baselines3", "fastapi"):
+    for heavy in ("pyspark", "scikit-learn", "torch", "gymnasium", "stable-baselines3"):
         assert heavy not in base
     extras = project["optional-dependencies"]
-    assert {"local", "ml", "rl", "service"} <= set(extras)
-    assert extras["all"] == ["sparkscaler[local,ml,rl,service]"]
+    assert {"local", "ml", "rl"} <= set(extras)
+    assert extras["all"] == ["sparkscaler[local,ml,rl]"]
 
 
 # ------------------------------------------------------------------------------ help texts

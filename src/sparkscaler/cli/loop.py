@@ -149,21 +149,15 @@ def serve(
     exit. Changes through the API need the bearer token, from service.token or generated into
     <state_dir>/service-token at the first start.
     """
-    try:
-        from sparkscaler.service.app import create_app
-        from sparkscaler.service.auth import TokenError, resolve_token
-        from sparkscaler.service.runtime import Runtime
-        from sparkscaler.service.server import ServerError, ServiceServer
-    except ImportError as error:
-        raise fail(
-            f"the service needs the 'service' extra ({error.name} is missing): "
-            "pip install 'sparkscaler[service]'"
-        ) from None
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
     from sparkscaler.logs import logging_to
     from sparkscaler.policies import ensure_installed
     from sparkscaler.processes import port_free
+    from sparkscaler.service.app import create_app
+    from sparkscaler.service.auth import TokenError, resolve_token
+    from sparkscaler.service.runtime import Runtime
+    from sparkscaler.service.server import ServerError, ServiceServer
     from sparkscaler.store import Store
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
