@@ -18,8 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -29,21 +27,13 @@ import yaml
 
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.config import Config
-from tests.conftest import assert_all_stopped, free_port
+from tests.conftest import assert_all_stopped, free_port, wait_for
 
 pytestmark = [pytest.mark.spark, pytest.mark.browser, pytest.mark.timeout(240)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TOKEN = "dashboard-test-token"
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _observed(url: str) -> bool:
@@ -92,7 +82,7 @@ def test_dashboard_switches_to_manual_and_scales_a_real_cluster(
             start_new_session=True,
         )
     try:
-        _wait(
+        wait_for(
             lambda: proc.poll() is not None or _observed(url),
             120,
             "the service to start its cluster",

@@ -84,6 +84,21 @@ def _local_controller(
             cluster.stop()
 
 
+@contextlib.contextmanager
+def _session(cfg: Config, log_level: LogLevel, log_format: LogFormat) -> Iterator[Store]:
+    """What `run` and `serve` hold while the loop runs: their logging, SIGTERM and SIGHUP as
+    Ctrl-C, and the store."""
+    from sparkscaler.logs import logging_to
+    from sparkscaler.store import Store
+
+    with (
+        logging_to(log_level.value, log_format.value),
+        sigterm_as_interrupt(),
+        Store(cfg.store_path) as store,
+    ):
+        yield store
+
+
 def _policy_line(cfg: Config, extra: str = "") -> str:
     s = cfg.scaling
     return (
@@ -108,18 +123,13 @@ def run(
     """
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
-    from sparkscaler.logs import log_step, logging_to
+    from sparkscaler.logs import log_step
     from sparkscaler.policies import ensure_installed
-    from sparkscaler.store import Store
 
     cfg = load(config)
     ensure_installed(cfg.policy.name)
     require_java()
-    with (
-        logging_to(log_level.value, log_format.value),
-        sigterm_as_interrupt(),
-        Store(cfg.store_path) as store,
-    ):
+    with _session(cfg, log_level, log_format) as store:
         try:
             with _local_controller(cfg, store, WallClock(), dry_run=dry_run) as controller:
                 console.print(_policy_line(cfg, " (dry run)" if dry_run else ""))
@@ -151,14 +161,12 @@ def serve(
     """
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
-    from sparkscaler.logs import logging_to
     from sparkscaler.policies import ensure_installed
     from sparkscaler.processes import port_free
     from sparkscaler.service.app import create_app
     from sparkscaler.service.auth import TokenError, resolve_token
     from sparkscaler.service.runtime import Runtime
     from sparkscaler.service.server import ServerError, ServiceServer
-    from sparkscaler.store import Store
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     cfg = load(config, {"service": overrides} if overrides else None)
@@ -174,11 +182,7 @@ def serve(
     except TokenError as error:
         raise fail(str(error), 2) from None
     require_java()
-    with (
-        logging_to(log_level.value, log_format.value),
-        sigterm_as_interrupt(),
-        Store(cfg.store_path) as store,
-    ):
+    with _session(cfg, log_level, log_format) as store:
         try:
             with _local_controller(cfg, store, WallClock(), dry_run=False) as controller:
                 runtime = Runtime(controller)
