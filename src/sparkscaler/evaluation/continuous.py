@@ -48,7 +48,7 @@ from sparkscaler.sim.arrivals import (
     Arrivals,
     daily_weekly,
     from_alibaba_batch,
-    from_demand_csv,
+    from_demand,
 )
 from sparkscaler.sim.cluster import JobResult
 from sparkscaler.sim.env import EnvConfig
@@ -144,14 +144,13 @@ def _arrivals(case: Case, rate: float, seed: int, period: int) -> Arrivals | Non
         offset = pd.Timedelta(seconds=case.duration_s * (period + periods - 1))
         index = trace.demand.index
         start = index[index.searchsorted(index[0] + offset)]
-        return from_demand_csv(
-            path,
+        return from_demand(
+            trace,
             case.duration_s,
             rng,
             jobs_per_hour=rate,
             start=start.isoformat(),
-            column=case.column,
-            step_s=case.step_s,
+            source=str(path),
         )
     if case.kind == "alibaba":
         if period < 0:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sparkscaler.sim.traces import parse_step, read_demand
+from sparkscaler.sim.traces import DemandTrace, parse_step, read_demand
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
@@ -216,9 +216,31 @@ def from_demand_csv(
     constant, so each step is sampled exactly (Poisson count, uniform times) with no thinning.
     ``column`` and ``step_s`` are passed to :func:`~sparkscaler.sim.traces.read_demand`.
     """
+    return from_demand(
+        read_demand(path, column, step_s),
+        duration_s,
+        rng,
+        jobs_per_hour=jobs_per_hour,
+        time_scale=time_scale,
+        start=start,
+        source=str(path),
+    )
+
+
+def from_demand(
+    trace: DemandTrace,
+    duration_s: float | None,
+    rng: np.random.Generator,
+    *,
+    jobs_per_hour: float,
+    time_scale: float = 1.0,
+    start: str | None = None,
+    source: str = "trace",
+) -> Arrivals:
+    """:func:`from_demand_csv` of a trace read already (the evaluation reads each file once);
+    ``source`` names it in errors."""
     _check_finite("jobs_per_hour", jobs_per_hour)
     _check_finite("time_scale", time_scale, positive=True)
-    trace = read_demand(path, column, step_s)
     demand = trace.demand
     if start is not None:
         try:
@@ -238,7 +260,7 @@ def from_demand_csv(
     _check_finite("duration_s", duration_s)
     if duration_s > available_s * (1 + 1e-12):
         raise ValueError(
-            f"{path}: duration {duration_s:g} s exceeds the trace from {demand.index[0]} "
+            f"{source}: duration {duration_s:g} s exceeds the trace from {demand.index[0]} "
             f"({available_s:g} s at time_scale {time_scale:g})"
         )
     edges = np.minimum(np.arange(len(demand) + 1) * sim_step_s, duration_s)
@@ -246,7 +268,7 @@ def from_demand_csv(
     values = demand.to_numpy(dtype=float)
     volume = float(np.sum(values * lengths))
     if volume <= 0:
-        raise ValueError(f"{path}: the selected window has no demand, so no rate to scale")
+        raise ValueError(f"{source}: the selected window has no demand, so no rate to scale")
     rate_per_s = values * (jobs_per_hour / SECONDS_PER_HOUR * duration_s / volume)
     counts = rng.poisson(rate_per_s * lengths)
     times = np.repeat(edges[:-1], counts) + rng.uniform(0.0, 1.0, counts.sum()) * np.repeat(
