@@ -7,9 +7,11 @@ a default.
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -37,12 +39,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _split_master_url(url: object) -> tuple[str, int]:
+    """``spark://HOST:PORT`` as (host, port), or ValueError with the form it must have."""
+    parts = urlsplit(str(url))
+    try:
+        port = parts.port or 7077
+    except ValueError:
+        port = -1
+    if parts.scheme != "spark" or not parts.hostname or port < 1 or parts.path not in ("", "/"):
+        raise ValueError(f"master_url must look like spark://HOST:7077 (got {url!r})")
+    return parts.hostname, port
+
+
 class ClusterSettings(_Strict):
-    """Where the Spark master is, and what each local worker is given."""
+    """Where the Spark master is, and what each worker sparkscaler starts is given.
+
+    ``master_url`` in a config names a master to attach to (``attach`` becomes true): run and
+    serve then never start or stop it, only ``cluster start`` may start it (when its host is an
+    address of this machine), and ``cluster stop`` stops it only if that start did.
+    """
 
     master_host: str = "127.0.0.1"
     master_port: int = Field(7077, ge=1, le=65535)
     master_ui_port: int = Field(8080, ge=1, le=65535)
+    attach: bool = Field(
+        False,
+        description="set by master_url: a master sparkscaler did not start; run and serve "
+        "never start or stop it",
+    )
     worker_cores: int = Field(1, ge=1, le=64)
     worker_memory: SparkMemory = Field(
         "1g",
@@ -60,6 +84,23 @@ class ClusterSettings(_Strict):
         "4040 and the next spark.port.maxRetries = 16)",
     )
     startup_timeout_s: Duration = Field(90.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _master_url(cls, data: Any) -> Any:
+        """``master_url: spark://HOST:PORT`` is the way users name a cluster; it sets
+        master_host and master_port, and marks the master as attached."""
+        if isinstance(data, dict) and "master_url" in data:
+            data = dict(data)
+            url = data.pop("master_url")
+            if url is not None:
+                host, port = _split_master_url(url)
+                for key, value in (("master_host", host), ("master_port", port)):
+                    if key in data and data[key] != value:
+                        raise ValueError(f"master_url says {key} {value}, {key} says {data[key]}")
+                    data[key] = value
+                data["attach"] = True
+        return data
 
     @field_validator("worker_memory")
     @classmethod
@@ -91,6 +132,28 @@ class ClusterSettings(_Strict):
     @property
     def worker_memory_mb(self) -> int:
         return parse_memory_mb(self.worker_memory)
+
+
+class HostSettings(_Strict):
+    """One machine of ``backend: hosts`` that may run a worker (one worker per host)."""
+
+    address: str = Field(description="the address the worker binds and SSH connects to")
+    ssh_user: str = Field(default_factory=getpass.getuser, description="default: this user")
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_key: Path | None = Field(
+        None, description="private key file; default: the SSH agent and ~/.ssh's default keys"
+    )
+    spark_home: str | None = Field(
+        None,
+        description="Spark on that host; default: the Spark this machine uses (same path)",
+    )
+    cores: int | None = Field(None, ge=1, le=1024, description="default: cluster.worker_cores")
+    memory: SparkMemory | None = Field(None, description="default: cluster.worker_memory")
+
+    @field_validator("ssh_key")
+    @classmethod
+    def _expand_key(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
 
 class ScalingSettings(_Strict):
@@ -177,7 +240,11 @@ class ServiceSettings(_Strict):
 
 
 class Config(_Strict):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "hosts"] = Field(
+        "local",
+        description="local: worker JVMs on this machine; hosts: one worker on each machine "
+        "of `hosts`, started over SSH",
+    )
     state_dir: Path = Field(default_factory=default_state_dir)
     store: Path | None = Field(None, description="SQLite file; default <state_dir>/sparkscaler.db")
     deadline_s: Duration | None = Field(
@@ -189,6 +256,26 @@ class Config(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    hosts: list[HostSettings] = Field(
+        default_factory=list, description="the machines of backend: hosts"
+    )
+
+    @model_validator(mode="after")
+    def _hosts(self) -> Config:
+        if self.backend != "hosts":
+            return self
+        if not self.hosts:
+            raise ValueError("backend: hosts needs at least one entry under hosts")
+        addresses = [h.address for h in self.hosts]
+        repeated = sorted({a for a in addresses if addresses.count(a) > 1})
+        if repeated:
+            raise ValueError(f"hosts: each address once (repeated: {', '.join(repeated)})")
+        if self.scaling.max_workers > len(self.hosts):
+            raise ValueError(
+                f"scaling.max_workers ({self.scaling.max_workers}) is above the number of "
+                f"hosts ({len(self.hosts)}): one worker runs per host"
+            )
+        return self
 
     @field_validator("state_dir", "store")
     @classmethod
