@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java browser demo test test-lanes test-fast test-spark lane-fast lane-spark \
+.PHONY: install java browser sshd demo test test-lanes test-fast test-spark lane-fast lane-spark \
 	lint bench evaluate clean
 
 install: $(STAMP) java
@@ -36,6 +36,16 @@ browser:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	@chromium --version 2>/dev/null | head -n 1
 
+# The hosts backend's tests run an sshd inside Linux network namespaces (ip from iproute2).
+# RUNLEVEL=1 keeps the package's install script from starting a system-wide sshd on port 22.
+sshd:
+	@{ test -x /usr/sbin/sshd && command -v ssh-keygen >/dev/null && command -v ip >/dev/null; } || { \
+		echo "sshd not found: installing openssh-server with apt-get (for the hosts backend's tests)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq openssh-server iproute2; }
+	@/usr/sbin/sshd -V 2>&1 | head -n 1
+
 demo: install
 	$(VENV)/bin/sparkscaler demo
 
@@ -58,7 +68,7 @@ FAST_LANE   := $(PYTEST) -m "not spark and not browser and not timing" -n 2 --di
 	-o cache_dir=.pytest_cache/fast
 SPARK_LANE  := $(PYTEST) -m "spark or browser" -o cache_dir=.pytest_cache/spark
 
-test: install browser lint
+test: install browser sshd lint
 	@$(MAKE) --no-print-directory test-lanes
 
 # What `make test` runs after install and lint (benchmarks/test_lanes.py times it).
@@ -74,7 +84,7 @@ test-fast: $(STAMP)
 	$(FAST_LANE)
 
 # The Spark lane alone: real local Spark clusters and the dashboard in Chromium.
-test-spark: install browser
+test-spark: install browser sshd
 	$(SPARK_LANE)
 
 lane-fast:
