@@ -51,8 +51,8 @@ class _CannedApp(AppClient):
     """One application behind a driver UI, its answers canned; counts environment reads."""
 
     def __init__(self, properties: dict[str, str]) -> None:
-        super().__init__("driver", [4040])
-        self._urls = {APP: BASE}
+        super().__init__("http://master:8080", "driver", [4040])
+        self.locator._urls = {APP: BASE}
         self.properties = properties
         self.environment_reads = 0
 

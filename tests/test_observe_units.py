@@ -29,6 +29,7 @@ from sparkscaler.observe.spark_app import (
     AppClient,
     AppLoad,
     executor_memory,
+    input_read,
     stage_tasks,
     tasks_by_host,
 )
@@ -173,15 +174,19 @@ EXECUTORS: list[dict[str, Any]] = [
 
 
 def test_executor_memory_excludes_driver_and_inactive_executors() -> None:
-    storage, execution, total, input_bytes = executor_memory(EXECUTORS)
+    storage, execution, total = executor_memory(EXECUTORS)
     assert storage == 100 + 20 + 30
     assert execution == 50 + 10
     assert total == 400 + 600
-    assert input_bytes == 1000 + 500
+
+
+def test_input_read_counts_gone_executors_but_not_the_driver() -> None:
+    assert input_read(EXECUTORS) == 1000 + 800 + 500
 
 
 def test_executor_memory_of_only_a_driver() -> None:
-    assert executor_memory(EXECUTORS[:1]) == (0.0, 0.0, 0.0, 0.0)
+    assert executor_memory(EXECUTORS[:1]) == (0.0, 0.0, 0.0)
+    assert input_read(EXECUTORS[:1]) == 0.0
 
 
 def test_tasks_by_host_sums_live_executors_per_host_without_the_driver() -> None:
@@ -329,7 +334,7 @@ def test_observer_with_a_dead_master_is_stale_and_does_not_raise() -> None:
     clock = ManualClock(T0)
     observer = SparkObserver(
         MasterClient(f"http://127.0.0.1:{port}", timeout_s=1.0),
-        AppClient("127.0.0.1", [port], timeout_s=1.0),
+        AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [port], timeout_s=1.0),
         clock,
         host=None,
     )
@@ -422,7 +427,7 @@ class FakeSpark:
             }
             for app_id, app in self.apps.items():
                 routes[f"{base}/{app_id}/stages?status=active"] = (200, app.stages)
-                routes[f"{base}/{app_id}/executors"] = (200, app.executors)
+                routes[f"{base}/{app_id}/allexecutors"] = (200, app.executors)
                 routes[f"{base}/{app_id}/environment"] = (
                     200,
                     {"sparkProperties": app.properties},
@@ -462,7 +467,7 @@ def _observer(port: int, clock: ManualClock, **kwargs: Any) -> SparkObserver:
     # A dead UI port first: probing must skip it and find the apps on the live one.
     return SparkObserver(
         MasterClient(f"http://127.0.0.1:{port}", timeout_s=2.0),
-        AppClient("127.0.0.1", [_free_port(), port], timeout_s=2.0),
+        AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [_free_port(), port], timeout_s=2.0),
         clock,
         host=None,
         **kwargs,
@@ -492,7 +497,7 @@ def _running(obs: Any) -> dict[str, int | None]:
 
 def test_app_client_load_of_one_app(fake_spark) -> None:
     _fake, port = fake_spark
-    client = AppClient("127.0.0.1", [port])
+    client = AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [port])
     try:
         assert client.load("app-1") == AppLoad(
             app_id="app-1",
@@ -503,7 +508,8 @@ def test_app_client_load_of_one_app(fake_spark) -> None:
             storage_memory_used=150.0,
             execution_memory_peak=60.0,
             executor_memory=1000.0,
-            input_bytes=1500.0,
+            input_bytes=None,  # not declared
+            input_read_bytes=2300.0,
             deadline_s=300.0,
         )
         assert client.load("app-unknown") is None
@@ -524,7 +530,8 @@ def test_observer_reads_tasks_memory_and_deadline(observed) -> None:
     assert obs.features.mt == pytest.approx(15.0)
     assert obs.features.ma == pytest.approx(6.0)
     assert (obs.features.cu, obs.features.cs, obs.features.bi, obs.features.bo) == (0, 0, 0, 0)
-    assert obs.input_bytes == 1500
+    assert obs.input_bytes is None  # the job did not declare its size
+    assert obs.input_read_bytes == 2300  # executors 1, 2 (gone) and 3
     assert obs.deadline_s == 300.0
     assert obs.oldest_job_elapsed_s == pytest.approx(100.0)
     # Every app answered: busy-ness from the executors' tasks, not from the cores held.
@@ -685,7 +692,7 @@ def test_loads_of_several_apps_add_up(fake_spark) -> None:
     assert obs.deadline_s == 120.0  # the tightest
     # storage (150 + 350) / (1000 + 1000); execution (60 + 140) / 2000.
     assert (obs.features.mt, obs.features.ma) == (pytest.approx(25.0), pytest.approx(10.0))
-    assert obs.input_bytes == 1520
+    assert obs.input_read_bytes == 2320
     # w-2's tasks come from app-2's executor on the same host.
     assert _running(obs) == {"w-1": 2, "w-2": 1}
     assert later.backlog_age_s == pytest.approx(54.0)
@@ -706,7 +713,7 @@ def test_a_malformed_deadline_does_not_hide_the_apps_load(fake_spark, caplog) ->
         observer.close()
     assert obs.errors == ()
     assert (obs.running_tasks, obs.pending_tasks) == (2, 9)
-    assert obs.input_bytes == 1500
+    assert obs.input_read_bytes == 2300
     assert obs.deadline_s == 120.0  # the app's deadline counts as none: the default
     assert again.deadline_s == 120.0
     warnings = [r for r in caplog.records if "ten minutes" in r.getMessage()]
@@ -740,7 +747,7 @@ def test_no_apps_means_no_load(observed) -> None:
     obs = observer.observe()
     assert (obs.running_tasks, obs.pending_tasks, obs.backlog_age_s) == (0, 0, 0.0)
     assert (obs.features.mt, obs.features.ma) == (0.0, 0.0)
-    assert obs.input_bytes is None
+    assert obs.input_bytes is None and obs.input_read_bytes is None
     assert obs.oldest_job_elapsed_s is None
     assert obs.deadline_s is None
     assert obs.errors == ()
@@ -819,11 +826,12 @@ def test_host_sampler_measures_only_the_given_process_trees() -> None:
 
         busy = HostSampler(1000.0, roots=lambda: [busy_root.pid])
         idle = HostSampler(1000.0, roots=lambda: [sleeper.pid])
-        assert busy.sample(1) == (0.0, 0.0, 0.0, 0.0)  # zeros on the first call
-        assert idle.sample(1) == (0.0, 0.0, 0.0, 0.0)
+        one_core = ClusterState(workers=(WorkerInfo("w", "127.0.0.2", 1, "ALIVE", 1, 0, 1024, 0),))
+        assert busy.sample(T0, one_core) == (0.0, 0.0, 0.0, 0.0)  # zeros on the first call
+        assert idle.sample(T0, one_core) == (0.0, 0.0, 0.0, 0.0)
         time.sleep(0.5)
-        cu, cs, bi, bo = busy.sample(1)
-        idle_cu, idle_cs, _, _ = idle.sample(1)
+        cu, cs, bi, bo = busy.sample(T0, one_core)
+        idle_cu, idle_cs, _, _ = idle.sample(T0, one_core)
         assert cu > 30.0  # the grandchild's spinning counts, relative to 1 core
         assert cu + cs <= 100.0
         assert (idle_cu, idle_cs) == (pytest.approx(0.0, abs=3.0), pytest.approx(0.0, abs=3.0))

@@ -80,8 +80,9 @@ class ClusterSettings(_Strict):
     )
     app_ui_ports: list[int] = Field(
         default_factory=lambda: list(range(4040, 4057)),
-        description="driver UI ports probed for running applications' REST API (Spark tries "
-        "4040 and the next spark.port.maxRetries = 16)",
+        description="driver UI ports probed on the master's host for running applications' "
+        "REST API when the master's reverse proxy and its link to the driver UI do not reach "
+        "it (Spark tries 4040 and the next spark.port.maxRetries = 16)",
     )
     startup_timeout_s: Duration = Field(90.0, gt=0)
 
@@ -184,9 +185,12 @@ class PolicySettings(_Strict):
 
 
 class MetricsSettings(_Strict):
-    """How raw host counters become the paper's percentages."""
+    """How raw counters (psutil's on this machine, Spark's task metrics for other hosts) become
+    the paper's percentages."""
 
-    link_capacity_mbit: float = Field(1000.0, gt=0, description="100 % network in/out")
+    link_capacity_mbit: float = Field(
+        1000.0, gt=0, description="each worker host's link: 100 % network in/out per host"
+    )
     request_timeout_s: Duration = Field(2.0, gt=0)
 
 

@@ -8,6 +8,7 @@ store as JSON and read back.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -17,6 +18,10 @@ from sparkscaler.units import parse_duration
 #: The application property through which a job tells sparkscaler its deadline T: seconds or a
 #: duration as Spark writes them (``300``, ``300s``, ``5min``, ``1h``).
 DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
+
+#: The application property through which a job tells sparkscaler the size of its whole input:
+#: bytes, or a size in Spark's notation (``2g``, ``512m``, ``300k``, binary as in Spark).
+INPUT_BYTES_PROPERTY = "spark.sparkscaler.inputBytes"
 
 #: The states in which a worker still counts towards the cluster's size.
 SERVING_STATES: frozenset[str] = frozenset({"ALIVE"})
@@ -124,10 +129,12 @@ class ClusterState:
 class Features:
     """The OLA 2019 paper's six state features, each a percentage in [0, 100].
 
-    cu/cs: CPU user/system time of the worker processes over the interval, relative to the
-    cores they were given; mt/ma: Spark storage ("transformations") and execution ("actions")
-    memory relative to the executors' unified memory; bi/bo: network in/out relative to the
-    configured link capacity.
+    cu/cs: CPU user/system time spent on the cluster's work over the interval, as a share of the
+    cores of the ALIVE workers; mt/ma: Spark storage ("transformations") and execution
+    ("actions") memory as a share of the executors' unified memory; bi/bo: bytes into/out of
+    the workers over the interval as a share of what their hosts' links (``metrics.
+    link_capacity_mbit`` each) carry in that time. The observe package says how each source
+    (psutil on this machine, Spark's own metrics for any host, the simulator) measures them.
     """
 
     cu: float = 0.0
@@ -167,6 +174,10 @@ class Observation:
     pending_tasks: int = 0
     backlog_age_s: float = 0.0
     features: Features = field(default_factory=Features)
+    #: The whole input of the running jobs, in bytes, where known: the job's size (what a
+    #: runtime model takes as the size), not what it has read so far. The simulator knows every
+    #: job's size; a Spark job declares it in ``spark.sparkscaler.inputBytes``; None when no
+    #: running job's size is known.
     input_bytes: float | None = None
     oldest_job_elapsed_s: float | None = None
     deadline_s: float | None = None
@@ -174,10 +185,14 @@ class Observation:
     max_workers: int | None = None
     stale: bool = False
     errors: tuple[str, ...] = ()
-    #: Settings of running jobs that were ignored (a deadline that is not a duration): the
-    #: decision goes ahead without them, and its reason says so, since the job's owner reads
-    #: the decision history, not the autoscaler's log.
+    #: Settings of running jobs that were ignored (a deadline that is not a duration, an input
+    #: size that is not a size): the decision goes ahead without them, and its reason says so,
+    #: since the job's owner reads the decision history, not the autoscaler's log.
     warnings: tuple[str, ...] = ()
+    #: The input the running jobs have read so far, in bytes (None with no job running): Spark
+    #: executors' ``totalInputBytes``; in the simulator, each job's size times the share of its
+    #: input stages' tasks that are done. With ``input_bytes`` it gives a job's progress.
+    input_read_bytes: float | None = None
 
     @property
     def weekday(self) -> int:
@@ -299,6 +314,28 @@ def job_deadline(value: str | float) -> float:
     if not seconds > 0:
         raise ValueError(f"{DEADLINE_PROPERTY}={value!r} is not a positive duration")
     return seconds
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmgtp]?)b?$")
+_SIZE_UNITS = "_kmgtp"
+
+
+def job_input_bytes(value: str | float) -> float:
+    """A job's ``spark.sparkscaler.inputBytes`` in bytes: a number of bytes (``2000000000``,
+    ``2e9``) or Spark's size notation (``2g``, ``512mb``, binary units); ValueError naming the
+    property otherwise, as :func:`job_deadline` does."""
+    text = str(value).strip().lower()
+    match = _SIZE.match(text)
+    if match is not None:
+        size = float(int(match.group(1)) * 1024 ** _SIZE_UNITS.index(match.group(2) or "_"))
+    else:
+        try:
+            size = float(text)
+        except ValueError:
+            raise ValueError(f"{INPUT_BYTES_PROPERTY}={value!r} is not a size in bytes") from None
+    if not 0 < size < float("inf"):
+        raise ValueError(f"{INPUT_BYTES_PROPERTY}={value!r} is not a positive size in bytes")
+    return size
 
 
 def choose_victims(cluster: ClusterState, count: int) -> list[str]:

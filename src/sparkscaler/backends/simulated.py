@@ -42,8 +42,23 @@ class SimClock:
         self.sim.run_until(self.sim.now + max(0.0, seconds))
 
 
+def input_read_bytes(sim: SimCluster) -> float:
+    """What the running jobs have read of their input: each job's size times the share of its
+    input stages' (those without parents) tasks that are done, as Spark's executors count
+    ``totalInputBytes`` as their input tasks finish."""
+    read = 0.0
+    for job_id in sim.active:
+        job = sim.jobs[job_id]
+        inputs = [s for s in job.spec.stages if not s.parents]
+        tasks = sum(s.num_tasks for s in inputs)
+        done = sum(min(job.stages[s.id].done, s.num_tasks) for s in inputs)
+        read += job.spec.size_gb * 1e9 * done / tasks if tasks else 0.0
+    return read
+
+
 class SimObserver:
-    """Observations of the simulated cluster, with the same fields as the real observer's."""
+    """Observations of the simulated cluster, with the same fields, in the same units and with
+    the same meaning as the real observer's (``tests/test_observation_contract.py`` checks)."""
 
     def __init__(self, sim: SimCluster, default_deadline_s: float | None = None) -> None:
         self.sim = sim
@@ -64,6 +79,7 @@ class SimObserver:
             backlog_age_s=backlog,
             features=sim.features(),
             input_bytes=sim.input_gb() * 1e9 if sim.active else None,
+            input_read_bytes=input_read_bytes(sim) if sim.active else None,
             oldest_job_elapsed_s=sim.elapsed_oldest(),
             deadline_s=deadline if deadline is not None else self.default_deadline_s,
         )

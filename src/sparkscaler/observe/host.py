@@ -1,17 +1,25 @@
-"""Host metrics of the Spark worker processes by psutil: the paper's CPU and network features.
+"""Host metrics of the Spark worker processes by psutil: the paper's CPU and network features
+for workers on this machine (the local backend, which knows its workers' pids).
 
 CPU is measured on the processes that do the cluster's work (worker and executor JVMs and their
 Python children), not on the whole machine, so that a busy laptop browser does not look like
-cluster load. Network is the host's interfaces: on one machine the cluster talks over loopback.
+cluster load: ``cu``/``cs`` are their user/system CPU seconds over the interval as a share of
+the ALIVE workers' cores. Network is this host's interfaces (on one machine the cluster talks
+over loopback) as a share of one link's capacity: every local worker shares this machine's.
+These are the same quantities, in the same units, that :mod:`sparkscaler.observe.spark_metrics`
+estimates for hosts psutil cannot see.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import psutil
+
+from sparkscaler.core import ClusterState
+from sparkscaler.observe.spark_app import AppLoad
 
 _SPARK_DAEMONS = (
     "org.apache.spark.deploy.worker.Worker",
@@ -57,13 +65,17 @@ class HostSampler:
         self._net: tuple[int, int] | None = None
         self._last: float | None = None
 
-    def sample(self, cores: int) -> tuple[float, float, float, float]:
+    def sample(
+        self, now: float, cluster: ClusterState, loads: Sequence[AppLoad] = ()
+    ) -> tuple[float, float, float, float]:
         """(cpu user %, cpu system %, net in %, net out %); zeros on the first call.
 
-        CPU percentages are relative to the ``cores`` the workers offer, so 100 % means the
-        cluster's cores are all busy computing.
+        CPU percentages are relative to the cores the ALIVE workers offer, so 100 % means the
+        cluster's cores are all busy computing. The interval is measured on the monotonic clock,
+        as psutil's counters run in real time; ``now`` and ``loads`` are the Spark source's.
         """
-        now = time.monotonic()
+        cores = cluster.cores_total
+        mono = time.monotonic()
         cpu: dict[tuple[int, float], tuple[float, float]] = {}
         for proc in spark_worker_processes(self.roots() if self.roots else None):
             try:
@@ -75,7 +87,7 @@ class HostSampler:
         counters = (net.bytes_recv, net.bytes_sent)
         result = (0.0, 0.0, 0.0, 0.0)
         if self._last is not None and self._net is not None:
-            elapsed = max(now - self._last, 1e-6)
+            elapsed = max(mono - self._last, 1e-6)
             user = system = 0.0
             for key, (u, s) in cpu.items():
                 prev_u, prev_s = self._cpu.get(key, (0.0, 0.0))
@@ -88,5 +100,5 @@ class HostSampler:
                 min(100.0, max(0.0, 100.0 * v))
                 for v in (user / capacity, system / capacity, net_in, net_out)
             )
-        self._cpu, self._net, self._last = cpu, counters, now
+        self._cpu, self._net, self._last = cpu, counters, mono
         return result

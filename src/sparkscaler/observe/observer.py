@@ -1,4 +1,5 @@
-"""Builds one :class:`Observation` per interval from the master, the apps' REST API and psutil.
+"""Builds one :class:`Observation` per interval from the master, the apps' REST API and the
+CPU/network source: psutil for workers on this machine, Spark's own metrics for any other.
 
 The observer is where state that spans observations lives (how long a worker has been idle, how
 old the backlog is), so that the policies can stay pure functions of one observation.
@@ -7,21 +8,30 @@ old the backlog is), so that the policies can stay pure functions of one observa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from sparkscaler.clock import Clock
 from sparkscaler.config import Config
 from sparkscaler.core import ClusterState, Features, Observation
 from sparkscaler.observe.host import HostSampler
-from sparkscaler.observe.spark_app import AppClient
+from sparkscaler.observe.spark_app import AppClient, AppLoad
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
+from sparkscaler.observe.spark_metrics import SparkMetricsSampler
 
 
 class Observer(Protocol):
     def observe(self) -> Observation: ...
 
     def close(self) -> None: ...
+
+
+class ActivitySampler(Protocol):
+    """A source of the CPU and network features: (cu, cs, bi, bo) over the last interval."""
+
+    def sample(
+        self, now: float, cluster: ClusterState, loads: Sequence[AppLoad]
+    ) -> tuple[float, float, float, float]: ...
 
 
 class SparkObserver:
@@ -36,7 +46,7 @@ class SparkObserver:
         master: MasterClient,
         apps: AppClient,
         clock: Clock,
-        host: HostSampler | None = None,
+        host: ActivitySampler | None = None,
         default_deadline_s: float | None = None,
     ) -> None:
         self.master = master
@@ -52,14 +62,23 @@ class SparkObserver:
     def from_config(
         cls, config: Config, clock: Clock, roots: Callable[[], Iterable[int]] | None = None
     ) -> SparkObserver:
-        """``roots``: pids of the cluster's daemons, whose process trees the CPU features
-        measure; without it every Spark worker and executor on this host counts."""
+        """``roots``: pids of this machine's worker daemons, whose process trees psutil measures
+        for the CPU and network features. Without them (a cluster sparkscaler attached to, or
+        workers on other hosts) the features come from Spark's own metrics, which reach every
+        host."""
         timeout = config.metrics.request_timeout_s
+        link = config.metrics.link_capacity_mbit
+        local = roots is not None and config.backend == "local" and not config.cluster.attach
         return cls(
             MasterClient(config.cluster.master_ui_url, timeout),
-            AppClient(config.cluster.master_host, config.cluster.app_ui_ports, timeout),
+            AppClient(
+                config.cluster.master_ui_url,
+                config.cluster.master_host,
+                config.cluster.app_ui_ports,
+                timeout,
+            ),
             clock,
-            HostSampler(config.metrics.link_capacity_mbit, roots),
+            HostSampler(link, roots) if local else SparkMetricsSampler(link),
             config.deadline_s,
         )
 
@@ -91,6 +110,7 @@ class SparkObserver:
 
         errors: list[str] = []
         loads = []
+        self.apps.retain([app["id"] for app in raw.get("activeapps", [])])
         for app in raw.get("activeapps", []):
             load = self.apps.load(app["id"])
             if load is None:
@@ -117,7 +137,7 @@ class SparkObserver:
             self._backlog_seen = None
         backlog_start = min(since) if since else self._backlog_seen
         deadlines = [load.deadline_s for load in loads if load.deadline_s is not None]
-        cu, cs, bi, bo = self.host.sample(cluster.cores_total) if self.host else (0.0,) * 4
+        cu, cs, bi, bo = self.host.sample(now, cluster, loads) if self.host else (0.0,) * 4
         oldest = min((a.start_time for a in cluster.active_apps), default=None)
         return Observation(
             time=now,
@@ -135,9 +155,19 @@ class SparkObserver:
                 bi=bi,
                 bo=bo,
             ),
-            input_bytes=sum(load.input_bytes for load in loads) if cluster.active_apps else None,
+            input_bytes=_total_declared(loads),
+            input_read_bytes=sum(load.input_read_bytes for load in loads)
+            if cluster.active_apps
+            else None,
             oldest_job_elapsed_s=None if oldest is None else max(0.0, now - oldest),
             deadline_s=min(deadlines) if deadlines else self.default_deadline_s,
             errors=tuple(errors),
             warnings=tuple(w for load in loads for w in load.warnings),
         )
+
+
+def _total_declared(loads: Sequence[AppLoad]) -> float | None:
+    """The running jobs' whole input, from those that declared it; None when none did, since a
+    size read from what executors have read so far would make a job look smaller than it is."""
+    declared = [load.input_bytes for load in loads if load.input_bytes is not None]
+    return sum(declared) if declared else None

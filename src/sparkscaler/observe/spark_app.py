@@ -1,29 +1,84 @@
-"""Running applications' REST API (``/api/v1``): tasks running and waiting, executor memory.
+"""Running applications' REST API (``/api/v1``): tasks, executor memory, the work done so far.
 
-The master's ``/json/`` does not say where a driver's UI is, so the UI ports Spark hands out
-(4040, 4041, ... on the driver's host) are probed and each application id is mapped to the base
-URL that serves it. The mapping is cached and probed again only when an unknown id shows up.
+Where each application's API is, is :mod:`sparkscaler.observe.app_discovery`'s business. Per
+application and observation this module reads the active stages (tasks running and waiting, and
+the work they have done), all executors (where tasks run, memory, input read so far) and, once,
+the environment (the job's declared deadline and input size).
+
+The work counters (:class:`Work`) are what makes the CPU and network features measurable on
+hosts we cannot run psutil on; they are cumulative since the application was first seen, and
+:mod:`sparkscaler.observe.spark_metrics` turns them into rates. Spark updates a running stage's
+task metrics from the executors' heartbeats (``spark.executor.heartbeatInterval``, 10 s by
+default) and at each task's end, so a stage's counters lag its work by up to one heartbeat.
+A stage is followed while it is active; when it leaves the active list its final counters are
+read once (``/stages/<id>/<attempt>``), so that its last tasks count too. A stage that starts
+and ends between two observations is never seen active and is not counted: at the default 5 s
+interval that is the odd short stage, not the bulk of a job's work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from sparkscaler.core import DEADLINE_PROPERTY, job_deadline
+from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, job_deadline, job_input_bytes
+from sparkscaler.observe.app_discovery import AppLocator
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Work:
+    """Work the executors did, as Spark's task metrics count it: CPU seconds of the task
+    threads (``executorCpuTime`` + ``executorDeserializeCpuTime``), bytes received (input read
+    plus shuffle bytes fetched from other executors) and bytes sent (shuffle bytes served to
+    other executors, which is what those fetched, plus output written plus task results)."""
+
+    cpu_s: float = 0.0
+    bytes_in: float = 0.0
+    bytes_out: float = 0.0
+
+    def __add__(self, other: Work) -> Work:
+        return Work(
+            self.cpu_s + other.cpu_s,
+            self.bytes_in + other.bytes_in,
+            self.bytes_out + other.bytes_out,
+        )
+
+    def __sub__(self, other: Work) -> Work:
+        return Work(
+            self.cpu_s - other.cpu_s,
+            self.bytes_in - other.bytes_in,
+            self.bytes_out - other.bytes_out,
+        )
+
+    @staticmethod
+    def of_stage(stage: dict[str, Any]) -> Work:
+        remote = float(stage.get("shuffleRemoteBytesRead", 0))
+        cpu_ns = float(stage.get("executorCpuTime", 0)) + float(
+            stage.get("executorDeserializeCpuTime", 0)
+        )
+        return Work(
+            cpu_s=cpu_ns / 1e9,
+            bytes_in=float(stage.get("inputBytes", 0)) + remote,
+            bytes_out=remote
+            + float(stage.get("outputBytes", 0))
+            + float(stage.get("resultSize", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class AppLoad:
-    """One application's load, summed over its active stages and live executors."""
+    """One application's load, summed over its active stages and its executors.
+
+    ``input_bytes`` is the job's whole input as it declared it (``spark.sparkscaler.
+    inputBytes``), None when it did not; ``input_read_bytes`` what its executors, live or gone,
+    have read so far; ``work`` the work done since the app was first seen.
+    """
 
     app_id: str
     running_tasks: int = 0
@@ -33,9 +88,11 @@ class AppLoad:
     storage_memory_used: float = 0.0
     execution_memory_peak: float = 0.0
     executor_memory: float = 0.0
-    input_bytes: float = 0.0
+    input_bytes: float | None = None
+    input_read_bytes: float = 0.0
     deadline_s: float | None = None
     warnings: tuple[str, ...] = ()
+    work: Work = Work()
 
 
 def _spark_time(text: str | None) -> float | None:
@@ -72,56 +129,75 @@ def stage_tasks(stages: list[dict[str, Any]]) -> tuple[int, int, float | None]:
     return running, pending, since
 
 
+def _live_executors(executors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [ex for ex in executors if ex.get("id") != "driver" and ex.get("isActive", True)]
+
+
 def tasks_by_host(executors: list[dict[str, Any]]) -> dict[str, int]:
     """Running tasks per executor host: what makes a worker busy. A standalone executor keeps
     its cores for its application's whole life, so the master's "cores used" cannot tell an
     idle worker from a busy one."""
     busy: dict[str, int] = {}
-    for ex in executors:
-        if ex.get("id") == "driver" or not ex.get("isActive", True):
-            continue
+    for ex in _live_executors(executors):
         host = str(ex.get("hostPort", "")).rsplit(":", 1)[0]
         busy[host] = busy.get(host, 0) + int(ex.get("activeTasks", 0))
     return busy
 
 
-def executor_memory(executors: list[dict[str, Any]]) -> tuple[float, float, float, float]:
-    """(storage used, execution peak, unified memory, input bytes) over live non-driver executors.
+def executor_memory(executors: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """(storage used, execution peak, unified memory) over live non-driver executors.
 
     Spark's REST API reports storage memory as it is now but execution memory only as the peak
     seen in executor heartbeats, so ``ma`` is a peak: the closest the API gets to the paper's
-    "memory used by actions".
+    "memory used by actions". ``maxMemory`` is the executor's unified (storage + execution)
+    region, on and off heap.
     """
-    storage = execution = total = input_bytes = 0.0
-    for ex in executors:
-        if ex.get("id") == "driver" or not ex.get("isActive", True):
-            continue
+    storage = execution = total = 0.0
+    for ex in _live_executors(executors):
         metrics = ex.get("memoryMetrics") or {}
         storage += metrics.get("usedOnHeapStorageMemory", ex.get("memoryUsed", 0))
         storage += metrics.get("usedOffHeapStorageMemory", 0)
         peak = ex.get("peakMemoryMetrics") or {}
         execution += peak.get("OnHeapExecutionMemory", 0) + peak.get("OffHeapExecutionMemory", 0)
         total += ex.get("maxMemory", 0)
-        input_bytes += ex.get("totalInputBytes", 0)
-    return storage, execution, total, input_bytes
+    return storage, execution, total
+
+
+def input_read(executors: list[dict[str, Any]]) -> float:
+    """Input bytes read so far by every executor the app has had (``/allexecutors``), gone ones
+    included, so that a decommissioned worker's reading still counts."""
+    return float(sum(ex.get("totalInputBytes", 0) for ex in executors if ex.get("id") != "driver"))
+
+
+@dataclass
+class _StageWork:
+    """One application's work, followed stage by stage (see the module docstring)."""
+
+    total: Work = Work()
+    active: dict[tuple[int, int], Work] | None = None
+
+
+@dataclass(frozen=True)
+class _Declared:
+    deadline_s: float | None
+    input_bytes: float | None
+    warnings: tuple[str, ...]
 
 
 class AppClient:
     def __init__(
         self,
-        host: str,
-        ports: list[int],
+        master_ui_url: str,
+        probe_host: str,
+        probe_ports: list[int],
         timeout_s: float = 2.0,
         reprobe_s: float = 1.0,
     ) -> None:
-        self.host = host
-        self.ports = ports
         self.timeout_s = timeout_s
-        self.reprobe_s = reprobe_s
-        self._urls: dict[str, str] = {}
-        self._deadlines: dict[str, tuple[float | None, tuple[str, ...]]] = {}
-        self._last_probe = float("-inf")
         self._http = httpx.Client(timeout=timeout_s)
+        self.locator = AppLocator(self._http, master_ui_url, probe_host, probe_ports, reprobe_s)
+        self._declared: dict[str, _Declared] = {}
+        self._work: dict[str, _StageWork] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -131,66 +207,79 @@ class AppClient:
         response.raise_for_status()
         return response.json()
 
-    def _probe(self) -> None:
-        """Ask every candidate UI port, all at once, which applications it serves.
+    def retain(self, app_ids: list[str]) -> None:
+        """Forget applications that are no longer running."""
+        self.locator.retain(app_ids)
+        for cache in (self._declared, self._work):
+            for key in [k for k in cache if k not in app_ids]:
+                del cache[key]
 
-        At once, because a driver that is still starting can take seconds to answer, and a
-        new application's backlog is exactly what the autoscaler must not see late.
-        """
-        self._last_probe = time.monotonic()
-
-        def ask(port: int) -> tuple[str, Any]:
-            base = f"http://{self.host}:{port}/api/v1"
-            try:
-                return base, self._get(f"{base}/applications")
-            except (httpx.HTTPError, ValueError):
-                return base, []
-
-        found: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=len(self.ports) or 1) as pool:
-            for base, apps in pool.map(ask, self.ports):
-                for app in apps if isinstance(apps, list) else []:
-                    found[app["id"]] = base
-        self._urls = found
-
-    def url_of(self, app_id: str) -> str | None:
-        if app_id not in self._urls and time.monotonic() - self._last_probe >= self.reprobe_s:
-            self._probe()
-        return self._urls.get(app_id)
-
-    def _deadline(self, base: str, app_id: str) -> tuple[float | None, tuple[str, ...]]:
-        """The app's ``spark.sparkscaler.deadline`` and the warning that it was ignored.
+    def _declared_settings(self, base: str, app_id: str) -> _Declared:
+        """The app's ``spark.sparkscaler.deadline`` and ``spark.sparkscaler.inputBytes``.
 
         A malformed value counts as none, so that it cannot hide the app's load; the warning
         rides along with every load of the app (into the decisions' reasons) and is logged once.
         """
-        if app_id not in self._deadlines:
+        if app_id not in self._declared:
             env = self._get(f"{base}/applications/{app_id}/environment")
             properties = dict(env.get("sparkProperties", []))
-            value = properties.get(DEADLINE_PROPERTY)
-            try:
-                self._deadlines[app_id] = (job_deadline(value) if value else None, ())
-            except ValueError as error:
-                name = properties.get("spark.app.name")
-                warning = f"{f'{app_id} ({name})' if name else app_id}: {error}, ignored"
-                log.warning("%s", warning)
-                self._deadlines[app_id] = (None, (warning,))
-        return self._deadlines[app_id]
+            name = properties.get("spark.app.name")
+            who = f"{app_id} ({name})" if name else app_id
+            values: list[float | None] = []
+            warnings: list[str] = []
+            for key, parse in (
+                (DEADLINE_PROPERTY, job_deadline),
+                (INPUT_BYTES_PROPERTY, job_input_bytes),
+            ):
+                value = properties.get(key)
+                try:
+                    values.append(parse(value) if value else None)
+                except ValueError as error:
+                    warning = f"{who}: {error}, ignored"
+                    log.warning("%s", warning)
+                    warnings.append(warning)
+                    values.append(None)
+            self._declared[app_id] = _Declared(values[0], values[1], tuple(warnings))
+        return self._declared[app_id]
+
+    def _work_done(self, base: str, app_id: str, stages: list[dict[str, Any]]) -> Work:
+        """The app's work since it was first seen: growth of its active stages, plus the last
+        growth of the stages that have left the active list since the previous look."""
+        state = self._work.setdefault(app_id, _StageWork())
+        now = {
+            (int(s.get("stageId", -1)), int(s.get("attemptId", 0))): Work.of_stage(s)
+            for s in stages
+        }
+        if state.active is None:  # first sight: what was done before is not ours to count
+            state.active = now
+            return state.total
+        grown = Work()
+        for key, work in now.items():
+            grown += work - state.active.get(key, Work())
+        for key in state.active.keys() - now.keys():
+            final = self._get(
+                f"{base}/applications/{app_id}/stages/{key[0]}/{key[1]}?details=false"
+            )
+            grown += Work.of_stage(final) - state.active[key]
+        state.total += grown
+        state.active = now
+        return state.total
 
     def load(self, app_id: str) -> AppLoad | None:
-        """The load of one application, or None when its UI cannot be found."""
-        base = self.url_of(app_id)
+        """The load of one application, or None when its REST API cannot be found or read."""
+        base = self.locator.base(app_id)
         if base is None:
             return None
         try:
             stages = self._get(f"{base}/applications/{app_id}/stages?status=active")
-            executors = self._get(f"{base}/applications/{app_id}/executors")
-            deadline, warnings = self._deadline(base, app_id)
-        except (httpx.HTTPError, ValueError):
-            self._urls.pop(app_id, None)
+            executors = self._get(f"{base}/applications/{app_id}/allexecutors")
+            declared = self._declared_settings(base, app_id)
+            work = self._work_done(base, app_id, stages)
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+            self.locator.forget(app_id)
             return None
         running, pending, since = stage_tasks(stages)
-        storage, execution, total, input_bytes = executor_memory(executors)
+        storage, execution, total = executor_memory(executors)
         return AppLoad(
             app_id,
             running,
@@ -200,7 +289,9 @@ class AppClient:
             storage,
             execution,
             total,
-            input_bytes,
-            deadline,
-            warnings,
+            declared.input_bytes,
+            input_read(executors),
+            declared.deadline_s,
+            declared.warnings,
+            work,
         )
