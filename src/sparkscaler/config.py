@@ -150,6 +150,11 @@ class HostSettings(_Strict):
     )
     cores: int | None = Field(None, ge=1, le=1024, description="default: cluster.worker_cores")
     memory: SparkMemory | None = Field(None, description="default: cluster.worker_memory")
+    work_dir: str | None = Field(
+        None,
+        description="directory on that host for the worker's log, settings and applications' "
+        "files; default: ~/.sparkscaler-worker of ssh_user",
+    )
 
     @field_validator("ssh_key")
     @classmethod
