@@ -56,12 +56,12 @@ class _CannedApp(AppClient):
         self.properties = properties
         self.environment_reads = 0
 
-    def _get(self, url: str) -> Any:
+    def _get(self, url: str, missing_ok: bool = False) -> Any:
         if url.endswith("/environment"):
             self.environment_reads += 1
             return {"sparkProperties": [[k, v] for k, v in self.properties.items()]}
         if "/stages" in url:
-            return [{"numTasks": 4, "numActiveTasks": 1, "numCompletedIndices": 1}]
+            return [{"stageId": 0, "numTasks": 4, "numActiveTasks": 1, "numCompletedIndices": 1}]
         return []  # executors
 
 

@@ -426,7 +426,13 @@ class FakeSpark:
                 base: (200, [{"id": i, "name": f"job {i}"} for i in self.apps]),
             }
             for app_id, app in self.apps.items():
-                routes[f"{base}/{app_id}/stages?status=active"] = (200, app.stages)
+                # Spark numbers stages 0, 1, ... per app; the canned stages in list order.
+                stages = [{"stageId": i, **stage} for i, stage in enumerate(app.stages)]
+                routes[f"{base}/{app_id}/stages?status=active"] = (200, stages)
+                routes[f"{base}/{app_id}/stages"] = (200, stages)
+                for stage in stages:
+                    one = f"{base}/{app_id}/stages/{stage['stageId']}?details=false"
+                    routes[one] = (200, [stage])
                 routes[f"{base}/{app_id}/allexecutors"] = (200, app.executors)
                 routes[f"{base}/{app_id}/environment"] = (
                     200,

@@ -15,8 +15,9 @@ from sparkscaler.core import (
     WorkerInfo,
     job_input_bytes,
 )
-from sparkscaler.observe.spark_app import AppClient, AppLoad, Work
+from sparkscaler.observe.spark_app import AppClient, AppLoad
 from sparkscaler.observe.spark_metrics import SYSTEM_SHARE, SparkMetricsSampler, worker_hosts
+from sparkscaler.observe.stage_work import Work
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 
@@ -24,65 +25,97 @@ APP = "app-1"
 BASE = "http://driver:4040/api/v1"
 
 
-def _stage(sid: int, cpu_s: float = 0.0, read: float = 0.0, remote: float = 0.0, **more: Any):
+def _stage(sid: int, status: str = "ACTIVE", cpu_s: float = 0.0, read: float = 0.0, **more: Any):
     return {
         "stageId": sid,
         "attemptId": 0,
+        "status": status,
         "numTasks": 4,
-        "numActiveTasks": 1,
+        "numActiveTasks": 1 if status == "ACTIVE" else 0,
         "numCompletedIndices": 1,
         "executorCpuTime": int(cpu_s * 1e9),
         "executorDeserializeCpuTime": 0,
         "inputBytes": read,
-        "shuffleRemoteBytesRead": remote,
+        "shuffleRemoteBytesRead": more.get("remote", 0),
         "outputBytes": more.get("output", 0),
         "resultSize": more.get("result", 0),
     }
 
 
 class _Stages(AppClient):
-    """One application whose active stages and finished stages the test sets."""
+    """One application whose stages the test sets, by id, as Spark's REST API serves them."""
 
     def __init__(self) -> None:
         super().__init__("http://master:8080", "driver", [4040])
         self.locator._urls = {APP: BASE}
-        self.active: list[dict[str, Any]] = []
-        self.final: dict[int, dict[str, Any]] = {}
+        self.stages: dict[int, dict[str, Any]] = {}
         self.asked: list[str] = []
+        self.properties = [[INPUT_BYTES_PROPERTY, "3g"]]
 
-    def _get(self, url: str) -> Any:
-        self.asked.append(url.removeprefix(f"{BASE}/applications/{APP}"))
-        if url.endswith("/environment"):
-            return {"sparkProperties": [[INPUT_BYTES_PROPERTY, "3g"]]}
-        if url.endswith("stages?status=active"):
-            return self.active
-        if "/stages/" in url:
-            return self.final[int(url.split("/stages/")[1].split("/")[0])]
+    def _get(self, url: str, missing_ok: bool = False) -> Any:
+        path = url.removeprefix(f"{BASE}/applications/{APP}/")
+        self.asked.append(path)
+        if path == "environment":
+            return {"sparkProperties": self.properties}
+        if path == "stages?status=active":
+            return [s for s in self.stages.values() if s["status"] == "ACTIVE"]
+        if path == "stages":
+            return list(self.stages.values())
+        if path.startswith("stages/"):
+            sid = int(path.split("/")[1].split("?")[0])
+            assert missing_ok
+            return [self.stages[sid]] if sid in self.stages else None
         return [{"id": "1", "hostPort": "10.0.0.5:1", "totalInputBytes": 700}]
 
 
-def test_work_counts_active_stages_growth_and_the_last_of_finished_ones() -> None:
+def test_work_counts_every_stage_once_however_short() -> None:
     client = _Stages()
     try:
-        client.active = [_stage(0, cpu_s=5, read=100)]
+        client.stages = {0: _stage(0, "COMPLETE", cpu_s=50), 1: _stage(1, cpu_s=5, read=100)}
         first = client.load(APP)
         assert first is not None
         assert first.work == Work()  # first sight: what was done before is not counted
         assert (first.input_bytes, first.input_read_bytes) == (3 * 1024**3, 700.0)
 
-        client.active = [_stage(0, cpu_s=8, read=160), _stage(1, cpu_s=1, remote=50)]
+        # Stage 1 grows; stage 2 is submitted and waits for it.
+        client.stages[1] = _stage(1, cpu_s=8, read=160)
+        client.stages[2] = _stage(2, "PENDING")
         second = client.load(APP)
         assert second is not None
-        assert second.work == Work(cpu_s=3 + 1, bytes_in=60 + 50, bytes_out=50)
+        assert second.work == Work(cpu_s=3, bytes_in=60)
 
-        # Stage 0 finished (its last counters read once), stage 1 grew, 2 started.
-        client.final[0] = _stage(0, cpu_s=9, read=200, output=30, result=5)
-        client.active = [_stage(1, cpu_s=2, remote=50), _stage(2, cpu_s=0.5)]
+        # Stage 1 finishes (its last counters read once), 2 runs, 3 and 4 start and end
+        # between the two looks, 5 waits.
+        client.stages[1] = _stage(1, "COMPLETE", cpu_s=9, read=200, output=30, result=5)
+        client.stages[2] = _stage(2, cpu_s=1, remote=50)
+        client.stages[3] = _stage(3, "COMPLETE", cpu_s=2)
+        client.stages[4] = _stage(4, "SKIPPED")
+        client.stages[5] = _stage(5, "PENDING")
         third = client.load(APP)
         assert third is not None
-        assert third.work == Work(cpu_s=4 + 1 + 1 + 0.5, bytes_in=110 + 40, bytes_out=50 + 30 + 5)
-        assert client.asked.count("/stages/0/0?details=false") == 1
-        assert client.asked.count("/environment") == 1
+        assert third.work == Work(cpu_s=3 + 1 + 1 + 2, bytes_in=60 + 40 + 50, bytes_out=35 + 50)
+
+        # Nothing new: the work stays, and stage 5 (still pending) is asked about again.
+        client.asked.clear()
+        fourth = client.load(APP)
+        assert fourth is not None and fourth.work == third.work
+        assert "stages/1?details=false" not in client.asked  # done with
+        assert "stages/5?details=false" in client.asked
+        assert "stages/6?details=false" in client.asked  # the 404 that says no new stage
+        assert client.asked.count("stages") == 0  # the whole list only on first sight
+    finally:
+        client.close()
+
+
+def test_an_evicted_stage_does_not_stop_the_count() -> None:
+    client = _Stages()
+    try:
+        client.stages = {0: _stage(0, cpu_s=1)}
+        assert client.load(APP) is not None
+        # Spark dropped stage 1 from its UI store (spark.ui.retainedStages); 2 is active.
+        client.stages = {0: _stage(0, "COMPLETE", cpu_s=1), 2: _stage(2, cpu_s=4)}
+        load = client.load(APP)
+        assert load is not None and load.work == Work(cpu_s=4)
     finally:
         client.close()
 
@@ -145,9 +178,7 @@ def test_an_unreadable_input_size_names_the_property(value: str) -> None:
 
 def test_an_unreadable_input_size_is_ignored_with_a_warning() -> None:
     client = _Stages()
-    client._get = lambda url: (  # type: ignore[method-assign]
-        {"sparkProperties": [[INPUT_BYTES_PROPERTY, "lots"]]} if url.endswith("environment") else []
-    )
+    client.properties = [[INPUT_BYTES_PROPERTY, "lots"]]
     try:
         load = client.load(APP)
     finally:

@@ -1,19 +1,10 @@
 """Running applications' REST API (``/api/v1``): tasks, executor memory, the work done so far.
 
 Where each application's API is, is :mod:`sparkscaler.observe.app_discovery`'s business. Per
-application and observation this module reads the active stages (tasks running and waiting, and
-the work they have done), all executors (where tasks run, memory, input read so far) and, once,
-the environment (the job's declared deadline and input size).
-
-The work counters (:class:`Work`) are what makes the CPU and network features measurable on
-hosts we cannot run psutil on; they are cumulative since the application was first seen, and
-:mod:`sparkscaler.observe.spark_metrics` turns them into rates. Spark updates a running stage's
-task metrics from the executors' heartbeats (``spark.executor.heartbeatInterval``, 10 s by
-default) and at each task's end, so a stage's counters lag its work by up to one heartbeat.
-A stage is followed while it is active; when it leaves the active list its final counters are
-read once (``/stages/<id>/<attempt>``), so that its last tasks count too. A stage that starts
-and ends between two observations is never seen active and is not counted: at the default 5 s
-interval that is the odd short stage, not the bulk of a job's work.
+application and observation this module reads the active stages (tasks running and waiting),
+all executors (where tasks run, memory, input read so far), the stages' work counters
+(:mod:`sparkscaler.observe.stage_work`) and, once, the environment (the job's declared
+deadline and input size).
 """
 
 from __future__ import annotations
@@ -27,48 +18,9 @@ import httpx
 
 from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, job_deadline, job_input_bytes
 from sparkscaler.observe.app_discovery import AppLocator
+from sparkscaler.observe.stage_work import Reader, StageWork, Work
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Work:
-    """Work the executors did, as Spark's task metrics count it: CPU seconds of the task
-    threads (``executorCpuTime`` + ``executorDeserializeCpuTime``), bytes received (input read
-    plus shuffle bytes fetched from other executors) and bytes sent (shuffle bytes served to
-    other executors, which is what those fetched, plus output written plus task results)."""
-
-    cpu_s: float = 0.0
-    bytes_in: float = 0.0
-    bytes_out: float = 0.0
-
-    def __add__(self, other: Work) -> Work:
-        return Work(
-            self.cpu_s + other.cpu_s,
-            self.bytes_in + other.bytes_in,
-            self.bytes_out + other.bytes_out,
-        )
-
-    def __sub__(self, other: Work) -> Work:
-        return Work(
-            self.cpu_s - other.cpu_s,
-            self.bytes_in - other.bytes_in,
-            self.bytes_out - other.bytes_out,
-        )
-
-    @staticmethod
-    def of_stage(stage: dict[str, Any]) -> Work:
-        remote = float(stage.get("shuffleRemoteBytesRead", 0))
-        cpu_ns = float(stage.get("executorCpuTime", 0)) + float(
-            stage.get("executorDeserializeCpuTime", 0)
-        )
-        return Work(
-            cpu_s=cpu_ns / 1e9,
-            bytes_in=float(stage.get("inputBytes", 0)) + remote,
-            bytes_out=remote
-            + float(stage.get("outputBytes", 0))
-            + float(stage.get("resultSize", 0)),
-        )
 
 
 @dataclass(frozen=True)
@@ -92,7 +44,7 @@ class AppLoad:
     input_read_bytes: float = 0.0
     deadline_s: float | None = None
     warnings: tuple[str, ...] = ()
-    work: Work = Work()
+    work: Work = field(default_factory=Work)
 
 
 def _spark_time(text: str | None) -> float | None:
@@ -169,14 +121,6 @@ def input_read(executors: list[dict[str, Any]]) -> float:
     return float(sum(ex.get("totalInputBytes", 0) for ex in executors if ex.get("id") != "driver"))
 
 
-@dataclass
-class _StageWork:
-    """One application's work, followed stage by stage (see the module docstring)."""
-
-    total: Work = Work()
-    active: dict[tuple[int, int], Work] | None = None
-
-
 @dataclass(frozen=True)
 class _Declared:
     deadline_s: float | None
@@ -197,13 +141,16 @@ class AppClient:
         self._http = httpx.Client(timeout=timeout_s)
         self.locator = AppLocator(self._http, master_ui_url, probe_host, probe_ports, reprobe_s)
         self._declared: dict[str, _Declared] = {}
-        self._work: dict[str, _StageWork] = {}
+        self._work: dict[str, StageWork] = {}
 
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, url: str) -> Any:
+    def _get(self, url: str, missing_ok: bool = False) -> Any:
+        """The JSON at ``url``; with ``missing_ok`` None for Spark's 404 (no such stage)."""
         response = self._http.get(url)
+        if missing_ok and response.status_code == 404:
+            return None
         response.raise_for_status()
         return response.json()
 
@@ -242,28 +189,8 @@ class AppClient:
             self._declared[app_id] = _Declared(values[0], values[1], tuple(warnings))
         return self._declared[app_id]
 
-    def _work_done(self, base: str, app_id: str, stages: list[dict[str, Any]]) -> Work:
-        """The app's work since it was first seen: growth of its active stages, plus the last
-        growth of the stages that have left the active list since the previous look."""
-        state = self._work.setdefault(app_id, _StageWork())
-        now = {
-            (int(s.get("stageId", -1)), int(s.get("attemptId", 0))): Work.of_stage(s)
-            for s in stages
-        }
-        if state.active is None:  # first sight: what was done before is not ours to count
-            state.active = now
-            return state.total
-        grown = Work()
-        for key, work in now.items():
-            grown += work - state.active.get(key, Work())
-        for key in state.active.keys() - now.keys():
-            final = self._get(
-                f"{base}/applications/{app_id}/stages/{key[0]}/{key[1]}?details=false"
-            )
-            grown += Work.of_stage(final) - state.active[key]
-        state.total += grown
-        state.active = now
-        return state.total
+    def _reader(self, base: str, app_id: str) -> Reader:
+        return lambda path: self._get(f"{base}/applications/{app_id}/{path}", missing_ok=True)
 
     def load(self, app_id: str) -> AppLoad | None:
         """The load of one application, or None when its REST API cannot be found or read."""
@@ -274,8 +201,10 @@ class AppClient:
             stages = self._get(f"{base}/applications/{app_id}/stages?status=active")
             executors = self._get(f"{base}/applications/{app_id}/allexecutors")
             declared = self._declared_settings(base, app_id)
-            work = self._work_done(base, app_id, stages)
-        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+            work = self._work.setdefault(app_id, StageWork()).update(
+                self._reader(base, app_id), stages
+            )
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError, KeyError):
             self.locator.forget(app_id)
             return None
         running, pending, since = stage_tasks(stages)

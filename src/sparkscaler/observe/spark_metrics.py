@@ -2,7 +2,7 @@
 
 psutil (:mod:`sparkscaler.observe.host`) can only see this machine's processes; a worker on
 another host, or on a cluster we attached to, is measured through what its executors report to
-their driver (:class:`~sparkscaler.observe.spark_app.Work`, read from the REST API). Over the
+their driver (:class:`~sparkscaler.observe.stage_work.Work`, read from the REST API). Over the
 interval since an application was last read, with ``cores`` the ALIVE workers' cores and
 ``links`` the worker hosts' link capacity added up, exactly as the psutil source divides:
 
@@ -33,7 +33,8 @@ import ipaddress
 from collections.abc import Sequence
 
 from sparkscaler.core import ClusterState
-from sparkscaler.observe.spark_app import AppLoad, Work
+from sparkscaler.observe.spark_app import AppLoad
+from sparkscaler.observe.stage_work import Work
 
 #: Share of a Spark task's CPU time that is system time (see the module docstring).
 SYSTEM_SHARE = 6.0 / 96.0
