@@ -147,9 +147,12 @@ def _free_subnet() -> int:
 
 
 def _keygen(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".pub").unlink(missing_ok=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sparkscaler-test", "-f", str(path)],
         check=True,
+        stdin=subprocess.DEVNULL,
     )
 
 
