@@ -23,6 +23,7 @@ import pytest
 
 from sparkscaler.clock import ManualClock
 from sparkscaler.core import ClusterState, WorkerInfo
+from sparkscaler.errors import SparkscalerError
 from sparkscaler.observe.host import HostSampler, spark_worker_processes
 from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_app import (
@@ -853,3 +854,54 @@ def test_host_sampler_measures_only_the_given_process_trees() -> None:
             assert proc.stdout is not None
             proc.stdout.close()
     assert not psutil.pid_exists(children[0])
+
+
+# ------------------------------------------------------------------------------- provisioning
+def _provisioning(wid: str, host: str) -> WorkerInfo:
+    return WorkerInfo(wid, host, 0, "PROVISIONING", 2, 0, 1024, 0, running_tasks=0)
+
+
+def test_workers_the_backend_provisions_count_until_the_master_lists_them(fake_spark) -> None:
+    _fake, port = fake_spark
+    asked = [
+        _provisioning("pending-127.0.0.4", "127.0.0.4"),  # not at the master yet
+        _provisioning("pending-127.0.0.3", "127.0.0.3"),  # w-2 registered meanwhile
+        WorkerInfo("w-1", "127.0.0.2", 1, "ALIVE", 2, 2, 1024, 0),  # the master's say counts
+    ]
+    observer = SparkObserver(
+        MasterClient(f"http://127.0.0.1:{port}"),
+        AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [port]),
+        ManualClock(T0),
+        provisioning=lambda: asked,
+    )
+    try:
+        obs = observer.observe()
+    finally:
+        observer.close()
+    assert [(w.id, w.state) for w in obs.cluster.workers] == [
+        ("w-1", "ALIVE"),
+        ("w-2", "ALIVE"),
+        ("pending-127.0.0.4", "PROVISIONING"),
+    ]
+    assert (obs.workers, obs.cluster.alive_workers, obs.cluster.provisioning_workers) == (3, 2, 1)
+    assert obs.cluster.cores_total == 4  # a provisioning worker offers nothing yet
+
+
+def test_a_backend_that_cannot_list_its_workers_is_an_error_not_stale(fake_spark) -> None:
+    _fake, port = fake_spark
+
+    def broken() -> list[WorkerInfo]:
+        raise SparkscalerError("state file unreadable")
+
+    observer = SparkObserver(
+        MasterClient(f"http://127.0.0.1:{port}"),
+        AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [port]),
+        ManualClock(T0),
+        provisioning=broken,
+    )
+    try:
+        obs = observer.observe()
+    finally:
+        observer.close()
+    assert not obs.stale and obs.workers == 2
+    assert obs.errors == ("the backend's workers are unknown: state file unreadable",)

@@ -191,7 +191,8 @@ class Observation:
     warnings: tuple[str, ...] = ()
     #: The input the running jobs have read so far, in bytes (None with no job running): Spark
     #: executors' ``totalInputBytes``; in the simulator, each job's size times the share of its
-    #: input stages' tasks that are done. With ``input_bytes`` it gives a job's progress.
+    #: input stages' tasks that are done. With ``input_bytes`` it gives a job's progress (a job
+    #: that reads its input more than once reads more than its size).
     input_read_bytes: float | None = None
 
     @property

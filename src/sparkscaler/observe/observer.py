@@ -13,7 +13,8 @@ from typing import Protocol
 
 from sparkscaler.clock import Clock
 from sparkscaler.config import Config
-from sparkscaler.core import ClusterState, Features, Observation
+from sparkscaler.core import ClusterState, Features, Observation, WorkerInfo
+from sparkscaler.errors import SparkscalerError
 from sparkscaler.observe.host import HostSampler
 from sparkscaler.observe.spark_app import AppClient, AppLoad
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
@@ -21,6 +22,20 @@ from sparkscaler.observe.spark_metrics import SparkMetricsSampler
 
 
 class Observer(Protocol):
+    def _with_provisioning(self, cluster: ClusterState, errors: list[str]) -> ClusterState:
+        """The backend's PROVISIONING workers that the master does not list yet (by host: the
+        master may have registered one since the backend last looked)."""
+        if self.provisioning is None:
+            return cluster
+        try:
+            asked = list(self.provisioning())
+        except SparkscalerError as error:
+            errors.append(f"the backend's workers are unknown: {error}")
+            return cluster
+        listed = {w.host for w in cluster.workers}
+        extra = tuple(w for w in asked if w.state == "PROVISIONING" and w.host not in listed)
+        return dataclasses.replace(cluster, workers=cluster.workers + extra) if extra else cluster
+
     def observe(self) -> Observation: ...
 
     def close(self) -> None: ...
@@ -39,6 +54,10 @@ class SparkObserver:
 
     A stale observation (master unreachable) carries the last cluster state that was seen, so
     that a hold can say what it holds at; the guard never acts on it.
+
+    ``provisioning`` is the backend's list of workers (``Backend.workers``): those it has been
+    asked for and that the master does not list yet are PROVISIONING in the observation, as in
+    the simulator, so that a slow start is not taken for a missing worker and launched again.
     """
 
     def __init__(
@@ -48,24 +67,30 @@ class SparkObserver:
         clock: Clock,
         host: ActivitySampler | None = None,
         default_deadline_s: float | None = None,
+        provisioning: Callable[[], Iterable[WorkerInfo]] | None = None,
     ) -> None:
         self.master = master
         self.apps = apps
         self.clock = clock
         self.host = host
         self.default_deadline_s = default_deadline_s
+        self.provisioning = provisioning
         self._busy_until: dict[str, float] = {}
         self._backlog_seen: float | None = None
         self._last_cluster = ClusterState()
 
     @classmethod
     def from_config(
-        cls, config: Config, clock: Clock, roots: Callable[[], Iterable[int]] | None = None
+        cls,
+        config: Config,
+        clock: Clock,
+        roots: Callable[[], Iterable[int]] | None = None,
+        provisioning: Callable[[], Iterable[WorkerInfo]] | None = None,
     ) -> SparkObserver:
         """``roots``: pids of this machine's worker daemons, whose process trees psutil measures
         for the CPU and network features. Without them (a cluster sparkscaler attached to, or
         workers on other hosts) the features come from Spark's own metrics, which reach every
-        host."""
+        host. ``provisioning``: the backend's ``workers`` (see the class)."""
         timeout = config.metrics.request_timeout_s
         link = config.metrics.link_capacity_mbit
         local = roots is not None and config.backend == "local" and not config.cluster.attach
@@ -80,6 +105,7 @@ class SparkObserver:
             clock,
             HostSampler(link, roots) if local else SparkMetricsSampler(link),
             config.deadline_s,
+            provisioning,
         )
 
     def close(self) -> None:
@@ -98,6 +124,20 @@ class SparkObserver:
         present = {w.id for w in cluster.workers}
         self._busy_until = {k: v for k, v in self._busy_until.items() if k in present}
         return dataclasses.replace(cluster, workers=tuple(workers))
+
+    def _with_provisioning(self, cluster: ClusterState, errors: list[str]) -> ClusterState:
+        """The backend's PROVISIONING workers that the master does not list yet (by host: the
+        master may have registered one since the backend last looked)."""
+        if self.provisioning is None:
+            return cluster
+        try:
+            asked = list(self.provisioning())
+        except SparkscalerError as error:
+            errors.append(f"the backend's workers are unknown: {error}")
+            return cluster
+        listed = {w.host for w in cluster.workers}
+        extra = tuple(w for w in asked if w.state == "PROVISIONING" and w.host not in listed)
+        return dataclasses.replace(cluster, workers=cluster.workers + extra) if extra else cluster
 
     def observe(self) -> Observation:
         now = self.clock.now()
@@ -123,7 +163,8 @@ class SparkObserver:
             for load in loads:
                 for host, tasks in load.tasks_by_host.items():
                     by_host[host] = by_host.get(host, 0) + tasks
-        cluster = self._with_idle_times(MasterClient.cluster_state(raw, tasks_by_host=by_host), now)
+        cluster = MasterClient.cluster_state(raw, tasks_by_host=by_host)
+        cluster = self._with_idle_times(self._with_provisioning(cluster, errors), now)
         self._last_cluster = cluster
 
         pending = sum(load.pending_tasks for load in loads)
