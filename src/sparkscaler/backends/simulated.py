@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-from sparkscaler.core import Observation, WorkerInfo
+from sparkscaler.core import AppInfo, ClusterState, Observation, WorkerInfo
 from sparkscaler.sim.cluster import SimCluster
 
 
@@ -56,6 +57,23 @@ def input_read_bytes(sim: SimCluster) -> float:
     return read
 
 
+def running_apps(sim: SimCluster) -> tuple[AppInfo, ...]:
+    """The running jobs as the master lists applications: started at arrival, holding the cores
+    of every worker where they have an executor (a standalone executor keeps its cores for its
+    application's whole life)."""
+    apps = []
+    for job_id in sim.active:
+        spec = sim.jobs[job_id].spec
+        cores = sum(w.cores for w in sim.workers.values() if job_id in w.executor_ready)
+        apps.append(AppInfo(f"sim-job-{job_id}", spec.name, cores, sim.start_epoch + spec.arrival))
+    return tuple(apps)
+
+
+def cluster_state(sim: SimCluster) -> ClusterState:
+    """The simulator's workers with its running jobs as the master's applications."""
+    return dataclasses.replace(sim.cluster_state(), active_apps=running_apps(sim))
+
+
 class SimObserver:
     """Observations of the simulated cluster, with the same fields, in the same units and with
     the same meaning as the real observer's (``tests/test_observation_contract.py`` checks)."""
@@ -73,7 +91,7 @@ class SimObserver:
         deadline = sim.deadline_s()
         return Observation(
             time=sim.start_epoch + sim.now,
-            cluster=sim.cluster_state(),
+            cluster=cluster_state(sim),
             running_tasks=sim.running_tasks,
             pending_tasks=sim.pending_tasks,
             backlog_age_s=backlog,

@@ -1,0 +1,219 @@
+"""An observation field means the same on every backend (DESIGN.md, "Observation").
+
+One scripted scenario, run on the real local cluster through the real observer and on the
+simulator through SimObserver: one small job of known input on one worker, a second worker
+asked for while it runs, the job to its end. The values differ (a simulated task is not a real
+one); what is compared is each field's meaning: units, ranges, when it is None, how workers
+are counted by state, what the input size and the deadline are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sparkscaler.backends.local import spark_home
+from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.clock import WallClock
+from sparkscaler.config import Config
+from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, Observation
+from sparkscaler.observe.observer import SparkObserver
+from sparkscaler.sim.cluster import SimCluster
+from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
+from tests.conftest import SharedCluster, free_port
+
+pytestmark = pytest.mark.spark
+
+TASKS = 12
+TASK_S = 3.0
+DEADLINE_S = 300.0
+
+#: The job: reads a text file in TASKS splits, each task counting its lines then sleeping.
+JOB = f"""
+import sys, time
+from pyspark.sql import SparkSession
+
+master, path, size, deadline, task_s, tasks, ui_port = sys.argv[1:]
+spark = (
+    SparkSession.builder.master(master)
+    .appName("contract")
+    .config("{INPUT_BYTES_PROPERTY}", size)
+    .config("{DEADLINE_PROPERTY}", deadline)
+    .config("spark.ui.port", ui_port)
+    .config("spark.executor.memory", "512m")
+    .config("spark.executor.heartbeatInterval", "2s")
+    .getOrCreate()
+)
+
+
+def slow(lines):
+    n = sum(1 for _ in lines)
+    time.sleep(float(task_s))
+    yield n
+
+
+total = spark.sparkContext.textFile(path, int(tasks)).mapPartitions(slow).sum()
+print("LINES", total, flush=True)
+spark.stop()
+"""
+
+
+def _input_file(path: Path) -> int:
+    path.write_text("".join(f"{i},{'x' * 40}\n" for i in range(50_000)))
+    return path.stat().st_size
+
+
+# ------------------------------------------------------------------------------- the meaning
+def check_meaning(seq: list[Observation], size: float) -> None:
+    """Every field of every observation of the scenario, as the contract defines it."""
+    for obs in seq:
+        c = obs.cluster
+        assert not obs.stale
+        assert obs.time > 1e9  # epoch seconds
+        assert obs.workers == c.alive_workers + c.provisioning_workers
+        assert all(w.state in ("ALIVE", "PROVISIONING", "DECOMMISSIONED") for w in c.workers)
+        for w in c.workers:
+            assert w.cores == 1 and w.memory_mb == 1024  # per worker: cores, MiB
+            if w.state == "PROVISIONING":
+                assert (w.cores_used, w.running_tasks) == (0, 0)  # offers nothing yet
+        assert c.cores_total == c.alive_workers  # the ALIVE workers' cores only
+        assert c.memory_total_mb == 1024 * c.alive_workers
+        # Tasks as the scheduler lists them: Spark's status store may still list a task that
+        # ended as its successor starts, so more running tasks than cores is not a breach.
+        assert obs.running_tasks >= 0
+        assert obs.pending_tasks >= 0
+        assert obs.backlog_age_s >= 0 and (obs.pending_tasks or obs.backlog_age_s == 0)
+        assert all(0.0 <= f <= 100.0 for f in obs.features.as_tuple())
+        running = bool(c.active_apps)
+        assert running == (obs.oldest_job_elapsed_s is not None)
+        if obs.errors:
+            continue  # an app whose REST API is not up yet: its load is unknown, not zero
+        if running:
+            assert len(c.active_apps) == 1 and c.waiting_apps == 0
+            assert obs.input_bytes == size  # the whole input, known before it is read
+            assert obs.input_read_bytes is not None
+            # Read so far; Hadoop's reader counts what it buffered, up to 256 KiB a task more.
+            assert 0 <= obs.input_read_bytes <= size + TASKS * 256 * 1024
+            assert obs.deadline_s == DEADLINE_S
+            assert obs.oldest_job_elapsed_s is not None and obs.oldest_job_elapsed_s >= 0
+        else:
+            assert (obs.input_bytes, obs.input_read_bytes) == (None, None)
+            assert (obs.running_tasks, obs.pending_tasks) == (0, 0)
+    during = [o for o in seq if o.cluster.active_apps and not o.errors]
+    reads = [o.input_read_bytes or 0.0 for o in during]
+    assert reads == sorted(reads)  # input read only grows
+    assert max(reads) >= size / 2
+    # One worker with a backlog, then two serving the job.
+    assert any(o.cluster.alive_workers == 1 and o.pending_tasks > 0 for o in during)
+    assert any(o.cluster.alive_workers == 2 and o.running_tasks == 2 for o in during)
+    assert seq[-1].cluster.alive_workers == 2 and not seq[-1].cluster.active_apps
+
+
+# ------------------------------------------------------------------------------- the scenario
+Step = Callable[[], None]
+
+
+def scenario(
+    observe: Callable[[], Observation], wait: Callable[[float], None], launch: Step
+) -> list[Observation]:
+    """Observe each second: until the job queues on one worker, then ask for a second worker
+    and go on until the job has ended on two."""
+    seq: list[Observation] = []
+    launched = False
+    for _ in range(180):
+        obs = observe()
+        seq.append(obs)
+        if not launched and obs.cluster.active_apps and obs.pending_tasks > 1:
+            launch()
+            launched = True
+            seq.append(observe())  # right after asking: the new worker is PROVISIONING
+        if launched and not obs.cluster.active_apps and obs.cluster.alive_workers == 2:
+            return seq
+        wait(1.0)
+    raise AssertionError("the scenario did not end in 180 steps")
+
+
+def test_sim_and_local_observations_mean_the_same(
+    shared_spark: SharedCluster, shared_cluster: Config, tmp_path: Path
+) -> None:
+    size = _input_file(tmp_path / "input.txt")
+
+    # The simulator: the same job and cluster shape, this machine's provisioning delays.
+    job = JobSpec(
+        id=1,
+        name="contract",
+        arrival=3.0,
+        stages=(Stage(0, TASKS, FixedDurations(TASK_S)),),
+        size_gb=size / 1e9,
+        deadline_s=DEADLINE_S,
+    )
+    sim = SimCluster([job], initial_workers=1, provisioning="local", memory_mb_per_worker=1024)
+    sim_seq = scenario(
+        SimObserver(sim).observe, SimClock(sim).sleep, lambda: SimulatedBackend(sim).launch(1)
+    )
+
+    # The local cluster: the real job through spark-submit's Python entry, the real observer.
+    cfg, backend = shared_cluster, shared_spark.backend
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    observer = SparkObserver.from_config(
+        cfg, WallClock(), roots=backend.worker_pids, provisioning=backend.workers
+    )
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": cfg.cluster.master_host,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    ui_port = free_port()
+    args = [cfg.cluster.master_url, str(tmp_path / "input.txt"), str(size)]
+    args += [f"{DEADLINE_S:g}", str(TASK_S), str(TASKS), str(ui_port)]
+    log = (tmp_path / "job.log").open("wb")
+    driver = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        spark_seq = scenario(observer.observe, time.sleep, lambda: backend.launch(1))
+        assert driver.wait(timeout=60) == 0, (tmp_path / "job.log").read_text()[-2000:]
+    finally:
+        observer.close()
+        _stop(driver)
+        log.close()
+        shared_spark.restore()
+
+    # Errors are allowed only while the new driver's UI was not up yet.
+    assert all(
+        e.startswith("no REST API found for application") for o in spark_seq for e in o.errors
+    )
+    for seq in (sim_seq, spark_seq):
+        check_meaning(seq, size)
+    assert sim_seq[0].cluster.active_apps == () and sim_seq[0].input_bytes is None
+    provisioning = [o.cluster.provisioning_workers for o in spark_seq]
+    assert max(o.cluster.provisioning_workers for o in sim_seq) == 1
+    assert max(provisioning) == 1, "the local backend's new worker was never PROVISIONING"
+
+
+def _stop(driver: subprocess.Popen[bytes]) -> None:
+    """Stop what is left of the driver's process group (its Python and its JVM)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(driver.pid, signal.SIGTERM)
+    try:
+        driver.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=15)
