@@ -22,17 +22,18 @@ from _cluster import save
 
 from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.core import Observation
+from sparkscaler.evaluation.lineup import load_runs
+from sparkscaler.models.runtime_model import LOCAL_RUNS, fit_runs
 from sparkscaler.policies import POLICIES, make_policy
 from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
+from sparkscaler.rl.env import EnvConfig
+from sparkscaler.rl.training import train_dqn
 from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
 from sparkscaler.sim.cluster import SimCluster
-from sparkscaler.sim.env import EnvConfig
-from sparkscaler.sim.runtime_model import LOCAL_RUNS, fit_runs, load_runs
 from sparkscaler.sim.workload import SyntheticJobs, make_workload
-from sparkscaler.training import train_dqn
 
 
 def recorded_observations(count: int) -> list[Observation]:

@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _cluster import save
 
-from sparkscaler.sim.env import EnvConfig
-from sparkscaler.training import evaluate_model, evaluate_policy_random, train_dqn
+from sparkscaler.rl.env import EnvConfig
+from sparkscaler.rl.training import evaluate_model, evaluate_policy_random, train_dqn
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "dqn_learning_curve.png"
 

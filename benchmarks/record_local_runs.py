@@ -20,8 +20,8 @@ from pathlib import Path
 
 from _cluster import RESULTS, throwaway_cluster
 
+from sparkscaler.models.runtime_model import LOCAL_RUNS
 from sparkscaler.observe.eventlog import read_events
-from sparkscaler.sim.runtime_model import LOCAL_RUNS
 from sparkscaler.workloads.submit import JobSubmitter
 
 TASKS_PER_SIZE = 6

@@ -23,11 +23,11 @@ import gymnasium as gym
 import numpy as np
 from _cluster import save
 
-import sparkscaler.sim.env  # noqa: F401  (registers the environment)
+import sparkscaler.rl.env  # noqa: F401  (registers the environment)
 from sparkscaler.config import Config
+from sparkscaler.evaluation.simulation import simulate
 from sparkscaler.policies import make_policy
 from sparkscaler.sim.arrivals import daily_weekly, from_demand_csv
-from sparkscaler.sim.runner import simulate
 from sparkscaler.sim.workload import SyntheticJobs
 
 NASA = (

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from _cluster import save
 
+from sparkscaler.models.runtime_model import LOCAL_RUNS, RunRecord, fit_runs, load_thonglek
 from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, SimCluster
-from sparkscaler.sim.runtime_model import LOCAL_RUNS, RunRecord, fit_runs, load_thonglek
 from sparkscaler.sim.workload import (
     FixedDurations,
     JobSpec,

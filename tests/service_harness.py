@@ -19,9 +19,7 @@ import httpx
 
 from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
 from sparkscaler.config import Config
-from sparkscaler.controller import Controller
 from sparkscaler.observe.observer import Observer
-from sparkscaler.policies import make_policy
 from sparkscaler.service.app import create_app
 from sparkscaler.service.auth import resolve_token
 from sparkscaler.service.modes import Mode
@@ -30,6 +28,7 @@ from sparkscaler.service.server import ServiceServer
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 from sparkscaler.store import Store
+from sparkscaler.wiring import build_loop, simulated_context
 from tests.conftest import free_port
 
 #: Simulated seconds per wall second: an iteration (5 simulated s) every 20 ms.
@@ -130,15 +129,16 @@ def running_service(
     backend = SimulatedBackend(sim)
     token, _ = resolve_token(cfg)
     with Store(cfg.store_path) as store:
-        controller = Controller(
-            observer=observer(sim),
-            policy=make_policy(cfg.policy.name, cfg.policy.params).fit(store.jobs()),
+        context = simulated_context(cfg)
+        controller = build_loop(
+            cfg,
             backend=backend,
-            store=store,
+            observer=observer(sim),
             clock=SimClock(sim),
-            scaling=cfg.scaling,
+            store=store,
+            context=context,
         )
-        runtime = Runtime(controller, mode=mode, speedup=SPEEDUP)
+        runtime = Runtime(controller, context, mode=mode, speedup=SPEEDUP)
         server = ServiceServer(create_app(runtime, token=token), "127.0.0.1", cfg.service.port)
         try:
             with runtime, server:

@@ -10,14 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sparkscaler.sim.env import (
-    ENV_ID,
-    OBS_NAMES,
-    EnvConfig,
-    SparkClusterEnv,
-    action_delta,
-    delta_action,
-)
+from sparkscaler.policies.encoding import OBS_NAMES, action_delta, delta_action
+from sparkscaler.rl.env import ENV_ID, EnvConfig, SparkClusterEnv
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 
 

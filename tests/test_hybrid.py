@@ -9,10 +9,10 @@ import pytest
 
 from sparkscaler.config import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Observation, WorkerInfo
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies import make_policy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
 from sparkscaler.policies.hybrid import HybridPolicy
-from sparkscaler.sim.runtime_model import RuntimeModel
 
 NOW = 1_767_600_000.0  # a Monday afternoon (UTC)
 

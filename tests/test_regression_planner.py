@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from sparkscaler.core import ClusterState, Features, JobRecord, Observation, WorkerInfo
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.observe.driverlog import load_thonglek_logs
 from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.policies.regression import (
@@ -22,7 +23,6 @@ from sparkscaler.policies.regression import (
     PUBLISHED_SIZE_COEF,
     RegressionPolicy,
 )
-from sparkscaler.sim.runtime_model import RuntimeModel
 
 THONGLEK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thonglek-spark-runs"
 needs_data = pytest.mark.skipif(

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from sparkscaler.core import JobRecord
-from sparkscaler.sim.runtime_model import (
+from sparkscaler.evaluation.lineup import load_runs
+from sparkscaler.models.runtime_model import (
     FEATURE_NAMES,
     NotFittedError,
     RunRecord,
     RuntimeModel,
     fit_runs,
-    load_runs,
     load_runs_csv,
     load_thonglek,
     runs_from_jobs,

@@ -29,12 +29,12 @@ from sparkscaler.clock import Clock
 from sparkscaler.config import Config
 from sparkscaler.controller import Controller
 from sparkscaler.core import Observation
-from sparkscaler.policies import make_policy
 from sparkscaler.processes import port_free
 from sparkscaler.service.auth import TokenError, load_or_create_token, resolve_token
 from sparkscaler.service.runtime import InvalidRequest, Runtime
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.store import Store
+from sparkscaler.wiring import build_loop, live_context
 from tests.conftest import free_port
 from tests.service_harness import Service, backlog_job, running_service, service_config
 
@@ -564,8 +564,10 @@ def test_the_runtime_refuses_misuse(tmp_path: Path) -> None:
         with pytest.raises(InvalidRequest, match="mode: 'fast' is not one of"):
             svc.runtime.set_mode("fast")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="speedup must be positive"):
-            Runtime(svc.runtime.controller, speedup=0)
-    assert Runtime(svc.runtime.controller).stop()  # never started: nothing to wait for
+            Runtime(svc.runtime.controller, svc.runtime.context, speedup=0)
+    assert Runtime(
+        svc.runtime.controller, svc.runtime.context
+    ).stop()  # never started: nothing to wait for
 
 
 # ------------------------------------------------------------------------------- the command
@@ -638,17 +640,18 @@ class _StandInCluster:
         self.stopped = True
 
 
-def _sim_controller(
-    config: Config, cluster: object, store: Store, clock: Clock, *, dry_run: bool
+def _sim_loop(
+    config: Config, store: Store, clock: Clock, *, backend: object, dry_run: bool
 ) -> Controller:
+    """The live loop with the simulator in place of the cluster, on the wall clock."""
     sim = SimCluster([backlog_job()], initial_workers=1, seed=0)
-    return Controller(
-        observer=SimObserver(sim),
-        policy=make_policy(config.policy.name, config.policy.params),
+    return build_loop(
+        config,
         backend=SimulatedBackend(sim),
-        store=store,
+        observer=SimObserver(sim),
         clock=clock,
-        scaling=config.scaling,
+        store=store,
+        context=live_context(),
         dry_run=dry_run,
     )
 
@@ -662,11 +665,9 @@ def test_serve_runs_until_a_signal_then_stops_what_it_started(
     minutes) and the simulator feeds the loop."""
     monkeypatch.setattr(_StandInCluster, "found_running", found_running)
     monkeypatch.setattr(_StandInCluster, "made", [])
-    monkeypatch.setattr("sparkscaler.backends.local.LocalCluster", _StandInCluster)
+    monkeypatch.setattr("sparkscaler.wiring.open_cluster", _StandInCluster)
     monkeypatch.setattr("sparkscaler.cli.loop.require_java", lambda: None)
-    monkeypatch.setattr(
-        Controller, "from_config", classmethod(lambda _, *a, **k: _sim_controller(*a, **k))
-    )
+    monkeypatch.setattr("sparkscaler.wiring.live_loop", _sim_loop)
     port = free_port()
     config = tmp_path / "c.yaml"
     config.write_text(f"state_dir: {tmp_path / 'state'}\nscaling:\n  interval_s: 0.1\n")

@@ -12,16 +12,16 @@ from typer.testing import CliRunner
 
 from sparkscaler.cli import app
 from sparkscaler.config import Config
-from sparkscaler.policies import make_policy
-from sparkscaler.sim.arrivals import Arrivals, poisson
-from sparkscaler.sim.runner import (
+from sparkscaler.evaluation.simulation import (
     JOB_SPEC_USAGE,
     SimulationResult,
     parse_duration,
     parse_jobs,
     simulate,
 )
-from sparkscaler.sim.runtime_model import RuntimeModel
+from sparkscaler.models.runtime_model import RuntimeModel
+from sparkscaler.policies import make_policy
+from sparkscaler.sim.arrivals import Arrivals, poisson
 from sparkscaler.sim.workload import (
     FixedDurations,
     JobSpec,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.sim.arrivals import Arrivals
 from sparkscaler.sim.cluster import SimCluster
-from sparkscaler.sim.runtime_model import RuntimeModel
 from sparkscaler.sim.workload import (
     Draws,
     FixedDurations,

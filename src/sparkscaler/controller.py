@@ -3,6 +3,10 @@
 The same controller drives a real cluster and the simulator: only the clock, the backend and the
 observer change. It never lets one bad source stop the loop: a stale observation holds, a policy
 error holds, a backend error is recorded with the decision and the loop goes on.
+
+It is built in one place, :mod:`sparkscaler.wiring`, for every use (run, serve, simulate,
+evaluate, the Gymnasium env, the demo), and knows no backend but the protocol: which cluster it
+drives is the wiring's choice.
 """
 
 from __future__ import annotations
@@ -15,14 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparkscaler.backends.base import Backend, BackendError
-from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import Clock
-from sparkscaler.config import Config, ScalingSettings
+from sparkscaler.config import ScalingSettings
 from sparkscaler.core import ClusterState, Decision, GuardedDecision, Observation, choose_victims
 from sparkscaler.guard import Guard
 from sparkscaler.observe.history import EventLogWatcher
-from sparkscaler.observe.observer import Observer, SparkObserver
-from sparkscaler.policies import make_policy
+from sparkscaler.observe.observer import Observer
 from sparkscaler.policies.base import Policy
 from sparkscaler.store import Store
 
@@ -66,32 +68,15 @@ class Controller:
         self.store = store
         self.clock = clock
         self.scaling = scaling
-        self.guard = guard or Guard(scaling)
+        self.guard = guard or Guard(scaling, policy.own_rules)
         self.history = history
         self.dry_run = dry_run
 
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        cluster: LocalCluster,
-        store: Store,
-        clock: Clock,
-        *,
-        dry_run: bool = False,
-    ) -> Controller:
-        """The loop for a local cluster as the config describes it, its policy fitted to the
-        store's job history, and new event logs flowing into the store."""
-        return cls(
-            observer=SparkObserver.from_config(config, clock, roots=cluster.worker_pids),
-            policy=make_policy(config.policy.name, config.policy.params).fit(store.jobs()),
-            backend=cluster,
-            store=store,
-            clock=clock,
-            scaling=config.scaling,
-            history=EventLogWatcher(config.state_dir / "events", store.job_ids()),
-            dry_run=dry_run,
-        )
+    def use_policy(self, policy: Policy) -> None:
+        """Decide with ``policy`` from the next step on; the guard keeps its memory (a cooldown
+        running stays running) and leaves the new policy the rules it brings itself."""
+        self.policy = policy
+        self.guard.own_rules = policy.own_rules
 
     def step(self) -> Step:
         started = time.perf_counter()

@@ -60,6 +60,7 @@ from sparkscaler.service.auth import resolve_token
 from sparkscaler.service.runtime import Runtime
 from sparkscaler.service.server import ServiceServer
 from sparkscaler.store import Store
+from sparkscaler.wiring import live_context, live_loop, open_cluster
 from sparkscaler.workloads.replay import PlannedJob, Replayer, daily_plan
 from sparkscaler.workloads.submit import JobSubmitter
 
@@ -427,7 +428,7 @@ def run_demo(
     (see the module's docstring)."""
     cfg = config or demo_config()
     opts = options or DemoOptions()
-    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    cluster = open_cluster(cfg)
     if cluster.running:
         console.print(
             f"[red]a cluster from {cfg.state_dir} is still running; stop it with "
@@ -459,8 +460,8 @@ def run_demo(
     try:
         with _waiting(console, f"starting a local Spark master and {low} worker(s)"):
             cluster.start(low)
-        controller = Controller.from_config(cfg, cluster, store, WallClock())
-        runtime = Runtime(controller)
+        controller = live_loop(cfg, store, WallClock(), backend=cluster)
+        runtime = Runtime(controller, live_context())
         server = ServiceServer(create_app(runtime, token=token), cfg.service.host, cfg.service.port)
         server.start()
         runtime.start()

@@ -3,6 +3,10 @@
 Kept apart from the policies as Kubernetes keeps ``horizontal.go`` apart from
 ``replica_calculator.go``: a policy says what size it wants; the guard decides whether acting on
 it now is safe. It never predicts, and it explains every refusal in the decision's reason.
+
+A policy whose published algorithm paces itself (``Policy.own_rules``: HPA's stabilisation and
+rate limits, Spark's timeouts, Dataproc's cooldown period) is not paced a second time: the guard
+applies only the rules the policy does not bring, and the bounds, which it always applies.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ from collections import deque
 
 from sparkscaler.config import ScalingSettings
 from sparkscaler.core import Decision, GuardedDecision, Observation
+from sparkscaler.policies.base import GuardRule
 
 
 class Guard:
-    def __init__(self, settings: ScalingSettings) -> None:
+    def __init__(
+        self, settings: ScalingSettings, own_rules: frozenset[GuardRule] = frozenset()
+    ) -> None:
+        """``own_rules``: the rules the policy behind this guard brings itself, left to it."""
         self.settings = settings
+        self.own_rules = own_rules
         self._recommendations: deque[tuple[float, int]] = deque()
         self._last_action_time: float | None = None
 
@@ -52,13 +61,15 @@ class Guard:
             action = "scale_out" if target > current else "scale_in"
             return GuardedDecision(decision, current, target, action, reason + "; restoring bounds")
 
-        self._recommendations.append((now, target))
-        while (
-            self._recommendations and self._recommendations[0][0] < now - s.scale_in_stabilization_s
+        stabilise = "stabilization" not in self.own_rules
+        if stabilise:
+            self._recommendations.append((now, target))
+        while self._recommendations and (
+            not stabilise or self._recommendations[0][0] < now - s.scale_in_stabilization_s
         ):
             self._recommendations.popleft()
 
-        if target < current:
+        if target < current and self._recommendations:
             highest = max(t for _, t in self._recommendations)
             if highest > target:
                 stabilised = min(highest, current)
@@ -72,7 +83,7 @@ class Guard:
 
         cooldown = s.scale_out_cooldown_s if target > current else s.scale_in_cooldown_s
         since = None if self._last_action_time is None else now - self._last_action_time
-        if since is not None and since < cooldown:
+        if since is not None and since < cooldown and "cooldown" not in self.own_rules:
             return self._hold(
                 decision,
                 current,

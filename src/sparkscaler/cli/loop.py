@@ -55,24 +55,34 @@ LogFormatOption = Annotated[
 
 
 @contextlib.contextmanager
-def _local_controller(
+def _live_controller(
     cfg: Config, store: Store, clock: WallClock, *, dry_run: bool
 ) -> Iterator[Controller]:
-    """The controller of the local cluster that `cluster start` left running. When none is
+    """The loop on the cluster the config names, as :func:`sparkscaler.wiring.live_loop`
+    builds it.
+
+    A master the config attaches to (``cluster.master_url``) is never started or stopped here:
+    when it does not answer, the command fails in one line. Otherwise, when no cluster is
     running (and this is not a dry run), one is started here and stopped again on the way out,
     Ctrl-C and SIGTERM included: a command leaves behind only what it found."""
-    from sparkscaler.backends.local import LocalCluster
-    from sparkscaler.controller import Controller
+    from sparkscaler.backends.base import BackendError
+    from sparkscaler.wiring import live_loop, open_cluster
 
-    cluster = LocalCluster(cfg.cluster, cfg.state_dir)
+    cluster = open_cluster(cfg)
     owned = False
     controller: Controller | None = None
     try:
-        if not cluster.running and not dry_run:
+        if cfg.cluster.attach:
+            if not cluster.running:
+                raise BackendError(
+                    f"no Spark master answers at {cfg.cluster.master_url} (cluster.master_url); "
+                    "sparkscaler does not start or stop a master it attaches to"
+                )
+        elif not cluster.running and not dry_run:
             owned = True
             with console.status("no cluster running: starting one…"):
                 cluster.start(max(cfg.scaling.min_workers, 1))
-        controller = Controller.from_config(cfg, cluster, store, clock, dry_run=dry_run)
+        controller = live_loop(cfg, store, clock, backend=cluster, dry_run=dry_run)
         yield controller
     except KeyboardInterrupt:
         console.print("stopping…")
@@ -116,7 +126,8 @@ def run(
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Run the autoscaler against the local cluster (started here if none is running).
+    """Run the autoscaler against the configured cluster (a local one is started here if none
+    is running; a master named by cluster.master_url is never started or stopped).
 
     Every decision is logged on stderr with its time and reason, and recorded in the store
     (`sparkscaler history`).
@@ -131,7 +142,7 @@ def run(
     require_java()
     with _session(cfg, log_level, log_format) as store:
         try:
-            with _local_controller(cfg, store, WallClock(), dry_run=dry_run) as controller:
+            with _live_controller(cfg, store, WallClock(), dry_run=dry_run) as controller:
                 console.print(_policy_line(cfg, " (dry run)" if dry_run else ""))
                 controller.run(iterations=1 if once else None, on_step=log_step)
         except KeyboardInterrupt:
@@ -155,9 +166,9 @@ def serve(
 ) -> None:
     """Run the autoscaler with its REST API (/docs), dashboard (/) and /metrics, in one process.
 
-    Like `run`, it drives the local cluster that is running, or starts one and stops it on
-    exit. Changes through the API need the bearer token, from service.token or generated into
-    <state_dir>/service-token at the first start.
+    Like `run`, it drives the cluster that is running, or starts a local one and stops it on
+    exit (never a master named by cluster.master_url). Changes through the API need the bearer
+    token, from service.token or generated into <state_dir>/service-token at the first start.
     """
     from sparkscaler.backends.base import BackendError
     from sparkscaler.clock import WallClock
@@ -167,6 +178,7 @@ def serve(
     from sparkscaler.service.auth import TokenError, resolve_token
     from sparkscaler.service.runtime import Runtime
     from sparkscaler.service.server import ServerError, ServiceServer
+    from sparkscaler.wiring import live_context
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     cfg = load(config, {"service": overrides} if overrides else None)
@@ -184,8 +196,8 @@ def serve(
     require_java()
     with _session(cfg, log_level, log_format) as store:
         try:
-            with _local_controller(cfg, store, WallClock(), dry_run=False) as controller:
-                runtime = Runtime(controller)
+            with _live_controller(cfg, store, WallClock(), dry_run=False) as controller:
+                runtime = Runtime(controller, live_context())
                 server = ServiceServer(create_app(runtime, token=token), service.host, service.port)
                 with runtime, server:
                     console.print(

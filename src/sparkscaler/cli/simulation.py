@@ -49,7 +49,8 @@ def calibrate(
     import numpy as np
     from rich.table import Table
 
-    from sparkscaler.sim.runtime_model import FEATURE_NAMES, fit_runs, load_runs
+    from sparkscaler.evaluation.lineup import load_runs
+    from sparkscaler.models.runtime_model import FEATURE_NAMES, fit_runs
 
     try:
         records = load_runs(runs)
@@ -114,10 +115,11 @@ def simulate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from sparkscaler.policies import make_policy
+    from sparkscaler.config import PolicySettings
+    from sparkscaler.evaluation.simulation import parse_duration, parse_jobs
+    from sparkscaler.evaluation.simulation import simulate as run_simulation
     from sparkscaler.sim.arrivals import load_arrivals
-    from sparkscaler.sim.runner import parse_duration, parse_jobs
-    from sparkscaler.sim.runner import simulate as run_simulation
+    from sparkscaler.wiring import simulated_context
 
     cfg = load(config)
     try:
@@ -125,8 +127,9 @@ def simulate(
         rng = np.random.default_rng(cfg.simulation.seed if seed is None else seed)
         arrivals = load_arrivals(workload, seconds, rng)
         source = parse_jobs(jobs)
-        name = cfg.policy.name if policy is None else policy.value
-        chosen = make_policy(name, cfg.policy.params if policy is None else {})
+        if policy is not None:
+            cfg = cfg.model_copy(update={"policy": PolicySettings(name=policy.value)})
+        chosen = simulated_context(cfg).build(cfg.policy.name, cfg.policy.params)
     except (OSError, ValueError) as error:
         raise fail(str(error), 2) from None
     columns = (
@@ -193,9 +196,9 @@ def train_dqn_command(
     from sparkscaler.errors import MissingExtraError
 
     try:
-        from sparkscaler.sim.env import EnvConfig
-        from sparkscaler.sim.runner import parse_jobs
-        from sparkscaler.training import train_dqn
+        from sparkscaler.evaluation.simulation import parse_jobs
+        from sparkscaler.rl.env import EnvConfig
+        from sparkscaler.rl.training import train_dqn
     except ImportError as error:
         raise MissingExtraError("training the DQN", "rl", error.name) from None
 
@@ -203,16 +206,10 @@ def train_dqn_command(
     if out.suffix != ".zip":
         raise fail(f"--out must end in .zip (got {out})", 2)
     try:
-        env_config = EnvConfig(
-            max_workers=cfg.scaling.max_workers,
+        env_config = EnvConfig.from_config(
+            cfg,
             min_workers=max(1, cfg.scaling.min_workers),
             initial_workers=max(1, cfg.scaling.min_workers),
-            cores_per_worker=cfg.cluster.worker_cores,
-            interval_s=cfg.scaling.interval_s,
-            deadline_s=cfg.deadline_s or 300.0,
-            provisioning=cfg.simulation.provisioning,
-            executor_startup_s=cfg.simulation.executor_startup_s,
-            decommission_timeout_s=cfg.scaling.decommission_timeout_s,
             jobs=parse_jobs(jobs),
         )
     except (OSError, ValueError) as error:

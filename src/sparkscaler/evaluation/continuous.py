@@ -38,12 +38,13 @@ import pandas as pd
 
 from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
-from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, build_policy
-from sparkscaler.evaluation.oracle import run_oracle, worst_start_s
+from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, policy_settings
+from sparkscaler.evaluation.oracle import run_oracle
 from sparkscaler.evaluation.paper_grid import POLICY_KEYS as GRID_KEYS
+from sparkscaler.evaluation.simulation import simulate_workload
 from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
-from sparkscaler.policies.static import StaticPolicy
+from sparkscaler.rl.env import EnvConfig
 from sparkscaler.sim.arrivals import (
     Arrivals,
     daily_weekly,
@@ -51,8 +52,6 @@ from sparkscaler.sim.arrivals import (
     from_demand,
 )
 from sparkscaler.sim.cluster import JobResult
-from sparkscaler.sim.env import EnvConfig
-from sparkscaler.sim.runner import simulate_workload
 from sparkscaler.sim.traces import DemandTrace, read_demand
 from sparkscaler.sim.workload import (
     FixedDurations,
@@ -64,6 +63,7 @@ from sparkscaler.sim.workload import (
     make_workload,
     wave_estimate,
 )
+from sparkscaler.wiring import simulated_context
 
 DAY_S = 86_400.0
 #: The paper-grid's policies but the online DQNs, which learn across rounds of a single job.
@@ -264,22 +264,16 @@ def env_config(
     sizes: tuple[float, float],
 ) -> EnvConfig:
     """The env a DQN for this case is trained in: its N, arrival rate, jobs and deadlines."""
-    from sparkscaler.training import VARIANT_REWARD
+    from sparkscaler.rl.training import VARIANT_REWARD
 
     case = data.case
     source: JobSource = (
         _Replayed(data.workload) if case.kind == "replay" else _job_source(case, calibration, sizes)
     )
-    return EnvConfig(
-        max_workers=case.max_workers,
+    return EnvConfig.from_config(
+        case_config(config, case),
         min_workers=min(config.scaling.min_workers, 1),
-        initial_workers=config.simulation.initial_workers,
-        cores_per_worker=config.cluster.worker_cores,
-        interval_s=TRACE_INTERVAL_S,
-        reward=VARIANT_REWARD[variant],  # type: ignore[index]
-        provisioning=config.simulation.provisioning,
-        executor_startup_s=config.simulation.executor_startup_s,
-        decommission_timeout_s=config.scaling.decommission_timeout_s,
+        reward=VARIANT_REWARD[variant],
         arrival_rate_per_hour=data.rate_per_hour,
         max_episode_s=6 * 3600.0,
         deadline_factor=case.deadline_factor,
@@ -302,9 +296,8 @@ def _warm_up(policy: Any, config: Config, data: CaseData, seed: int) -> None:
     forecaster = policy.predictive_ if isinstance(policy, HybridPolicy) else policy
     if not isinstance(forecaster, PredictivePolicy) or data.previous is None:
         return
-    before = simulate_workload(
-        config, list(data.previous), StaticPolicy(), data.case.duration_s, seed=seed
-    )
+    static = simulated_context(config).build("static", {})
+    before = simulate_workload(config, list(data.previous), static, data.case.duration_s, seed=seed)
     line = before.timeline
     start = 1_767_571_200.0 - data.case.duration_s  # the period ends where the evaluated begins
     times = start + np.asarray(line["time_s"])
@@ -359,7 +352,9 @@ def run_case(
         worker_s, actions = sim.worker_seconds(), None
         timeline = None
     else:
-        policy = build_policy(key, calibration, dqn_models, worst_start_s(cfg))
+        settings = policy_settings(key, calibration, dqn_models)
+        context = simulated_context(cfg, calibration.runtime_model)
+        policy = context.build(settings.name, settings.params)
         _warm_up(policy, cfg, data, seed)
         result = simulate_workload(cfg, jobs, policy, duration, seed=seed)
         results, misses = result.jobs, result.misses

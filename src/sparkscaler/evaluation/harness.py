@@ -162,7 +162,7 @@ def trace_cases(options: Options) -> tuple[list[continuous.Case], list[str]]:
 
 
 def _train(env_config: Any, variant: str, timesteps: int, seed: int, out: Path) -> dict[str, Any]:
-    from sparkscaler.training import train_dqn
+    from sparkscaler.rl.training import train_dqn
 
     result = train_dqn(env_config, variant, timesteps, seed, out)  # type: ignore[arg-type]
     curve = result.metadata["learning_curve"]

@@ -1,12 +1,16 @@
 """The policies an evaluation compares, built the same way in every worker process.
 
-A suite names its policies by key; :func:`build_policy` turns a key into a fresh policy for one
-cell, from a :class:`Calibration` (the runtime model and the real runs it was fitted to) and the
-paths of pretrained DQN models. Keys that are not plain policy names:
+A suite names its policies by key; :func:`policy_settings` turns a key into the policy's name
+and parameters, as a user would write them in ``policy:``, from a :class:`Calibration` (the
+runtime model and the real runs it was fitted to) and the paths of pretrained DQN models. The
+policy itself is then built by :func:`sparkscaler.wiring.build_policy`, the function that builds
+the policy of ``sparkscaler run``, given the calibration's runtime model and the simulation's
+provisioning delay: the evaluated policy is the one a user runs. Keys that are not plain policy
+names:
 
 - ``regression``: the paper's two-step linear regression; its instance model
   ``workers ~ size + time`` refitted, as the paper's ``modelZ.R`` does, on the calibration runs;
-- ``planner`` and ``hybrid``: given the calibration's runtime model from the start;
+- ``planner`` and ``hybrid``: the calibration's runtime model from the start;
 - ``dqn-paper`` / ``dqn-improved``: a DQN of that variant trained beforehand in the simulator;
 - ``dqn-paper-online`` / ``dqn-improved-online``: a DQN that starts untrained and learns during
   the rounds, as the paper's agent did (paper-grid only; it acts in the Gymnasium env);
@@ -21,17 +25,40 @@ from typing import Any
 
 import numpy as np
 
-from sparkscaler.policies import make_policy
-from sparkscaler.policies.base import Policy
-from sparkscaler.policies.dqn import DqnPolicy
-from sparkscaler.policies.hybrid import HybridPolicy
-from sparkscaler.policies.planner import PlannerPolicy
-from sparkscaler.policies.regression import RegressionPolicy, fit_instances
-from sparkscaler.sim.runtime_model import LOCAL_RUNS, RunRecord, RuntimeModel, load_runs
+from sparkscaler.config import PolicySettings
+from sparkscaler.models.runtime_model import (
+    LOCAL_RUNS,
+    RunRecord,
+    RuntimeModel,
+    is_thonglek,
+    load_runs_csv,
+    load_thonglek,
+    runs_from_jobs,
+)
+from sparkscaler.policies.regression import fit_instances
+from sparkscaler.store import Store
 
 ORACLE = "oracle"
 ONLINE_SUFFIX = "-online"
 DQN_VARIANTS = ("paper", "improved")
+
+
+def load_runs(path: str | Path) -> list[RunRecord]:
+    """Runs from whatever ``path`` is: Thonglek data, a sparkscaler SQLite store, or a CSV.
+
+    Here rather than beside the runtime model because it opens a store: the model itself reads
+    only plain records and files.
+    """
+    path = Path(path)
+    if is_thonglek(path):
+        return load_thonglek(path)
+    if path.suffix == ".db":
+        if not path.is_file():
+            # Store() would create an empty database here; a typo should not leave files behind.
+            raise FileNotFoundError(f"{path}: no such store")
+        with Store(path) as store:
+            return runs_from_jobs(store.jobs())
+    return load_runs_csv(path)
 
 
 @dataclass(frozen=True)
@@ -90,28 +117,21 @@ class Calibration:
         return high / 6, high
 
 
-def _regression(calibration: Calibration) -> RegressionPolicy:
-    sizes, workers, seconds = zip(*calibration.runs, strict=True)
-    b0, b1, b2 = fit_instances(sizes, seconds, workers)
-    return RegressionPolicy(
-        instances_intercept=b0, instances_coef_size=b1, instances_coef_deadline=b2
-    )
-
-
-def build_policy(
-    key: str, calibration: Calibration, dqn_models: dict[str, str], provisioning_s: float = 0.0
-) -> Policy:
-    """A fresh policy for ``key`` (see the module's docstring); ``provisioning_s`` tells the
-    planners how long a requested worker takes to run tasks."""
-    model = calibration.runtime_model
+def policy_settings(
+    key: str, calibration: Calibration, dqn_models: dict[str, str]
+) -> PolicySettings:
+    """The policy a key stands for (see the module's docstring), as a config names it."""
     if key == "regression":
-        return _regression(calibration)
-    if key == "planner":
-        return PlannerPolicy(model=model, provisioning_s=provisioning_s)
-    if key == "hybrid":
-        return HybridPolicy(planner_model=model, planner={"provisioning_s": provisioning_s})
+        sizes, workers, seconds = zip(*calibration.runs, strict=True)
+        b0, b1, b2 = fit_instances(sizes, seconds, workers)
+        params = {
+            "instances_intercept": b0,
+            "instances_coef_size": b1,
+            "instances_coef_deadline": b2,
+        }
+        return PolicySettings(name="regression", params=params)
     if key.startswith("dqn-"):
         if key not in dqn_models:
             raise ValueError(f"no pretrained model for {key}")
-        return DqnPolicy(model_path=dqn_models[key])
-    return make_policy(key)
+        return PolicySettings(name="dqn", params={"model_path": dqn_models[key]})
+    return PolicySettings(name=key)

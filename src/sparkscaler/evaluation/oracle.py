@@ -5,7 +5,7 @@ included), and it acts at the exact moment anything happens rather than once per
 construction, in the simulator itself, so that it pays what a real plan pays:
 
 1. **Best case.** It runs in a copy of the simulator whose provisioning and executor start-up
-   delays are fixed at the low end of their ranges (:func:`~sparkscaler.sim.runner.make_sim`
+   delays are fixed at the low end of their ranges (:func:`~sparkscaler.wiring.make_sim`
    with ``best_case``): no policy can be luckier with a delay than that.
 2. **A size per job.** Each job gets the fewest workers ``n`` (within ``[1, N]``) with which it
    meets its deadline when it has them to itself, found by running it in that simulator. Fewer
@@ -45,8 +45,8 @@ from dataclasses import dataclass, replace
 
 from sparkscaler.config import Config
 from sparkscaler.sim.cluster import JobState, SimCluster, provisioning_range
-from sparkscaler.sim.runner import make_sim
 from sparkscaler.sim.workload import JobSpec
+from sparkscaler.wiring import make_sim
 
 #: How many times the plan of a stream of jobs is repaired (step 5).
 REPAIRS = 8
@@ -68,13 +68,6 @@ def best_case_delays(config: Config) -> tuple[float, float]:
     """The lowest provisioning delay and executor start-up the config allows."""
     low = provisioning_range(config.simulation.provisioning)[0]
     return low, config.simulation.executor_startup_s[0]
-
-
-def worst_start_s(config: Config) -> float:
-    """The longest a requested worker can take to run a job's first task (the safe side for a
-    policy that plans with it)."""
-    high = provisioning_range(config.simulation.provisioning)[1]
-    return high + config.simulation.executor_startup_s[1]
 
 
 def _tasks_left(job: JobState) -> int:

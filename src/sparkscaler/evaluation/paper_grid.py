@@ -8,8 +8,10 @@ noise (:class:`~sparkscaler.sim.workload.ModelJobs`). A round *fails* when the j
 exceeds T; its cost is the worker-time billed from the job's arrival to its end (a round ends
 when the job ends, or at ``ROUND_CAP`` times T, and a job still running then has failed).
 
-Each policy runs through the real controller and guard, on a fresh policy per round (a round
-starts at the same simulated instant, so state kept from one round would see time go back).
+Each policy runs through the real controller and guard, the loop that
+:func:`sparkscaler.wiring.simulated_loop` builds from a config naming the policy, on a fresh
+policy per round (a round starts at the same simulated instant, so state kept from one round
+would see time go back).
 The online DQNs are the exception: like the paper's agent they carry their network from round
 to round and learn while they act (Stable-Baselines3 ``learn`` over the rounds as episodes),
 which is where their "sacrifice period" comes from.
@@ -26,16 +28,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
 from sparkscaler.config import Config
-from sparkscaler.controller import Controller
-from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, build_policy
-from sparkscaler.evaluation.oracle import run_oracle_round, worst_start_s
+from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, policy_settings
+from sparkscaler.evaluation.oracle import run_oracle_round
+from sparkscaler.rl.env import EnvConfig, SparkClusterEnv
 from sparkscaler.sim.cluster import SimCluster
-from sparkscaler.sim.env import EnvConfig, SparkClusterEnv
-from sparkscaler.sim.runner import make_sim
 from sparkscaler.sim.workload import JobSpec, ModelJobs
 from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim, simulated_loop
 
 DEADLINES_MIN = (5, 6, 7, 8, 9, 10)
 MAX_WORKERS = (5, 6, 7, 8, 9, 10)
@@ -131,6 +131,13 @@ def cell_config(config: Config, max_workers: int, key: str = "") -> Config:
     return config.model_copy(update={"scaling": config.scaling.model_copy(update=update)})
 
 
+def policy_config(config: Config, key: str, ctx: RunContext) -> Config:
+    """The config of a cell that names the policy of ``key``, as a user's config would."""
+    return config.model_copy(
+        update={"policy": policy_settings(key, ctx.calibration, ctx.dqn_models)}
+    )
+
+
 def _outcome(sim: SimCluster, job: JobSpec) -> Round:
     if sim.results:
         end = sim.results[0].finished
@@ -144,15 +151,13 @@ def _outcome(sim: SimCluster, job: JobSpec) -> Round:
 def _controller_round(config: Config, job: JobSpec, key: str, ctx: RunContext, seed: int) -> Round:
     sim = make_sim(config, [job], seed)
     assert job.deadline_s is not None
-    policy = build_policy(key, ctx.calibration, ctx.dqn_models, worst_start_s(config))
     with Store(Path(":memory:"), worker_detail=False) as store:
-        controller = Controller(
-            observer=SimObserver(sim, job.deadline_s),
-            policy=policy,
-            backend=SimulatedBackend(sim),
-            store=store,
-            clock=SimClock(sim),
-            scaling=config.scaling,
+        controller = simulated_loop(
+            policy_config(config, key, ctx),
+            sim,
+            store,
+            runtime_model=ctx.calibration.runtime_model,
+            default_deadline_s=job.deadline_s,
         )
         cap = ROUND_CAP * job.deadline_s
         sim.run_until(0.0)
@@ -202,20 +207,15 @@ def env_config(
     variant: str,
 ) -> EnvConfig:
     """The Gymnasium env of a paper-grid cell: the cell's cluster, the calibrated jobs."""
-    from sparkscaler.training import VARIANT_REWARD
+    from sparkscaler.rl.training import VARIANT_REWARD
 
-    return EnvConfig(
+    return EnvConfig.from_config(
+        config,
         max_workers=max_workers,
         min_workers=min(config.scaling.min_workers, 1),
-        initial_workers=config.simulation.initial_workers,
-        cores_per_worker=config.cluster.worker_cores,
-        interval_s=config.scaling.interval_s,
         deadline_s=float(deadlines_s[0]),
         deadline_choices_s=tuple(float(d) for d in deadlines_s),
-        reward=VARIANT_REWARD[variant],  # type: ignore[index]
-        provisioning=config.simulation.provisioning,
-        executor_startup_s=config.simulation.executor_startup_s,
-        decommission_timeout_s=config.scaling.decommission_timeout_s,
+        reward=VARIANT_REWARD[variant],
         max_episode_s=ROUND_CAP * max(deadlines_s),
         jobs=ModelJobs(calibration.runtime_model, sizes),
     )
@@ -229,7 +229,7 @@ def _online_dqn(
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
 
-    from sparkscaler.training import DQN_KWARGS, MaskObservation, variant_mask
+    from sparkscaler.rl.training import DQN_KWARGS, MaskObservation, variant_mask
 
     deadline = jobs[0].deadline_s
     assert deadline is not None

@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparkscaler.errors import MissingExtraError
+from sparkscaler.errors import MissingExtraError, format_validation_error
 
 if TYPE_CHECKING:
+    from sparkscaler.models.runtime_model import RuntimeModel
     from sparkscaler.policies.base import Policy
 
 
@@ -93,20 +94,30 @@ def validate_policy_settings(name: str, params: dict[str, Any]) -> list[str]:
     try:
         POLICIES[name].Params(**params)
     except ValidationError as error:
-        from sparkscaler.config import format_validation_error
-
         return [f"policy.params.{line}" for line in format_validation_error(error)]
     return []
 
 
-def make_policy(name: str, params: dict[str, Any] | None = None) -> Policy:
-    """The policy ``name`` built from ``params``; ValueError when they are invalid,
-    :class:`MissingExtraError` when it needs an extra that is not installed."""
+def make_policy(
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    runtime_model: RuntimeModel | None = None,
+    provisioning_s: float = 0.0,
+) -> Policy:
+    """The policy ``name`` built from ``params`` (and, for a policy that plans with them, a
+    runtime model and a provisioning delay: :meth:`Policy.for_loop`); ValueError when they are
+    invalid, :class:`MissingExtraError` when it needs an extra that is not installed.
+
+    Loops get their policy from :func:`sparkscaler.wiring.build_policy`, which says where the
+    model and the delay come from."""
     problems = validate_policy_settings(name, params or {})
     if problems:
         raise ValueError("; ".join(problems))
     ensure_installed(name)
-    return POLICIES[name](**(params or {}))
+    return POLICIES[name].for_loop(
+        params or {}, runtime_model=runtime_model, provisioning_s=provisioning_s
+    )
 
 
 __all__ = [

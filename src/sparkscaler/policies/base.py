@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
 from sparkscaler.core import Decision, JobRecord, Observation
+
+if TYPE_CHECKING:  # numpy, pandas and scipy: not loaded for a rule policy
+    from sparkscaler.models.runtime_model import RuntimeModel
+
+
+#: The guard's pacing rules (bounds are always applied): its cooldown after an action, and its
+#: scale-in stabilisation (scale in only to the highest target of a recent window).
+GuardRule = Literal["cooldown", "stabilization"]
+GUARD_RULES: frozenset[GuardRule] = frozenset(("cooldown", "stabilization"))
 
 
 class PolicyParams(BaseModel):
@@ -30,9 +39,28 @@ class Policy(ABC):
     version: ClassVar[str] = "1"
     #: What :meth:`save` writes (a learned model may need its own format).
     file_suffix: ClassVar[str] = ".json"
+    #: The guard rules this policy's published algorithm has in its own form (HPA's
+    #: stabilisation window and rate limits, Spark's backlog and idle timeouts, Dataproc's
+    #: cooldown period): the guard leaves those to it and applies only the others, so that a
+    #: faithful peer behaves behind the guard as its original does, within the bounds.
+    own_rules: ClassVar[frozenset[GuardRule]] = frozenset()
 
     def __init__(self, **params: Any) -> None:
         self.params = self.Params(**params)
+
+    @classmethod
+    def for_loop(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+    ) -> Self:
+        """The policy as a loop runs it: built from ``params`` and what the loop knows of its
+        cluster, the runtime model of its jobs so far and how long a requested worker takes to
+        run tasks. A policy that plans with either takes them here (a parameter set in
+        ``params`` wins); the others ignore them."""
+        return cls(**params)
 
     def get_params(self) -> dict[str, Any]:
         return self.params.model_dump()

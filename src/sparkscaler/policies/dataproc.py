@@ -61,7 +61,7 @@ from collections import deque
 from pydantic import Field
 
 from sparkscaler.core import Decision, Observation
-from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.policies.base import GUARD_RULES, Policy, PolicyParams
 from sparkscaler.units import Duration
 
 
@@ -81,6 +81,7 @@ class DataprocParams(PolicyParams):
 class DataprocPolicy(Policy):
     name = "dataproc"
     Params = DataprocParams
+    own_rules = GUARD_RULES
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

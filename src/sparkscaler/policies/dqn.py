@@ -1,11 +1,13 @@
 """The Deep Q-Network policy of Thonglek et al. (OLA 2019), trained with Stable-Baselines3 in the
-simulator (:mod:`sparkscaler.training`), plus an improved variant.
+simulator (:mod:`sparkscaler.rl.training`), plus an improved variant.
 
-A decision maps the observation to the env's vector with the same function the env uses
-(:func:`sparkscaler.sim.env.observation_vector`, with the env config saved beside the model),
-applies the variant's mask, takes the action of highest Q-value (what SB3's
-``predict(deterministic=True)`` does for a DQN) and turns it into a worker count: the current
-size plus the action's signed change, clipped to the trained env's [min_workers, max_workers].
+A decision maps the observation to the env's vector with the same encoding the env uses
+(:mod:`sparkscaler.policies.encoding`, sized by the env config saved beside the model), applies
+the variant's mask, takes the action of highest Q-value (what SB3's ``predict(deterministic=True)``
+does for a DQN) and turns it into a worker count: the current size plus the action's signed
+change, clipped to the trained env's [min_workers, max_workers]. The guard it runs behind is the
+one it was trained behind (the env steps the same controller), so its cooldowns and
+stabilisation are part of what the agent learned to expect.
 
 Files: the SB3 zip and a JSON sidecar (``.json`` beside it) with the training metadata.
 """
@@ -15,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
 
 from sparkscaler.core import Decision, Observation
 from sparkscaler.policies.base import Policy, PolicyParams
-
-if TYPE_CHECKING:  # the env needs gymnasium, the 'rl' extra: imported where a model is used
-    from sparkscaler.sim.env import EnvConfig
+from sparkscaler.policies.encoding import OBS_NAMES, Encoding, action_target, observation_vector
 
 
 class DqnParams(PolicyParams):
@@ -35,14 +35,6 @@ def sidecar_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def describe_action(delta: int) -> str:
-    if delta > 0:
-        return f"scale out by {delta}"
-    if delta < 0:
-        return f"scale in by {-delta}"
-    return "do nothing"
-
-
 class DqnPolicy(Policy):
     name = "dqn"
     file_suffix = ".zip"
@@ -52,7 +44,7 @@ class DqnPolicy(Policy):
         super().__init__(**params)
         self.model_: Any = None
         self.metadata_: dict[str, Any] | None = None
-        self.env_config_: EnvConfig | None = None
+        self.encoding_: Encoding | None = None
         self.mask_: np.ndarray | None = None
         if self.params.model_path:
             self._load_model(Path(self.params.model_path))
@@ -60,9 +52,6 @@ class DqnPolicy(Policy):
     # ------------------------------------------------------------------ model
     def _load_model(self, path: Path) -> None:
         from stable_baselines3 import DQN
-
-        from sparkscaler.sim.env import OBS_NAMES, config_from_dict
-        from sparkscaler.sim.workload import SyntheticJobs
 
         if path.suffix != ".zip":
             path = path.with_suffix(".zip")
@@ -80,19 +69,18 @@ class DqnPolicy(Policy):
                 f"{meta_path}: the model was trained on observation fields "
                 f"{metadata.get('obs_names')}, this version maps {list(OBS_NAMES)}; retrain it"
             )
-        # the jobs do not matter for mapping observations, only N, bounds and cores per worker
-        config = config_from_dict(metadata["env_config"], jobs=SyntheticJobs())
+        encoding = Encoding.from_env_config(metadata["env_config"])
         # schedules are not needed to predict, and pickled ones may not load across versions
         custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "exploration_schedule": None}
         model = DQN.load(path, device="cpu", custom_objects=custom)
-        if model.action_space.n != config.n_actions:
+        if model.action_space.n != encoding.n_actions:
             raise ValueError(
-                f"{path}: {model.action_space.n} actions, but N = {config.max_workers} "
-                f"needs {config.n_actions}"
+                f"{path}: {model.action_space.n} actions, but N = {encoding.max_workers} "
+                f"needs {encoding.n_actions}"
             )
         self.model_ = model
         self.metadata_ = metadata
-        self.env_config_ = config
+        self.encoding_ = encoding
         self.mask_ = np.asarray(metadata.get("obs_mask", [1.0] * len(OBS_NAMES)), np.float32)
         # the training run, not the zip's bytes (a saved copy has new zip timestamps)
         run = {k: v for k, v in metadata.items() if k != "params"}
@@ -101,10 +89,8 @@ class DqnPolicy(Policy):
 
     def vector(self, observation: Observation) -> np.ndarray:
         """The masked observation vector the network sees."""
-        from sparkscaler.sim.env import observation_vector
-
-        assert self.env_config_ is not None and self.mask_ is not None
-        return observation_vector(observation, self.env_config_) * self.mask_
+        assert self.encoding_ is not None and self.mask_ is not None
+        return observation_vector(observation, self.encoding_) * self.mask_
 
     def q_values(self, vector: np.ndarray) -> np.ndarray:
         import torch
@@ -120,26 +106,18 @@ class DqnPolicy(Policy):
 
     # ------------------------------------------------------------------ policy
     def decide(self, observation: Observation) -> Decision:
-        from sparkscaler.sim.env import action_delta
-
         current = observation.workers
-        if self.model_ is None or self.env_config_ is None:
+        if self.model_ is None or self.encoding_ is None:
             return self._decision(
                 current,
                 "no DQN model loaded (set policy.params.model_path to a model trained with "
                 "`sparkscaler train dqn`); keeping the current size",
             )
-        config = self.env_config_
         q = self.q_values(self.vector(observation))
         action = int(np.argmax(q))
-        delta = action_delta(action, config.max_workers)
-        target = min(max(current + delta, config.min_workers), config.max_workers)
         variant = self.metadata_.get("variant", "?") if self.metadata_ else "?"
-        reason = f"{describe_action(delta)} (DQN {variant} variant, Q={q[action]:.3f})"
-        if target != current + delta:
-            bound = "max" if target == config.max_workers else "min"
-            reason += f"; clipped to {target} ({bound}_workers)"
-        return self._decision(target, reason)
+        detail = f" (DQN {variant} variant, Q={q[action]:.3f})"
+        return self._decision(*action_target(action, current, self.encoding_, detail))
 
     # ------------------------------------------------------------------ files
     def save(self, path: Path) -> None:

@@ -20,7 +20,7 @@ import math
 from pydantic import Field
 
 from sparkscaler.core import Decision, Observation
-from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.policies.base import GUARD_RULES, Policy, PolicyParams
 from sparkscaler.units import Duration
 
 
@@ -38,6 +38,7 @@ class DraParams(PolicyParams):
 class DynamicAllocationPolicy(Policy):
     name = "dra"
     Params = DraParams
+    own_rules = GUARD_RULES
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

@@ -73,7 +73,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from sparkscaler.core import Decision, Observation
-from sparkscaler.policies.base import Policy, PolicyParams
+from sparkscaler.policies.base import GUARD_RULES, Policy, PolicyParams
 from sparkscaler.units import Duration
 
 Select = Literal["Max", "Min", "Disabled"]
@@ -119,6 +119,7 @@ class HpaParams(PolicyParams):
 class HpaPolicy(Policy):
     name = "hpa"
     Params = HpaParams
+    own_rules = GUARD_RULES
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)

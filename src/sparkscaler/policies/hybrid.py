@@ -24,18 +24,18 @@ wanted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field
 
 from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.dra import DraParams, DynamicAllocationPolicy
 from sparkscaler.policies.planner import PlannerParams, PlannerPolicy
 from sparkscaler.policies.predictive import PredictiveParams, PredictivePolicy
-from sparkscaler.sim.runtime_model import RuntimeModel
 
 
 class HybridParams(PolicyParams):
@@ -51,6 +51,19 @@ def _part_path(path: Path, part: str, suffix: str) -> Path:
 class HybridPolicy(Policy):
     name = "hybrid"
     Params = HybridParams
+
+    @classmethod
+    def for_loop(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+    ) -> Self:
+        """Its planner plans with the loop's runtime model and provisioning delay (unless
+        ``params.planner`` sets a delay of its own)."""
+        planner = {"provisioning_s": provisioning_s, **params.get("planner", {})}
+        return cls(planner_model=runtime_model, **{**params, "planner": planner})
 
     def __init__(self, *, planner_model: RuntimeModel | None = None, **params: Any) -> None:
         super().__init__(**params)

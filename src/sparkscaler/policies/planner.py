@@ -2,7 +2,7 @@
 
 Source: Venkataraman et al., "Ernest: Efficient Performance Prediction for Large-Scale Advanced
 Analytics" (NSDI 2016), whose model ``t(s, n) = θ0 + θ1·s/n + θ2·s + θ3·n + θ4·log n`` is
-:class:`~sparkscaler.sim.runtime_model.RuntimeModel`, put to Ernest's own use: choosing the
+:class:`~sparkscaler.models.runtime_model.RuntimeModel`, put to Ernest's own use: choosing the
 cluster size for a time budget. With ``s`` the running job's input
 size (``input_bytes / 1e9`` GB), T its deadline and N the most workers allowed:
 
@@ -37,7 +37,7 @@ Start-up cost is thereby treated as spread over the run, and progress is underes
 job runs faster than ``t_q``, both on the safe side.
 
 Learning: ``fit(history)`` refits the model on the finished jobs
-(:func:`~sparkscaler.sim.runtime_model.runs_from_jobs`) once at least ``min_runs`` are usable,
+(:func:`~sparkscaler.models.runtime_model.runs_from_jobs`) once at least ``min_runs`` are usable,
 replacing the prior model (not blending with it). Until then the policy uses the model given as
 ``model`` (Python) or ``model_path`` (a :meth:`RuntimeModel.save` file, read once when the policy
 is built), and without either it asks for N workers, reason "no runtime model yet".
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -55,8 +55,8 @@ import numpy as np
 from pydantic import Field
 
 from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.models.runtime_model import RuntimeModel, runs_from_jobs
 from sparkscaler.policies.base import Policy, PolicyParams
-from sparkscaler.sim.runtime_model import RuntimeModel, runs_from_jobs
 from sparkscaler.units import Duration
 
 
@@ -89,6 +89,18 @@ class PlannerParams(PolicyParams):
 class PlannerPolicy(Policy):
     name = "planner"
     Params = PlannerParams
+
+    @classmethod
+    def for_loop(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+    ) -> Self:
+        """Plans with the loop's runtime model and provisioning delay, unless ``params`` names
+        a model file or a delay of its own."""
+        return cls(model=runtime_model, **{"provisioning_s": provisioning_s, **params})
 
     def __init__(self, *, model: RuntimeModel | None = None, **params: Any) -> None:
         super().__init__(**params)

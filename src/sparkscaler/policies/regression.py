@@ -47,8 +47,8 @@ import numpy as np
 from pydantic import Field
 
 from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.models.runtime_model import runs_from_jobs
 from sparkscaler.policies.base import Policy, PolicyParams
-from sparkscaler.sim.runtime_model import runs_from_jobs
 from sparkscaler.units import Duration, MemoryMB
 
 #: The published coefficients: size model (intercept, avg_mem_action, avg_mem_transformation)

@@ -21,9 +21,10 @@ from typing import Any
 from sparkscaler.config import ScalingSettings
 from sparkscaler.controller import MANUAL, Controller, Step
 from sparkscaler.logs import log_step
-from sparkscaler.policies import make_policy, validate_policy_settings
+from sparkscaler.policies import validate_policy_settings
 from sparkscaler.service.metrics import ServiceMetrics
 from sparkscaler.service.modes import MODES, Mode
+from sparkscaler.wiring import PolicyContext
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Snapshot:
 class Runtime:
     """Owns a :class:`Controller` and runs its loop in a thread until :meth:`stop`.
 
+    ``context``: what the loop's policies are built with (the wiring's, for the loop it built),
+    so that a policy switched in through the API is the policy ``sparkscaler run`` would build.
+
     ``speedup``: None when the controller's clock is the wall clock (the loop waits
     ``interval_s`` between iterations, as ``sparkscaler run`` does). For a simulated clock, the
     simulated seconds per wall second: the loop advances the simulation by ``interval_s`` (under
@@ -80,6 +84,7 @@ class Runtime:
     def __init__(
         self,
         controller: Controller,
+        context: PolicyContext,
         *,
         mode: Mode = "auto",
         speedup: float | None = None,
@@ -88,6 +93,7 @@ class Runtime:
         if speedup is not None and speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
         self.controller = controller
+        self.context = context
         self.speedup = speedup
         self.metrics = metrics or ServiceMetrics()
         #: Taken by every loop iteration and every change; hold it to read what the loop uses.
@@ -193,8 +199,8 @@ class Runtime:
         log.info("mode set to %s", mode)
 
     def switch_policy(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Replace the policy with a new one fitted to the store's job history; returns its
-        parameters with their defaults filled in.
+        """Replace the policy with a new one, built as the loop's first one was and fitted to
+        the store's job history; returns its parameters with their defaults filled in.
 
         It is built and fitted before the lock is taken (fitting a learned policy can take a
         while), then swapped in between two iterations; a policy that cannot be built changes
@@ -204,12 +210,12 @@ class Runtime:
         if problems:
             raise InvalidRequest(problems)
         try:
-            policy = make_policy(name, params).fit(self.controller.store.jobs())
+            policy = self.context.build(name, params, self.controller.store.jobs())
         except Exception as error:  # a model file that is missing or unreadable, bad history
             log.info("policy %s could not be built: %s", name, error)
             raise InvalidRequest([f"policy {name} could not be built: {error}"]) from None
         with self.lock:
-            self.controller.policy = policy
+            self.controller.use_policy(policy)
         log.info("policy switched to %s", name)
         return policy.get_params()
 

@@ -1,7 +1,8 @@
 """Runs the real controller, with any policy, against the simulator over a workload.
 
-This is ``sparkscaler simulate``: the same ``Controller`` and guard as on a real cluster, with
-the simulator behind the ``Backend``, ``Clock`` and ``Observer`` protocols.
+This is ``sparkscaler simulate`` and the evaluation's continuous suites: the loop that
+:func:`sparkscaler.wiring.simulated_loop` builds (the same controller, guard and policy as on a
+real cluster), with the simulator behind the ``Backend``, ``Clock`` and ``Observer`` protocols.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from sparkscaler import units
-from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.backends.simulated import SimulatedBackend
 from sparkscaler.config import Config
-from sparkscaler.controller import Controller, Step
+from sparkscaler.controller import Step
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals
-from sparkscaler.sim.cluster import JobResult, SimCluster, provisioning_range
-from sparkscaler.sim.runtime_model import RuntimeModel
+from sparkscaler.sim.cluster import JobResult
 from sparkscaler.sim.workload import (
     JobSource,
     JobSpec,
@@ -32,6 +33,7 @@ from sparkscaler.sim.workload import (
     tpch_queries,
 )
 from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim, simulated_loop
 
 JOB_SPEC_USAGE = "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3]"
 
@@ -113,37 +115,11 @@ class SimulationResult:
         }
 
 
-def make_sim(
-    config: Config, workload: list[JobSpec], seed: int, *, best_case: bool = False
-) -> SimCluster:
-    """The simulated cluster the config describes, loaded with ``workload``.
-
-    ``best_case`` fixes the provisioning and executor start-up delays at the low end of their
-    ranges: the evaluation's oracle runs there, so that luck in a delay cannot let a policy
-    beat it.
-    """
-    s = config.simulation
-    provisioning = s.provisioning
-    startup = s.executor_startup_s
-    if best_case:
-        low = provisioning_range(provisioning)[0]
-        provisioning, startup = (low, low), (startup[0], startup[0])
-    return SimCluster(
-        workload,
-        cores_per_worker=config.cluster.worker_cores,
-        memory_mb_per_worker=config.cluster.worker_memory_mb,
-        initial_workers=s.initial_workers,
-        provisioning=provisioning,
-        executor_startup_s=startup,
-        seed=seed,
-    )
-
-
 def simulate(
     config: Config,
     arrivals: Arrivals,
     jobs: JobSource,
-    policy: Policy,
+    policy: Policy | None,
     duration_s: float,
     *,
     deadline_factor: float | None = 3.0,
@@ -151,7 +127,8 @@ def simulate(
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> SimulationResult:
-    """Simulate ``duration_s`` seconds; ``progress`` is called with the simulated time."""
+    """Simulate ``duration_s`` seconds with ``policy``, or the config's (built by the wiring);
+    ``progress`` is called with the simulated time."""
     seed = config.simulation.seed if seed is None else seed
     workload = make_workload(
         arrivals,
@@ -167,16 +144,16 @@ def simulate(
 def simulate_workload(
     config: Config,
     workload: list[JobSpec],
-    policy: Policy,
+    policy: Policy | None,
     duration_s: float,
     *,
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> SimulationResult:
-    """Run the controller with ``policy`` over given jobs (arrival times and deadlines set)."""
+    """Run the controller with ``policy`` (None: the config's) over given jobs (arrival times
+    and deadlines set)."""
     seed = config.simulation.seed if seed is None else seed
     sim = make_sim(config, workload, seed)
-    backend = SimulatedBackend(sim)
     keys = ("time_s", "workers", "target", "pending", "running")
     timeline: dict[str, list[float]] = {k: [] for k in keys}
 
@@ -190,14 +167,9 @@ def simulate_workload(
             progress(sim.now)
 
     with Store(Path(":memory:"), worker_detail=False) as store:
-        controller = Controller(
-            observer=SimObserver(sim, config.deadline_s),
-            policy=policy,
-            backend=backend,
-            store=store,
-            clock=SimClock(sim),
-            scaling=config.scaling,
-        )
+        controller = simulated_loop(config, sim, store, policy=policy)
+        backend = controller.backend
+        assert isinstance(backend, SimulatedBackend)
         started = time.perf_counter()
         steps = max(1, int(duration_s // config.scaling.interval_s))
         controller.run(iterations=steps, on_step=record)
@@ -206,7 +178,7 @@ def simulate_workload(
 
     arrived = sum(1 for j in workload if j.arrival <= duration_s)
     return SimulationResult(
-        policy=policy.name,
+        policy=controller.policy.name,
         duration_s=duration_s,
         jobs_arrived=arrived,
         jobs_done=len(sim.results),

@@ -1,27 +1,26 @@
 """Gymnasium environment ``sparkscaler/SparkCluster-v0``: scale a simulated Spark cluster.
 
-One step is one control interval: the agent picks an action, the simulator runs for
-``interval_s``, and the agent sees the cluster and is rewarded. An episode is one workload: by
-default the OLA 2019 paper's setting, one job of a random input size that must finish within T;
-or a window of arrivals for continuous load.
+One step is one step of the controller with the agent as its policy: the loop that
+:func:`sparkscaler.wiring.simulated_loop` builds observes the simulator, the agent's action
+becomes a :class:`~sparkscaler.core.Decision`, the guard bounds it, cools it down and stabilises
+it exactly as it will when the trained policy runs (``EnvConfig``'s cooldowns and stabilisation
+window are the config's ``scaling`` rules), the backend acts, and the simulator runs for
+``interval_s``. An episode is one workload: by default the OLA 2019 paper's setting, one job of
+a random input size that must finish within T; or a window of arrivals for continuous load.
 
-Observation (float32, all scaled to about [-1, 1]), computed by :func:`observation_vector` from
-the :class:`~sparkscaler.core.Observation` that :class:`~sparkscaler.backends.simulated.SimObserver`
-makes of the simulator, so that a policy trained here maps a live observation the same way:
-``cu cs mt ma bi bo`` (the paper's six features, /100), workers / N, provisioning / N,
-backlog (pending tasks per slot of N workers, clipped at 1), deadline slack (T - t) / T clipped
-to [-1, 1] (0 with no job), sin and cos of the hour of day, weekday / 6. The calendar is the
-observation's local time (as :func:`sparkscaler.core.time_features`); the simulator's
+Observation: the vector of :mod:`sparkscaler.policies.encoding` (the mapping a trained policy
+applies to a live observation) of the loop's own observation of the simulator. The simulator's
 ``start_epoch`` is a Monday 00:00 UTC, so on a UTC machine simulated time 0 is Monday midnight.
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
-N .. 2N-2 = scale in by 1 .. N-1. A move past the bounds is clipped to them.
+N .. 2N-2 = scale in by 1 .. N-1. A move past the bounds is clipped to them; a move the guard
+holds (a cooldown) or shortens (stabilisation) is what happens, and what is rewarded.
 
 Rewards:
 
 - ``paper`` (OLA 2019, our reading). The mean of eight terms, each in [-1, 1]:
-  the node term ``1 - 2 (x + y - 1) / (N - 1)`` with x the workers before the action and y its
-  signed size (1 with one worker, -1 with N); the six resource features as utilisations
+  the node term ``1 - 2 (x + y - 1) / (N - 1)`` with x the workers before the action and y the
+  signed change made (1 with one worker, -1 with N); the six resource features as utilisations
   ``f / 100`` (busy resources are rewarded); and the deadline slack ``(T - t) / T`` of the
   oldest running job, clipped to [-1, 1]. The published code returned ``done = True`` on every
   step, which makes every step its own episode and leaves Q-learning nothing to bootstrap from;
@@ -33,56 +32,36 @@ Rewards:
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sparkscaler.backends.simulated import SimObserver
-from sparkscaler.core import Observation, choose_victims
+from sparkscaler.config import ClusterSettings, Config, ScalingSettings, SimulationSettings
+from sparkscaler.controller import Controller
+from sparkscaler.core import Decision, Observation
+from sparkscaler.policies.base import Policy
+from sparkscaler.policies.encoding import (
+    OBS_HIGH,
+    OBS_LOW,
+    OBS_NAMES,
+    Encoding,
+    action_target,
+    deadline_slack,
+    observation_vector,
+)
 from sparkscaler.sim.arrivals import Arrivals, poisson
 from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, SimCluster
 from sparkscaler.sim.workload import JobSource, SyntheticJobs, make_workload
+from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim, simulated_loop
 
 ENV_ID = "sparkscaler/SparkCluster-v0"
-OBS_NAMES = (
-    "cu",
-    "cs",
-    "mt",
-    "ma",
-    "bi",
-    "bo",
-    "workers",
-    "provisioning",
-    "backlog",
-    "slack",
-    "hour_sin",
-    "hour_cos",
-    "weekday",
-)
-#: The bounds of each feature in :data:`OBS_NAMES` order (the env's observation space).
-OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0], dtype=np.float32)
-OBS_HIGH = np.ones(len(OBS_NAMES), dtype=np.float32)
-#: How each feature is scaled, for the metadata saved beside a trained model.
-OBS_SCALING = {
-    "cu": "percent / 100",
-    "cs": "percent / 100",
-    "mt": "percent / 100",
-    "ma": "percent / 100",
-    "bi": "percent / 100",
-    "bo": "percent / 100",
-    "workers": "ALIVE workers / max_workers",
-    "provisioning": "PROVISIONING workers / max_workers",
-    "backlog": "pending tasks / (max_workers * cores_per_worker), clipped to [0, 1]",
-    "slack": "(deadline_s - oldest_job_elapsed_s) / deadline_s, clipped to [-1, 1]; 0 if unknown",
-    "hour_sin": "sin(2 pi h / 24), h = local hour of day with fraction",
-    "hour_cos": "cos(2 pi h / 24)",
-    "weekday": "local weekday (0 = Monday) / 6",
-}
+#: The guard's rules where no config gives them: the config's own defaults.
+_SCALING = ScalingSettings()
 
 
 @dataclass(frozen=True)
@@ -94,6 +73,10 @@ class EnvConfig:
     initial_workers: int = 1
     cores_per_worker: int = 1
     interval_s: float = 30.0
+    #: The guard's rules (the config's ``scaling``) that the agent acts behind.
+    scale_out_cooldown_s: float = _SCALING.scale_out_cooldown_s
+    scale_in_cooldown_s: float = _SCALING.scale_in_cooldown_s
+    scale_in_stabilization_s: float = _SCALING.scale_in_stabilization_s
     deadline_s: float = 300.0
     #: When given, each episode draws its deadline T from these (one policy for several T).
     deadline_choices_s: tuple[float, ...] = ()
@@ -120,8 +103,56 @@ class EnvConfig:
             raise ValueError(f"reward must be 'paper' or 'cost-sla', not {self.reward!r}")
 
     @property
+    def encoding(self) -> Encoding:
+        """How observations and actions of this cluster map to numbers."""
+        return Encoding(self.max_workers, self.min_workers, self.cores_per_worker)
+
+    @property
     def n_actions(self) -> int:
-        return 2 * (self.max_workers - 1) + 1
+        return self.encoding.n_actions
+
+    @classmethod
+    def from_config(cls, config: Config, **settings: Any) -> EnvConfig:
+        """The env of the cluster a config describes (its bounds, pacing and guard rules, its
+        workers' cores, the simulator's delays); ``settings`` give the rest, or override."""
+        s, sim = config.scaling, config.simulation
+        values: dict[str, Any] = {
+            "max_workers": s.max_workers,
+            "min_workers": s.min_workers,
+            "initial_workers": sim.initial_workers,
+            "cores_per_worker": config.cluster.worker_cores,
+            "interval_s": s.interval_s,
+            "scale_out_cooldown_s": s.scale_out_cooldown_s,
+            "scale_in_cooldown_s": s.scale_in_cooldown_s,
+            "scale_in_stabilization_s": s.scale_in_stabilization_s,
+            "provisioning": sim.provisioning,
+            "executor_startup_s": sim.executor_startup_s,
+            "decommission_timeout_s": s.decommission_timeout_s,
+        }
+        if config.deadline_s is not None:
+            values["deadline_s"] = config.deadline_s
+        return cls(**{**values, **settings})
+
+    def loop_config(self) -> Config:
+        """The config of the loop the env steps: a config with these ``scaling`` rules runs
+        the trained policy behind the same guard."""
+        return Config(
+            cluster=ClusterSettings(worker_cores=self.cores_per_worker),
+            scaling=ScalingSettings(
+                min_workers=self.min_workers,
+                max_workers=self.max_workers,
+                interval_s=self.interval_s,
+                scale_out_cooldown_s=self.scale_out_cooldown_s,
+                scale_in_cooldown_s=self.scale_in_cooldown_s,
+                scale_in_stabilization_s=self.scale_in_stabilization_s,
+                decommission_timeout_s=self.decommission_timeout_s,
+            ),
+            simulation=SimulationSettings(
+                provisioning=self.provisioning,
+                executor_startup_s=self.executor_startup_s,
+                initial_workers=self.initial_workers,
+            ),
+        )
 
 
 def config_to_dict(config: EnvConfig) -> dict[str, Any]:
@@ -140,8 +171,7 @@ def config_to_dict(config: EnvConfig) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any], jobs: JobSource | None = None) -> EnvConfig:
     """Rebuild a config written by :func:`config_to_dict`. Only :class:`SyntheticJobs` can be
-    rebuilt from its description; pass ``jobs`` for any other source (or when the jobs do not
-    matter, as to a policy that only maps observations)."""
+    rebuilt from its description; pass ``jobs`` for any other source."""
     values = {k: v for k, v in data.items() if k != "jobs"}
     for name in ("executor_startup_s", "provisioning", "deadline_choices_s"):
         if isinstance(values.get(name), list):
@@ -156,51 +186,20 @@ def config_from_dict(data: dict[str, Any], jobs: JobSource | None = None) -> Env
     return EnvConfig(**values, jobs=jobs)
 
 
-def deadline_slack(obs: Observation) -> float:
-    """(T - t) / T of the oldest running job, clipped to [-1, 1]; 0 without a job or deadline."""
-    if not obs.deadline_s or obs.oldest_job_elapsed_s is None:
-        return 0.0
-    return float(np.clip((obs.deadline_s - obs.oldest_job_elapsed_s) / obs.deadline_s, -1.0, 1.0))
+class AgentPolicy(Policy):
+    """The agent as the loop's policy: it asks for what the env's current action says, as a
+    trained DQN does (:meth:`sparkscaler.policies.dqn.DqnPolicy.decide`); the guard does the
+    rest."""
 
+    name = "agent"
 
-def observation_vector(obs: Observation, config: EnvConfig) -> np.ndarray:
-    """The env's observation (float32, :data:`OBS_NAMES` order) of one :class:`Observation`.
+    def __init__(self, encoding: Encoding) -> None:
+        super().__init__()
+        self.encoding = encoding
+        self.action = 0
 
-    The one mapping from what a policy sees to what the network sees: the env calls it on the
-    simulator's :class:`SimObserver` observation, a trained policy on the live one. N, the
-    cores per worker for the backlog, come from ``config`` (the env the model was trained in).
-    """
-    c = obs.cluster
-    t = dt.datetime.fromtimestamp(obs.time)
-    hour = t.hour + t.minute / 60.0 + (t.second + t.microsecond / 1e6) / 3600.0
-    backlog = obs.pending_tasks / (config.max_workers * config.cores_per_worker)
-    values = [
-        *(f / 100.0 for f in obs.features.as_tuple()),
-        c.alive_workers / config.max_workers,
-        c.provisioning_workers / config.max_workers,
-        min(1.0, backlog),
-        deadline_slack(obs),
-        math.sin(2 * math.pi * hour / 24.0),
-        math.cos(2 * math.pi * hour / 24.0),
-        t.weekday() / 6.0,
-    ]
-    return np.clip(np.asarray(values, dtype=np.float32), OBS_LOW, OBS_HIGH)
-
-
-def action_delta(action: int, max_workers: int) -> int:
-    """The signed change in workers an action asks for (paper order: none, out…, in…)."""
-    if action == 0:
-        return 0
-    if action < max_workers:
-        return action
-    return -(action - (max_workers - 1))
-
-
-def delta_action(delta: int, max_workers: int) -> int:
-    """The action that asks for ``delta`` workers (the inverse of :func:`action_delta`)."""
-    if delta == 0:
-        return 0
-    return delta if delta > 0 else max_workers - 1 - delta
+    def decide(self, observation: Observation) -> Decision:
+        return self._decision(*action_target(self.action, observation.workers, self.encoding))
 
 
 class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
@@ -214,7 +213,9 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(self.config.n_actions)
         self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
         self.sim: SimCluster | None = None
-        self.observer: SimObserver | None = None
+        self.loop: Controller | None = None
+        self._loop_config = self.config.loop_config()
+        self._agent = AgentPolicy(self.config.encoding)
         self._missed: set[int] = set()
 
     # ------------------------------------------------------------------ gym API
@@ -236,48 +237,44 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
             )
         else:
             jobs = make_workload(arrivals, c.jobs, rng, deadline_s=deadline)
-        self.sim = SimCluster(
-            jobs,
-            cores_per_worker=c.cores_per_worker,
-            initial_workers=c.initial_workers,
-            provisioning=c.provisioning,
-            executor_startup_s=c.executor_startup_s,
-            seed=int(rng.integers(2**31)),
-        )
-        self.observer = SimObserver(self.sim)
+        self.close()
+        self.sim = make_sim(self._loop_config, jobs, seed=int(rng.integers(2**31)))
+        # a fresh loop, and so a fresh guard, for every episode
+        store = Store(Path(":memory:"), worker_detail=False)
+        self.loop = simulated_loop(self._loop_config, self.sim, store, policy=self._agent)
         self._missed = set()
         self.sim.run_until(0.0)
         return self._observation(), self._info()
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self.sim is None:
+        if self.sim is None or self.loop is None:
             raise RuntimeError("call reset() before step()")
         c, sim = self.config, self.sim
         if not self.action_space.contains(int(action)):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
-        state = sim.cluster_state()
-        current = state.alive_workers + state.provisioning_workers
-        target = min(
-            max(current + action_delta(int(action), c.max_workers), c.min_workers), c.max_workers
-        )
-        if target > current:
-            sim.launch(target - current)
-        elif target < current:
-            sim.decommission(choose_victims(state, current - target), c.decommission_timeout_s)
-        sim.run_until(sim.now + c.interval_s)
+        self._agent.action = int(action)
+        outcome = self.loop.step().outcome
+        self.loop.clock.sleep(c.interval_s)
 
         new_misses = self._count_new_misses()
         obs = self.observe()
-        reward = self._reward(obs, current, target - current, new_misses)
+        reward = self._reward(obs, outcome.current, outcome.target - outcome.current, new_misses)
         terminated = sim.idle
         truncated = not terminated and sim.now >= c.max_episode_s
-        return observation_vector(obs, c), reward, terminated, truncated, self._info()
+        return observation_vector(obs, c.encoding), reward, terminated, truncated, self._info()
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self.sim is None:
             return None
         obs = dict(zip(OBS_NAMES, self._observation(), strict=True))
         return " ".join(f"{k}={v:.2f}" for k, v in obs.items())
+
+    def close(self) -> None:
+        """Release the episode's loop (its in-memory store)."""
+        if self.loop is not None:
+            self.loop.close()
+            self.loop.store.close()
+            self.loop = None
 
     # ------------------------------------------------------------------ internals
     def _count_new_misses(self) -> int:
@@ -300,12 +297,12 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         return float(-cost - c.miss_penalty * new_misses)
 
     def observe(self) -> Observation:
-        """The simulator's :class:`Observation`, as a policy running on it would see it."""
-        assert self.observer is not None
-        return self.observer.observe()
+        """The loop's observation of the simulator, as a policy running on it sees it."""
+        assert self.loop is not None
+        return self.loop.observer.observe()
 
     def _observation(self) -> np.ndarray:
-        return observation_vector(self.observe(), self.config)
+        return observation_vector(self.observe(), self.config.encoding)
 
     def _info(self) -> dict[str, Any]:
         sim = self.sim
@@ -321,4 +318,4 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
 
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="sparkscaler.sim.env:SparkClusterEnv")
+    gym.register(id=ENV_ID, entry_point="sparkscaler.rl.env:SparkClusterEnv")

@@ -31,14 +31,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from sparkscaler.sim.env import (
-    OBS_NAMES,
-    OBS_SCALING,
-    EnvConfig,
-    SparkClusterEnv,
-    config_from_dict,
-    config_to_dict,
-)
+from sparkscaler.policies.encoding import OBS_NAMES, OBS_SCALING
+from sparkscaler.rl.env import EnvConfig, SparkClusterEnv, config_from_dict, config_to_dict
 
 Variant = Literal["paper", "improved"]
 

@@ -31,7 +31,6 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import nnls
 
 from sparkscaler.core import JobRecord
-from sparkscaler.store import Store
 
 #: Names of the model's terms, in the order of ``RuntimeModel.coef_``; saved with the model so a
 #: file written by a different feature set is rejected rather than silently misread.
@@ -312,6 +311,14 @@ def _thonglek_file(path: Path) -> list[RunRecord]:
     return _records(sizes, [int(match.group(1))] * len(sizes), _numeric(frame, "time", path))
 
 
+def is_thonglek(path: str | Path) -> bool:
+    """Whether ``path`` is the Thonglek et al. data: its directory or one of its files."""
+    path = Path(path)
+    return (path.is_dir() and (path / "worker1.csv").is_file()) or bool(
+        _THONGLEK_FILE.match(path.name)
+    )
+
+
 def load_thonglek(path: str | Path) -> list[RunRecord]:
     """Runs from the Thonglek et al. (OLA 2019) data: its directory or one ``workerN.csv``."""
     path = Path(path)
@@ -334,17 +341,3 @@ def runs_from_jobs(records: Iterable[JobRecord]) -> list[RunRecord]:
         for r in records
         if r.success and r.input_bytes > 0 and r.workers >= 1 and r.duration_s > 0
     ]
-
-
-def load_runs(path: str | Path) -> list[RunRecord]:
-    """Runs from whatever ``path`` is: Thonglek data, a sparkscaler SQLite store, or a CSV."""
-    path = Path(path)
-    if (path.is_dir() and (path / "worker1.csv").is_file()) or _THONGLEK_FILE.match(path.name):
-        return load_thonglek(path)
-    if path.suffix == ".db":
-        if not path.is_file():
-            # Store() would create an empty database here; a typo should not leave files behind.
-            raise FileNotFoundError(f"{path}: no such store")
-        with Store(path) as store:
-            return runs_from_jobs(store.jobs())
-    return load_runs_csv(path)

@@ -1,0 +1,232 @@
+"""The only place that builds a loop: backend, observer, clock, policy, guard, store, history.
+
+Every use of the controller gets it from here (``run`` and ``serve`` with :func:`live_loop`;
+``simulate``, the evaluation and the Gymnasium env with :func:`simulated_loop`; the demo), so
+that a policy is evaluated and trained exactly as it is run: built by one :func:`build_policy`
+from the same parameters, with the same kind of runtime model and provisioning delay, behind the
+same guard. What differs between uses is only what a loop is given, and it is given here:
+
+- the **provisioning delay** a planner plans with (how long a requested worker takes to run
+  tasks): on a real cluster the start-up measured on this machine's local cluster
+  (:data:`LIVE_PROVISIONING_S`), in the simulator the longest start-up the simulation draws
+  (:func:`simulated_provisioning_s`); a ``provisioning_s`` in the policy's parameters wins;
+- the **runtime model**: in production learned from the store's finished jobs (``fit``); in the
+  evaluation, the calibrated model it starts from;
+- the **guard**: the config's rules, but those the policy brings itself (``Policy.own_rules``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sparkscaler.backends.base import Backend
+from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.clock import Clock
+from sparkscaler.config import Config
+from sparkscaler.controller import Controller
+from sparkscaler.core import JobRecord
+from sparkscaler.guard import Guard
+from sparkscaler.models.runtime_model import RuntimeModel
+from sparkscaler.observe.history import EventLogWatcher
+from sparkscaler.observe.observer import Observer
+from sparkscaler.policies import make_policy
+from sparkscaler.policies.base import Policy
+from sparkscaler.sim.cluster import (
+    LOCAL_EXECUTOR_STARTUP_S,
+    SimCluster,
+    provisioning_range,
+)
+from sparkscaler.sim.workload import JobSpec
+from sparkscaler.store import Store
+
+if TYPE_CHECKING:
+    from sparkscaler.backends.local import LocalCluster
+
+#: Seconds before a worker asked of a real cluster runs tasks: the longest worker start (backlog
+#: to ALIVE) and executor start measured on the local cluster (``benchmarks/reaction_time.py``),
+#: the same JVM start-ups a worker on another host makes.
+LIVE_PROVISIONING_S = provisioning_range("local")[1] + LOCAL_EXECUTOR_STARTUP_S[1]
+
+
+def simulated_provisioning_s(config: Config) -> float:
+    """Seconds before a worker asked of the simulator runs a job's first task, at worst: the
+    safe side for a policy that plans with it."""
+    high = provisioning_range(config.simulation.provisioning)[1]
+    return high + config.simulation.executor_startup_s[1]
+
+
+def build_policy(
+    policy: Config | str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    runtime_model: RuntimeModel | None = None,
+    provisioning_s: float = 0.0,
+    history: Sequence[JobRecord] = (),
+) -> Policy:
+    """The policy a loop runs: the config's (or ``policy`` by name, with ``params``), given the
+    runtime model and provisioning delay it plans with, and fitted to ``history``.
+
+    ValueError when the parameters are invalid, :class:`~sparkscaler.errors.MissingExtraError`
+    when the policy needs an extra that is not installed.
+    """
+    if isinstance(policy, Config):
+        if params is not None:
+            raise TypeError("params come from the config when a config is given")
+        name, params = policy.policy.name, policy.policy.params
+    else:
+        name = policy
+    built = make_policy(
+        name, dict(params or {}), runtime_model=runtime_model, provisioning_s=provisioning_s
+    )
+    return built.fit(history)
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a loop gives the policies it builds: its runtime model and provisioning delay.
+
+    Kept with a running loop so that a policy switched in later (the service's ``PUT
+    /api/policy``) is built as the loop's first one was.
+    """
+
+    provisioning_s: float = 0.0
+    runtime_model: RuntimeModel | None = None
+
+    def build(
+        self, name: str, params: Mapping[str, Any], history: Sequence[JobRecord] = ()
+    ) -> Policy:
+        return build_policy(
+            name,
+            params,
+            runtime_model=self.runtime_model,
+            provisioning_s=self.provisioning_s,
+            history=history,
+        )
+
+
+def live_context() -> PolicyContext:
+    """The context of a loop on a real cluster: the runtime model is learned from the store's
+    finished jobs (each policy's ``fit``), not given."""
+    return PolicyContext(LIVE_PROVISIONING_S)
+
+
+def simulated_context(config: Config, runtime_model: RuntimeModel | None = None) -> PolicyContext:
+    """The context of a loop on the simulator, with the runtime model it starts from (the
+    evaluation's calibrated model), if any."""
+    return PolicyContext(simulated_provisioning_s(config), runtime_model)
+
+
+def build_loop(
+    config: Config,
+    *,
+    backend: Backend,
+    observer: Observer,
+    clock: Clock,
+    store: Store,
+    context: PolicyContext,
+    policy: Policy | None = None,
+    history: EventLogWatcher | None = None,
+    dry_run: bool = False,
+) -> Controller:
+    """The controller over these parts, behind the config's guard less the rules the policy
+    brings itself. Without ``policy``, the config's, built in ``context`` and fitted to the
+    store's finished jobs."""
+    if policy is None:
+        policy = context.build(config.policy.name, config.policy.params, store.jobs())
+    return Controller(
+        observer=observer,
+        policy=policy,
+        backend=backend,
+        store=store,
+        clock=clock,
+        scaling=config.scaling,
+        guard=Guard(config.scaling, policy.own_rules),
+        history=history,
+        dry_run=dry_run,
+    )
+
+
+def open_cluster(config: Config) -> LocalCluster:
+    """The backend of the cluster the config describes (nothing is started here)."""
+    from sparkscaler.backends.local import LocalCluster
+
+    return LocalCluster(config.cluster, config.state_dir)
+
+
+def live_loop(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    *,
+    backend: Backend | None = None,
+    dry_run: bool = False,
+) -> Controller:
+    """The loop of ``run``, ``serve`` and the demo on the real cluster (``backend``, by default
+    :func:`open_cluster`'s), its policy fitted to the store's job history, and new event logs
+    flowing into the store."""
+    from sparkscaler.observe.observer import SparkObserver  # httpx and psutil: live loops only
+
+    backend = open_cluster(config) if backend is None else backend
+    roots = getattr(backend, "worker_pids", None)  # whose process trees the CPU features read
+    return build_loop(
+        config,
+        backend=backend,
+        observer=SparkObserver.from_config(config, clock, roots=roots),
+        clock=clock,
+        store=store,
+        context=live_context(),
+        history=EventLogWatcher(config.state_dir / "events", store.job_ids()),
+        dry_run=dry_run,
+    )
+
+
+def make_sim(
+    config: Config, workload: list[JobSpec], seed: int, *, best_case: bool = False
+) -> SimCluster:
+    """The simulated cluster the config describes, loaded with ``workload``.
+
+    ``best_case`` fixes the provisioning and executor start-up delays at the low end of their
+    ranges: the evaluation's oracle runs there, so that luck in a delay cannot let a policy
+    beat it.
+    """
+    s = config.simulation
+    provisioning = s.provisioning
+    startup = s.executor_startup_s
+    if best_case:
+        low = provisioning_range(provisioning)[0]
+        provisioning, startup = (low, low), (startup[0], startup[0])
+    return SimCluster(
+        workload,
+        cores_per_worker=config.cluster.worker_cores,
+        memory_mb_per_worker=config.cluster.worker_memory_mb,
+        initial_workers=s.initial_workers,
+        provisioning=provisioning,
+        executor_startup_s=startup,
+        seed=seed,
+    )
+
+
+def simulated_loop(
+    config: Config,
+    sim: SimCluster,
+    store: Store,
+    *,
+    policy: Policy | None = None,
+    runtime_model: RuntimeModel | None = None,
+    default_deadline_s: float | None = None,
+) -> Controller:
+    """The loop on the simulator ``sim`` (build it with :func:`make_sim`): ``policy``, or the
+    config's built in :func:`simulated_context`; jobs without a deadline of their own get
+    ``default_deadline_s``, else the config's ``deadline_s``."""
+    deadline = config.deadline_s if default_deadline_s is None else default_deadline_s
+    return build_loop(
+        config,
+        backend=SimulatedBackend(sim),
+        observer=SimObserver(sim, deadline),
+        clock=SimClock(sim),
+        store=store,
+        context=simulated_context(config, runtime_model),
+        policy=policy,
+    )
