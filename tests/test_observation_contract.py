@@ -32,8 +32,8 @@ from tests.conftest import SharedCluster, free_port
 
 pytestmark = pytest.mark.spark
 
-TASKS = 12
-TASK_S = 3.0
+TASKS = 10
+TASK_S = 2.5
 DEADLINE_S = 300.0
 
 #: The job: reads a text file in TASKS splits, each task counting its lines then sleeping.
