@@ -2,34 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 
+from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.local import LocalCluster
 from sparkscaler.clock import WallClock
-from sparkscaler.config import Config
+from sparkscaler.config import ClusterSettings, Config
 from sparkscaler.controller import Controller, Step
+from sparkscaler.core import Observation
 from sparkscaler.observe.history import EventLogWatcher
 from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_master import MasterClient
 from sparkscaler.policies import make_policy
+from sparkscaler.processes import process_running
 from sparkscaler.store import Store
 from sparkscaler.workloads.submit import JobSubmitter
-from tests.conftest import SharedCluster, assert_all_stopped, state_pids, wait_for
+from tests.conftest import (
+    SharedCluster,
+    assert_all_stopped,
+    spark_jvms,
+    state_pids,
+    wait_for,
+)
 
 pytestmark = pytest.mark.spark
 
 
 def _alive(cfg: Config) -> list:
     return MasterClient.cluster_state(MasterClient(cfg.cluster.master_ui_url).fetch()).alive
+
+
+class _WithProvisioning:
+    """The master's view plus the workers the backend is still starting, which count towards
+    the cluster's size (launch returns before they register): the loop must see them, or it
+    launches again at every step until they are ALIVE."""
+
+    def __init__(self, observer: SparkObserver, backend: LocalCluster) -> None:
+        self.observer, self.backend = observer, backend
+
+    def observe(self) -> Observation:
+        obs = self.observer.observe()
+        starting = tuple(w for w in self.backend.workers() if w.state == "PROVISIONING")
+        cluster = dataclasses.replace(obs.cluster, workers=obs.cluster.workers + starting)
+        return dataclasses.replace(obs, cluster=cluster)
+
+    def close(self) -> None:
+        self.observer.close()
 
 
 def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
@@ -41,7 +71,7 @@ def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
     submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
     with Store(cfg.store_path) as store:
         controller = Controller(
-            observer=SparkObserver.from_config(cfg, clock),
+            observer=_WithProvisioning(SparkObserver.from_config(cfg, clock), cluster),
             policy=make_policy("dra", cfg.policy.params),
             backend=cluster,
             store=store,
@@ -125,21 +155,97 @@ def test_restarted_backend_readopts_and_stops_every_jvm(
     adopted = LocalCluster(spark_config.cluster, spark_config.state_dir)
     assert adopted.running and sorted(adopted.pids) == sorted(pids)
     assert {w.host for w in adopted.workers()} == {w.host for w in cluster.workers()}
+    before = {w.host for w in adopted.workers()}
+    [added] = adopted.launch(1)  # never on a host that already has one of our workers
+    assert added.removeprefix("pending-") not in before
+    adopted.wait_alive(120)
+    assert len({w.host for w in cluster.workers()}) == 3
+    pids = adopted.pids
+    assert len(pids) == 4
     adopted.stop()
     assert_all_stopped(pids)
 
 
-def test_launch_returns_alive_workers(shared_spark: SharedCluster, shared_cluster: Config) -> None:
+def _decommission_and_die(settings: ClusterSettings, state_dir: Path, worker_id: str) -> None:
+    """Another sparkscaler decommissions ``worker_id`` and is killed before the drain ends."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from sparkscaler.backends.local import LocalCluster\n"
+        "from sparkscaler.config import ClusterSettings\n"
+        "settings = ClusterSettings.model_validate_json(sys.argv[1])\n"
+        "cluster = LocalCluster(settings, Path(sys.argv[2]))\n"
+        "cluster.decommission([sys.argv[3]], 60)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    args = [settings.model_dump_json(), str(state_dir), worker_id]
+    died = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, timeout=60)
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()
+
+
+def test_a_new_backend_finishes_the_drain_it_inherits(
+    shared_spark: SharedCluster, shared_cluster: Config
+) -> None:
+    cluster, config = shared_spark.backend, shared_spark.config
+    [pending] = cluster.launch(1)
+    host = pending.removeprefix("pending-")
+    try:
+        cluster.wait_alive(120)
+        worker = cluster.record().workers[host]
+        assert worker.worker_id is not None
+        _decommission_and_die(config.cluster, config.state_dir, worker.worker_id)
+        assert cluster.record().workers[host].decommission_deadline is not None
+        adopted = LocalCluster(config.cluster, config.state_dir)
+        assert adopted.wait_drained(60)
+        assert not process_running(worker.pid, worker.create_time)
+    finally:
+        shared_spark.note_pids()
+        if host in cluster.record().workers:
+            cluster.decommission([pending], 30)
+            cluster.wait_drained(60)
+
+
+def test_a_worker_that_dies_at_start_is_dropped_with_its_reason(
+    shared_spark: SharedCluster, shared_cluster: Config
+) -> None:
+    cluster = shared_spark.backend
+    [pending] = cluster.launch(1)
+    host = pending.removeprefix("pending-")
+    daemon = cluster.record().workers[host]
+    os.killpg(daemon.pid, signal.SIGKILL)  # the JVM we have just started, and its group
+    with pytest.raises(BackendError, match=f"worker {re.escape(host)} exited at start"):
+        cluster.wait_alive(60)
+    assert host not in cluster.record().workers
+    assert pending not in {w.id for w in cluster.workers()}
+    assert cluster.problems()[-1].host == host
+
+
+def test_launch_returns_at_once_with_provisioning_workers_that_become_alive(
+    shared_spark: SharedCluster, shared_cluster: Config
+) -> None:
     cluster = shared_spark.backend
     before = {w.id for w in _alive(shared_cluster)}
+    began = time.monotonic()
     ids = cluster.launch(2)
+    took = time.monotonic() - began
     try:
+        assert took < 2.0, f"launch blocked for {took:.1f} s"
+        assert (
+            sorted(ids)
+            == sorted(f"pending-{h}" for h in cluster.record().workers if f"pending-{h}" in ids)
+            and len(ids) == 2
+        )
+        listed = {w.id: w for w in cluster.workers()}  # a JVM takes seconds to register
+        assert [listed[i].state for i in ids] == ["PROVISIONING"] * 2
+        assert all(listed[i].cores == 1 and listed[i].memory_mb == 1024 for i in ids)
+        cluster.wait_alive(120)
         alive = {w.id for w in _alive(shared_cluster)}
-        assert len(ids) == 2 and set(ids) <= alive and len(alive) == 3
-        assert alive == before | set(ids)
+        assert len(alive) == 3 and before < alive
+        assert {w.state for w in cluster.workers()} == {"ALIVE"}
+        assert {w.id for w in cluster.workers()} == alive
     finally:  # leave the shared cluster as it was: the two new workers drain (idle) and stop
         shared_spark.note_pids()
-        cluster.decommission(ids, timeout=30)
+        cluster.decommission([w.id for w in cluster.workers() if w.id not in before], 30)
         assert cluster.wait_drained(60)
     assert {w.id for w in _alive(shared_cluster)} == before
 
@@ -215,13 +321,21 @@ def test_cluster_commands_start_status_scale_stop(spark_config: Config, tmp_path
         pids = state_pids(spark_config.state_dir)
         status = json.loads(cli("cluster", "status", "--json").stdout)
         assert status["running"] and status["alive_workers"] == 1
-        assert cli("cluster", "scale", "2").returncode == 0
-        assert json.loads(cli("cluster", "status", "--json").stdout)["alive_workers"] == 2
+        scaled_out = cli("cluster", "scale", "3")
+        assert scaled_out.returncode == 0, scaled_out.stderr
+        assert "3 worker(s) alive" in scaled_out.stdout
+        status = json.loads(cli("cluster", "status", "--json").stdout)
+        assert status["alive_workers"] == 3
         pids = sorted(set(pids) | set(state_pids(spark_config.state_dir)))
+        # A `cluster scale` killed after it decommissioned a worker: the next one finishes
+        # that drain as well as its own.
+        victim = max(w["id"] for w in status["workers"])
+        _decommission_and_die(spark_config.cluster, spark_config.state_dir, victim)
         scaled_in = cli("cluster", "scale", "1")
         assert scaled_in.returncode == 0, scaled_in.stderr
         assert "1 worker(s) alive" in scaled_in.stdout
         assert len(state_pids(spark_config.state_dir)) == 2
+        assert len(spark_jvms(spark_config.cluster.master_port)) == 2
         stopped = cli("cluster", "stop")
         assert stopped.returncode == 0 and "stopped 2 process(es)" in stopped.stdout
     finally:

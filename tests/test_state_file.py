@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sparkscaler.backends.base import BackendError
-from sparkscaler.backends.local import LocalCluster, StateFileError
+from sparkscaler.backends.daemons import StateFileError
+from sparkscaler.backends.local import LocalCluster
 from sparkscaler.config import ClusterSettings
 from sparkscaler.errors import SparkscalerError
 
