@@ -1,12 +1,20 @@
-"""The guard on hand-built observations: bounds, cooldowns, stabilisation, holds."""
+"""The guard on hand-built observations: bounds, cooldowns, stabilisation, holds; and the
+rules a policy brings itself, which the guard leaves to it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from sparkscaler.config import ScalingSettings
+from sparkscaler.config import Config, PolicySettings, ScalingSettings, SimulationSettings
+from sparkscaler.controller import Step
 from sparkscaler.core import ClusterState, Decision, Observation, WorkerInfo
 from sparkscaler.guard import Guard
+from sparkscaler.policies import make_policy
+from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
+from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim, simulated_loop
 
 T0 = 1_700_000_000.0
 
@@ -252,3 +260,75 @@ def test_holds_do_not_restore_bounds(stale: bool) -> None:
     guard = _guard(min_workers=2)
     out = guard.evaluate(None if not stale else _want(3), _obs(T0, 0, stale=stale))
     assert (out.target, out.action) == (0, "hold")
+
+
+# ---------------------------------------------------------------------------------- own rules
+def test_a_cooldown_the_policy_brings_is_left_to_it() -> None:
+    full = _guard(scale_out_cooldown_s=60.0)
+    bare = Guard(full.settings, frozenset({"cooldown"}))
+    for guard in (full, bare):
+        assert guard.evaluate(_want(4), _obs(T0, 2)).action == "scale_out"
+    assert full.evaluate(_want(6), _obs(T0 + 5, 4)).action == "hold"
+    assert bare.evaluate(_want(6), _obs(T0 + 5, 4)).action == "scale_out"
+
+
+def test_a_stabilisation_the_policy_brings_is_left_to_it() -> None:
+    full = _guard(scale_in_stabilization_s=300.0)
+    bare = Guard(full.settings, frozenset({"stabilization"}))
+    for guard in (full, bare):
+        assert guard.evaluate(_want(6), _obs(T0, 6)).action == "none"
+    assert full.evaluate(_want(2), _obs(T0 + 10, 6)).target == 6
+    outcome = bare.evaluate(_want(2), _obs(T0 + 10, 6))
+    assert (outcome.action, outcome.target) == ("scale_in", 2)
+    assert "stabilised" not in outcome.reason
+
+
+def test_bounds_apply_whatever_rules_the_policy_brings() -> None:
+    guard = Guard(_guard().settings, frozenset({"cooldown", "stabilization"}))
+    assert guard.evaluate(_want(99), _obs(T0, 4)).target == guard.settings.max_workers
+    assert guard.evaluate(_want(0), _obs(T0 + 1, 4)).target == guard.settings.min_workers
+
+
+def _peer_steps(name: str, *, full_guard: bool) -> list[Step]:
+    """The loop the wiring builds for a peer, over a burst of work on the simulator, pacing
+    rules far stricter than the peer's own (so that they would show)."""
+    cfg = Config(
+        scaling=ScalingSettings(
+            min_workers=1,
+            max_workers=6,
+            interval_s=5.0,
+            scale_out_cooldown_s=120.0,
+            scale_in_cooldown_s=300.0,
+            scale_in_stabilization_s=900.0,
+        ),
+        simulation=SimulationSettings(provisioning=(8.0, 8.0), initial_workers=2),
+        policy=PolicySettings(name=name),
+    )
+    jobs = [
+        JobSpec(i, "burst", 300.0 * i, (Stage(0, 60, FixedDurations(20.0)),), 1.0) for i in range(3)
+    ]
+    with Store(Path(":memory:"), worker_detail=False) as store:
+        loop = simulated_loop(cfg, make_sim(cfg, jobs, seed=0), store)
+        if full_guard:
+            loop.guard = Guard(cfg.scaling)
+        steps = []
+        for _ in range(360):
+            steps.append(loop.step())
+            loop.clock.sleep(cfg.scaling.interval_s)
+    return steps
+
+
+@pytest.mark.parametrize("name", ["hpa", "dra", "dataproc"])
+def test_a_faithful_peer_behind_the_guard_acts_as_it_does_alone(name: str) -> None:
+    """Every target the loop acted on is the peer's own decision (HPA's stabilisation and rate
+    limits, Spark's timeouts, Dataproc's cooldown), within the bounds: the guard added nothing."""
+    steps = _peer_steps(name, full_guard=False)
+    alone = make_policy(name)
+    for step in steps:
+        wanted = alone.decide(step.observation).target
+        assert step.outcome.target == min(max(wanted, 1), 6), step.outcome.reason
+    actions = [s.outcome.action for s in steps]
+    assert "scale_out" in actions and "scale_in" in actions
+    # the same peer behind every rule of the guard is held back: the rules would have shown
+    held = _peer_steps(name, full_guard=True)
+    assert [s.outcome.target for s in held] != [s.outcome.target for s in steps]
