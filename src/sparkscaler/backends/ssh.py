@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparkscaler.backends.base import BackendError
+from sparkscaler.backends.base import BackendError, HostUnreachable
 from sparkscaler.errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -54,12 +54,14 @@ def _paramiko() -> Any:
     return paramiko
 
 
-class HostUnreachable(BackendError):
-    """A host could not be reached or logged into over SSH; names the host and the cause."""
-
-    def __init__(self, host: str, cause: str) -> None:
-        self.host, self.cause = host, cause
-        super().__init__(f"host {host} is unreachable over SSH: {cause}")
+__all__ = [
+    "CommandResult",
+    "HostKeyChanged",
+    "HostUnreachable",
+    "RemoteCommandError",
+    "RemoteProcess",
+    "SshHost",
+]
 
 
 class HostKeyChanged(HostUnreachable):
@@ -285,6 +287,9 @@ class SshHost:
     def stop(self, process: RemoteProcess, grace_s: float = 15.0) -> None:
         """SIGTERM the daemon's process group, SIGKILL it after ``grace_s``.
 
+        The group counts as gone when only zombies are left in it: on a host whose init reaps
+        slowly, a dead worker can stay a zombie for the whole grace period.
+
         The group is signalled only when its leader is this very process, or is gone (its
         executors may outlive a crashed worker, and the kernel does not hand out a pid that is
         still a group's id); a pid reused by another program is left alone.
@@ -296,7 +301,7 @@ class SshHost:
             if [ -n "$2" ] && [ "$2" != "{ticks}" ]; then exit 0; fi
             kill -TERM -- -{pid} 2>/dev/null || exit 0
             i=0
-            while [ $i -lt {polls} ] && kill -0 -- -{pid} 2>/dev/null; do
+            while [ $i -lt {polls} ] && ps -eo pgid=,stat= | grep -q "^ *{pid} [^Z]"; do
                 sleep 0.2; i=$((i+1))
             done
             kill -KILL -- -{pid} 2>/dev/null
