@@ -250,6 +250,17 @@ def test_launch_returns_at_once_with_provisioning_workers_that_become_alive(
     assert {w.id for w in _alive(shared_cluster)} == before
 
 
+def test_a_pool_attached_to_a_master_it_did_not_start_leaves_it_alone(
+    shared_spark: SharedCluster, shared_cluster: Config, tmp_path: Path
+) -> None:
+    settings = shared_spark.config.cluster.model_copy(update={"attach": True})
+    attached = LocalCluster(settings, tmp_path / "attached")
+    assert attached.running and attached.pids == []  # it answers, and it is not ours
+    assert attached.start(0, start_attached=True) == []  # so `cluster start` starts none
+    attached.stop()
+    assert shared_spark.backend.running and shared_spark.alive_workers() == 1
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_run_interrupted_leaves_no_process(spark_config: Config, tmp_path: Path, sig: int) -> None:
     """`sparkscaler run` that started its own cluster stops all of it on Ctrl-C or SIGTERM."""

@@ -188,6 +188,7 @@ def test_an_unreachable_host_is_skipped_reported_and_tried_again_later(
     pool = open_pool()
     assert pool.launch(1) == ["pending-10.0.0.2"]
     assert "host 10.0.0.1 is unreachable over SSH" in pool.problems()[-1].message
+    assert list(pool.unreachable()) == ["10.0.0.1"]
     assert pool.launch(1) == ["pending-10.0.0.3"]  # left alone, not asked again
     with pytest.raises(BackendError, match="started 0 of 1 worker"):
         pool.launch(1)

@@ -10,10 +10,15 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from sparkscaler.core import WorkerInfo
+from sparkscaler.errors import SparkscalerError
 
 
-class BackendError(RuntimeError):
-    """A backend could not do what it was asked (a worker did not start, the master is down)."""
+class BackendError(SparkscalerError, RuntimeError):
+    """A backend could not do what it was asked (a worker did not start, the master is down).
+
+    A ``SparkscalerError``: its message says what went wrong and where, so a command reports it
+    in one line, and the observer records it like any source it cannot read.
+    """
 
 
 class HostUnreachable(BackendError):

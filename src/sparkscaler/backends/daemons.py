@@ -54,7 +54,7 @@ import httpx
 from sparkscaler.backends.base import BackendError, HostUnreachable
 from sparkscaler.config import ClusterSettings
 from sparkscaler.core import WorkerInfo
-from sparkscaler.errors import MissingExtraError, SparkscalerError
+from sparkscaler.errors import MissingExtraError
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.processes import ChildProcesses, port_free, wait_until
 
@@ -128,11 +128,11 @@ def daemon_env(home: Path, host: str) -> dict[str, str]:
     return env
 
 
-class StateFileError(BackendError, SparkscalerError):
+class StateFileError(BackendError):
     """The state file cannot be read: no process can know which daemons are this cluster's.
 
-    A ``BackendError`` so that the loop records it like any failed action; a
-    ``SparkscalerError`` so that a command reports it in one line.
+    A ``BackendError``, so that the loop records it like any failed action and a command
+    reports it in one line.
     """
 
 
@@ -398,6 +398,13 @@ class WorkerPool:
         """What went wrong with workers and hosts (at ``since`` or later, epoch seconds), oldest
         first: workers that exited at start or did not register, hosts that were unreachable."""
         return [p for p in self._snapshot().problems if p.time >= since]
+
+    def unreachable(self) -> dict[str, str]:
+        """Hosts left out of launches and checks now because they could not be reached, each
+        with why (for a decision's reason, ``cluster status`` and ``/api/status``)."""
+        skipped = self._skipped()
+        reasons = {p.host: p.message for p in self.problems() if p.host in skipped}
+        return {host: reasons.get(host, "unreachable") for host in sorted(skipped)}
 
     # ------------------------------------------------------------------ hosts
     def _skipped(self) -> set[str]:
