@@ -665,7 +665,7 @@ def test_serve_runs_until_a_signal_then_stops_what_it_started(
     minutes) and the simulator feeds the loop."""
     monkeypatch.setattr(_StandInCluster, "found_running", found_running)
     monkeypatch.setattr(_StandInCluster, "made", [])
-    monkeypatch.setattr("sparkscaler.wiring.open_cluster", _StandInCluster)
+    monkeypatch.setattr("sparkscaler.backends.open_backend", _StandInCluster)
     monkeypatch.setattr("sparkscaler.cli.loop.require_java", lambda: None)
     monkeypatch.setattr("sparkscaler.wiring.live_loop", _sim_loop)
     port = free_port()

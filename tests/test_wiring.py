@@ -251,7 +251,7 @@ def test_run_never_starts_or_stops_a_master_it_attaches_to(
 ) -> None:
     monkeypatch.setattr(_StandIn, "made", [])
     monkeypatch.setattr(_StandIn, "found_running", found_running)
-    monkeypatch.setattr("sparkscaler.wiring.open_cluster", _StandIn)
+    monkeypatch.setattr("sparkscaler.backends.open_backend", _StandIn)
     monkeypatch.setattr(
         "sparkscaler.wiring.live_loop",
         lambda cfg, store, clock, **_: _sim_loop(cfg, store, clock),
@@ -278,7 +278,7 @@ def test_run_starts_a_local_cluster_only_when_none_runs_and_stops_only_that(
 ) -> None:
     monkeypatch.setattr(_StandIn, "made", [])
     monkeypatch.setattr(_StandIn, "found_running", found_running)
-    monkeypatch.setattr("sparkscaler.wiring.open_cluster", _StandIn)
+    monkeypatch.setattr("sparkscaler.backends.open_backend", _StandIn)
     monkeypatch.setattr(
         "sparkscaler.wiring.live_loop",
         lambda cfg, store, clock, **_: _sim_loop(cfg, store, clock),

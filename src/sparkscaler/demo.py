@@ -41,8 +41,9 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from sparkscaler.backends import open_backend
 from sparkscaler.backends.base import BackendError
-from sparkscaler.backends.local import LocalCluster
+from sparkscaler.backends.daemons import WorkerPool
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config, default_state_dir
 from sparkscaler.controller import Controller, Step
@@ -60,7 +61,7 @@ from sparkscaler.service.auth import resolve_token
 from sparkscaler.service.runtime import Runtime
 from sparkscaler.service.server import ServiceServer
 from sparkscaler.store import Store
-from sparkscaler.wiring import live_context, live_loop, open_cluster
+from sparkscaler.wiring import live_context, live_loop
 from sparkscaler.workloads.replay import PlannedJob, Replayer, daily_plan
 from sparkscaler.workloads.submit import JobSubmitter
 
@@ -389,7 +390,7 @@ def _phase(label: str, policy: str, run: _Run, store: Store) -> PhaseResult:
     )
 
 
-def _await_static(runtime: Runtime, cluster: LocalCluster, n: int, setup: _Reporter) -> None:
+def _await_static(runtime: Runtime, cluster: WorkerPool, n: int, setup: _Reporter) -> None:
     """Wait until ``n`` workers are alive and the loop has stepped since, so that the scale-out
     that launched them (stored only once they are ALIVE) is reported here, not as part of the
     static run."""
@@ -428,7 +429,7 @@ def run_demo(
     (see the module's docstring)."""
     cfg = config or demo_config()
     opts = options or DemoOptions()
-    cluster = open_cluster(cfg)
+    cluster = open_backend(cfg)
     if cluster.running:
         console.print(
             f"[red]a cluster from {cfg.state_dir} is still running; stop it with "

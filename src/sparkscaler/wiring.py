@@ -42,7 +42,7 @@ from sparkscaler.sim.workload import JobSpec
 from sparkscaler.store import Store
 
 if TYPE_CHECKING:
-    from sparkscaler.backends.local import LocalCluster
+    from sparkscaler.backends.daemons import WorkerPool
 
 #: Seconds before a worker asked of a real cluster runs tasks: the longest worker start (backlog
 #: to ALIVE) and executor start measured on the local cluster (``benchmarks/reaction_time.py``),
@@ -148,32 +148,29 @@ def build_loop(
     )
 
 
-def open_cluster(config: Config) -> LocalCluster:
-    """The backend of the cluster the config describes (nothing is started here)."""
-    from sparkscaler.backends.local import LocalCluster
-
-    return LocalCluster(config.cluster, config.state_dir)
-
-
 def live_loop(
     config: Config,
     store: Store,
     clock: Clock,
     *,
-    backend: Backend | None = None,
+    backend: WorkerPool | None = None,
     dry_run: bool = False,
 ) -> Controller:
     """The loop of ``run``, ``serve`` and the demo on the real cluster (``backend``, by default
-    :func:`open_cluster`'s), its policy fitted to the store's job history, and new event logs
-    flowing into the store."""
+    the config's: :func:`sparkscaler.backends.open_backend`), its policy fitted to the store's
+    job history, and new event logs flowing into the store."""
+    from sparkscaler.backends import open_backend
     from sparkscaler.observe.observer import SparkObserver  # httpx and psutil: live loops only
 
-    backend = open_cluster(config) if backend is None else backend
-    roots = getattr(backend, "worker_pids", None)  # whose process trees the CPU features read
+    backend = open_backend(config) if backend is None else backend
     return build_loop(
         config,
         backend=backend,
-        observer=SparkObserver.from_config(config, clock, roots=roots),
+        # the workers' process trees (for the CPU and network features), and the workers asked
+        # for that the master does not list yet (PROVISIONING, so that none is launched twice)
+        observer=SparkObserver.from_config(
+            config, clock, roots=backend.worker_pids, provisioning=backend.workers
+        ),
         clock=clock,
         store=store,
         context=live_context(),

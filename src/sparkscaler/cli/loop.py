@@ -65,10 +65,11 @@ def _live_controller(
     when it does not answer, the command fails in one line. Otherwise, when no cluster is
     running (and this is not a dry run), one is started here and stopped again on the way out,
     Ctrl-C and SIGTERM included: a command leaves behind only what it found."""
+    from sparkscaler.backends import open_backend
     from sparkscaler.backends.base import BackendError
-    from sparkscaler.wiring import live_loop, open_cluster
+    from sparkscaler.wiring import live_loop
 
-    cluster = open_cluster(cfg)
+    cluster = open_backend(cfg)
     owned = False
     controller: Controller | None = None
     try:
