@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sparkscaler.backends.local import spark_home
 from sparkscaler.clock import WallClock
@@ -27,6 +28,7 @@ from sparkscaler.core import Observation
 from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.observe.spark_metrics import SparkMetricsSampler
+from sparkscaler.store import Store
 from tests.conftest import assert_all_stopped, free_port, spark_jvms, wait_for
 from tests.test_observation_contract import DEADLINE_S, JOB
 
@@ -151,11 +153,14 @@ def test_observer_from_master_url_alone_sees_workers_tasks_and_features(
     driver = _spawn([sys.executable, str(script), *args], tmp_path / "job.log", DRIVER_HOST)
     seen: list[Observation] = []
     bases: set[str] = set()
+    cli: subprocess.CompletedProcess[str] | None = None
     try:
         deadline = time.monotonic() + 120
         while driver.poll() is None and time.monotonic() < deadline:
             seen.append(observer.observe())
             bases |= set(observer.apps.locator._urls.values())
+            if cli is None and seen[-1].pending_tasks and not seen[-1].errors:
+                cli = _run_once(config, tmp_path / "cfg.yaml")
             time.sleep(1.0)
         assert driver.wait(timeout=30) == 0, (tmp_path / "job.log").read_text()[-2000:]
     finally:
@@ -179,3 +184,30 @@ def test_observer_from_master_url_alone_sees_workers_tasks_and_features(
     # address (which no port probe on the master's host would have found).
     expected = f"http://127.0.0.1:{ui_port}/proxy/" if proxied else f"http://{DRIVER_HOST}:"
     assert bases and all(b.startswith(expected) for b in bases), bases
+
+    # ``sparkscaler run --dry-run --once`` on the same cluster, from the same config file.
+    assert cli is not None and cli.returncode == 0, cli and cli.stdout + cli.stderr
+    with Store(config.store_path) as store:
+        (row,) = store.observations()
+    assert (row["workers"], row["input_bytes"], row["deadline_s"]) == (1, size, DEADLINE_S)
+    assert row["running_tasks"] + row["pending_tasks"] > 0 and row["errors"] == "[]"
+    assert "(dry run)" in cli.stdout
+
+
+def _run_once(config: Config, path: Path) -> subprocess.CompletedProcess[str]:
+    """``sparkscaler run --dry-run --once -c <path>`` with ``config`` written to ``path``."""
+    data = {
+        "state_dir": str(config.state_dir),
+        "cluster": {
+            "master_url": config.cluster.master_url,
+            "master_ui_port": config.cluster.master_ui_port,
+        },
+    }
+    path.write_text(yaml.safe_dump(data))
+    return subprocess.run(
+        [sys.executable, "-m", "sparkscaler", "run", "--dry-run", "--once", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
