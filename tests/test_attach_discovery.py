@@ -165,3 +165,31 @@ def test_nothing_answers(http) -> None:
         port = closed.server_address[1]
     locator = _locator(http, port, [port], [0.0])
     assert locator.base(APP) is None
+
+
+def test_a_slow_failed_look_is_not_repeated_sooner_than_it_took(serve, http) -> None:
+    clock = [0.0]
+
+    def slow_master(path: str) -> tuple[int, str, str]:
+        clock[0] += 2.5  # each answer takes 2.5 s: a driver still starting behind the proxy
+        return MASTER_HTML
+
+    port, asked = serve(slow_master)
+    locator = _locator(http, port, [], clock)
+    assert locator.base(APP) is None
+    assert (clock[0], len(asked)) == (5.0, 2)  # the proxy, then the app page
+    clock[0] = 9.9
+    assert locator.base(APP) is None and len(asked) == 2  # not before 5 + 5 s
+    clock[0] = 10.0
+    assert locator.base(APP) is None and len(asked) == 4
+
+
+def test_a_driver_link_to_the_proxy_is_not_tried_twice(serve, http) -> None:
+    def master(path: str) -> tuple[int, str, str]:
+        if path.startswith("/app/"):
+            return 200, "text/html", APP_PAGE.format(url=f"http://127.0.0.1:{port}/proxy/{APP}")
+        return MASTER_HTML  # the proxy does not answer for this app (yet)
+
+    port, asked = serve(master)
+    assert _locator(http, port, [], [0.0]).base(APP) is None
+    assert asked == [f"/proxy/{APP}/api/v1/applications/{APP}", f"/app/?appId={APP}"]

@@ -21,7 +21,8 @@ it, tried in this order for each application id the master lists:
    All ports are asked at once, at most every ``reprobe_s``.
 
 An address found is cached per application id and kept until a request to it fails; an
-application not found is looked for again after ``reprobe_s``.
+application not found is looked for again after ``reprobe_s``, or after as long as the failed
+look took if that was longer (a starting driver can leave each request to its timeout).
 """
 
 from __future__ import annotations
@@ -77,14 +78,18 @@ class AppLocator:
         """The app's ``.../api/v1`` base URL, or None when none of the three ways finds it."""
         if app_id in self._urls:
             return self._urls[app_id]
-        now = self._monotonic()
-        if now - self._looked.get(app_id, float("-inf")) < self.reprobe_s:
+        started = self._monotonic()
+        if started < self._looked.get(app_id, float("-inf")):
             return None
-        self._looked[app_id] = now
         found = self._via_proxy(app_id) or self._via_master_page(app_id) or self._via_probe(app_id)
         if found is not None:
             self._urls[app_id] = found
             self._looked.pop(app_id, None)
+        else:
+            # A driver that is still starting can leave every request to its timeout: look
+            # again no sooner than the look took, so that looking never takes most of the time.
+            ended = self._monotonic()
+            self._looked[app_id] = ended + max(self.reprobe_s, ended - started)
         return found
 
     def forget(self, app_id: str) -> None:
@@ -112,8 +117,11 @@ class AppLocator:
         info = self._json(f"{base}/applications/{app_id}")
         return isinstance(info, dict) and info.get("id") == app_id
 
+    def _proxy_base(self, app_id: str) -> str:
+        return f"{self.master_ui_url}/proxy/{app_id}/api/v1"
+
     def _via_proxy(self, app_id: str) -> str | None:
-        base = f"{self.master_ui_url}/proxy/{app_id}/api/v1"
+        base = self._proxy_base(app_id)
         return base if self._serves(base, app_id) else None
 
     def _via_master_page(self, app_id: str) -> str | None:
@@ -126,6 +134,8 @@ class AppLocator:
         if ui is None:
             return None
         base = f"{ui}/api/v1"
+        if base == self._proxy_base(app_id):
+            return None  # the proxy's address, just tried
         return base if self._serves(base, app_id) else None
 
     def _via_probe(self, app_id: str) -> str | None:
