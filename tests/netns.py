@@ -98,8 +98,9 @@ class NetnsHost:
         self.sshd = None
 
     def others(self) -> set[int]:
-        """Processes in this namespace other than the listening sshd: what tests started."""
-        return self.pids() - ({self.sshd.pid} if self.sshd is not None else set())
+        """Processes in this namespace other than sshd's (the listener, and the sessions of
+        clients that may still be connected): what the tests started through SSH."""
+        return {pid for pid in self.pids() if _name(pid) != "sshd"}
 
     def kill_all(self) -> None:
         """SIGKILL every process in the namespace until none is left."""
@@ -135,6 +136,13 @@ class Testbed:
             if not found or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
+
+
+def _name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None  # gone meanwhile
 
 
 def _free_subnet() -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sparkscaler.backends import daemons
 from sparkscaler.backends.base import BackendError
@@ -202,6 +203,39 @@ def test_restart_mid_scale_readopts_without_a_second_worker(one_worker: HostsPoo
 def _controller(config: Config, cluster: HostsCluster, store: Store) -> Controller:
     """The loop of ``sparkscaler run`` on this backend."""
     return live_loop(config, store, WallClock(), backend=cluster)
+
+
+def test_cluster_commands_start_status_scale_stop_on_hosts(
+    one_worker: HostsPool, tmp_path: Path
+) -> None:
+    """A second cluster of its own (master, state) on the same machines: it leaves the host
+    that runs the first cluster's worker alone, and stops only what it started."""
+    pool = one_worker
+    (busy_host,) = {w.host for w in pool.cluster.workers()}
+    config = hosts_config(pool.bed, tmp_path / "state")
+    config_file = tmp_path / "hosts.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "sparkscaler", *args, "--config", str(config_file)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    try:
+        assert "1 worker(s)" in cli("cluster", "start", "--workers", "1").stdout
+        status = json.loads(cli("cluster", "status", "--json").stdout)
+        assert status["backend"] == "hosts" and status["alive_workers"] == 1
+        assert busy_host not in {w["host"] for w in status["workers"]}
+        assert "2 worker(s) alive" in cli("cluster", "scale", "2").stdout
+        assert "1 worker(s) alive" in cli("cluster", "scale", "1").stdout
+        assert "stopped" in cli("cluster", "stop").stdout
+    finally:
+        HostsCluster(config).stop()  # whatever a failed command left
+    assert pool.at_one()
+    others = [h for h in pool.bed.hosts if h.address != busy_host]
+    left = {h.namespace: h.others() for h in others if h.others()}
+    assert not left, f"the second cluster left processes: {left}"
 
 
 #: The job of test (a): a slow wide stage, a shuffle, then (once the test says the cluster has
