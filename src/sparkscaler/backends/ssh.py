@@ -36,24 +36,6 @@ from sparkscaler.errors import MissingExtraError
 if TYPE_CHECKING:
     import paramiko
 
-log = logging.getLogger(__name__)
-
-#: How long a new daemon must survive for :meth:`SshHost.start_daemon` to call it started.
-_SETTLE_S = 0.3
-
-#: Reads a process's state and start time from /proc/<pid>/stat: the fields after the
-#: command name, which is in parentheses and may itself hold spaces.
-_STAT = "sed 's/^.*) //' /proc/$1/stat 2>/dev/null | cut -d' ' -f1,20"
-
-
-def _paramiko() -> Any:
-    try:
-        import paramiko
-    except ImportError:
-        raise MissingExtraError("backend: hosts", "hosts", "paramiko") from None
-    return paramiko
-
-
 __all__ = [
     "CommandResult",
     "HostKeyChanged",
@@ -62,6 +44,26 @@ __all__ = [
     "RemoteProcess",
     "SshHost",
 ]
+
+log = logging.getLogger(__name__)
+
+#: How long a new daemon must survive for :meth:`SshHost.start_daemon` to call it started.
+_SETTLE_S = 0.3
+
+
+def _stat(pid: str) -> str:
+    """A shell command that prints ``STATE STARTTIME`` of process ``pid`` (a number or a shell
+    expression), or nothing when there is none. The fields are counted after the command name,
+    which is in parentheses in /proc/<pid>/stat and may itself hold spaces."""
+    return f"sed 's/^.*) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f1,20"
+
+
+def _paramiko() -> Any:
+    try:
+        import paramiko
+    except ImportError:
+        raise MissingExtraError("backend: hosts", "hosts", "paramiko") from None
+    return paramiko
 
 
 class HostKeyChanged(HostUnreachable):
@@ -88,7 +90,7 @@ class RemoteProcess:
 
 
 def _stat_fields(line: str) -> tuple[str, int] | None:
-    """(state, start ticks) from the ``state starttime`` line :data:`_STAT` prints."""
+    """(state, start ticks) from the ``state starttime`` line that :func:`_stat` prints."""
     parts = line.split()
     if len(parts) != 2 or not parts[1].isdigit():
         return None
@@ -170,8 +172,6 @@ class SshHost:
             client.load_system_host_keys()
         if self.known_hosts.is_file():
             client.load_host_keys(str(self.known_hosts))
-        # load_host_keys would make paramiko rewrite the whole file on save; we only append.
-        client._host_keys_filename = None
         client.set_missing_host_key_policy(_tofu_policy(self.known_hosts))
         try:
             client.connect(
@@ -264,10 +264,10 @@ class SshHost:
                 f"cd {shlex.quote(cwd or '/')}",
                 f"env {assignments} setsid nohup {shlex.join(argv)} >>{log_q} 2>&1 </dev/null &",
                 "pid=$!",
-                f'echo "$pid $({_STAT.replace("$1", "$pid")})"',
+                f'echo "$pid $({_stat("$pid")})"',
                 # still there a moment later: a command that cannot start fails here, not later
                 f"sleep {_SETTLE_S}",
-                f'echo "$({_STAT.replace("$1", "$pid")})"',
+                f'echo "$({_stat("$pid")})"',
             ]
         )
         result = self.run(script)
@@ -281,7 +281,7 @@ class SshHost:
 
     def alive(self, process: RemoteProcess) -> bool:
         """True while this very process (same pid, same start time) runs and is not a zombie."""
-        found = _stat_fields(self.run(_STAT.replace("$1", str(process.pid)), check=False).stdout)
+        found = _stat_fields(self.run(_stat(str(process.pid)), check=False).stdout)
         return found is not None and found[1] == process.start_ticks and found[0] != "Z"
 
     def stop(self, process: RemoteProcess, grace_s: float = 15.0) -> None:
@@ -297,7 +297,7 @@ class SshHost:
         pid, ticks = process.pid, process.start_ticks
         polls = max(1, int(grace_s / 0.2))
         script = f"""
-            set -- $({_STAT.replace("$1", str(pid))})
+            set -- $({_stat(str(pid))})
             if [ -n "$2" ] && [ "$2" != "{ticks}" ]; then exit 0; fi
             kill -TERM -- -{pid} 2>/dev/null || exit 0
             i=0
