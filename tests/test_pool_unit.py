@@ -319,3 +319,25 @@ def test_launch_takes_no_time_waiting(open_pool: Any) -> None:
     began = time.monotonic()
     open_pool().launch(3)
     assert time.monotonic() - began < 1.0
+
+
+def test_a_failed_start_stops_the_workers_it_added_and_says_why(
+    open_pool: Any, master: FakeMaster, launcher: FakeLauncher
+) -> None:
+    """`cluster start 2` on a running master: one worker dies at start, so neither is kept."""
+    pool = open_pool()
+    real_start = launcher.start
+
+    def start_and_die(host: str, spec: WorkerSpec) -> Daemon:
+        daemon = real_start(host, spec)
+        if host == "10.0.0.2":
+            launcher.running[daemon.pid] = False
+        else:
+            master.register(host)
+        return daemon
+
+    launcher.start = start_and_die  # type: ignore[method-assign]
+    with pytest.raises(BackendError, match=r"worker 10\.0\.0\.2 exited at start"):
+        pool.start(2)
+    assert sorted(launcher.stopped) == ["10.0.0.1", "10.0.0.2"]
+    assert pool.record().workers == {}
