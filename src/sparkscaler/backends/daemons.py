@@ -832,8 +832,8 @@ class WorkerPool:
         The state file as it is (dead daemons included) is what counts: a stopped worker is
         done only once it is out of the file, or a CLI that exited then would leave its entry.
         """
-        if timeout is None:
-            deadlines = [d.decommission_deadline or 0.0 for d in self._snapshot().workers.values()]
+        if timeout is None:  # after a pass, which gives an inherited drain its deadline
+            deadlines = [d.decommission_deadline or 0.0 for d in self._tend().workers.values()]
             timeout = max([0.0, *(d - time.time() for d in deadlines)]) + STOP_GRACE_S + 15
         return wait_until(
             lambda: not any(d.state == "draining" for d in self._tend().workers.values()),
