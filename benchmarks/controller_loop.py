@@ -18,10 +18,9 @@ import psutil
 from _cluster import save, throwaway_cluster
 
 from sparkscaler.clock import WallClock
-from sparkscaler.controller import Controller
-from sparkscaler.observe.observer import SparkObserver
-from sparkscaler.policies import make_policy
+from sparkscaler.config import PolicySettings
 from sparkscaler.store import Store
+from sparkscaler.wiring import live_loop
 from sparkscaler.workloads.submit import JobSubmitter
 
 
@@ -36,14 +35,8 @@ def main() -> None:
     result: dict[str, dict[str, float]] = {}
     with throwaway_cluster(2, max_workers=2) as (cfg, cluster), Store(cfg.store_path) as store:
         clock = WallClock()
-        controller = Controller(
-            observer=SparkObserver.from_config(cfg, clock),
-            policy=make_policy("dra"),
-            backend=cluster,
-            store=store,
-            clock=clock,
-            scaling=cfg.scaling,
-        )
+        dra = cfg.model_copy(update={"policy": PolicySettings(name="dra")})
+        controller = live_loop(dra, store, clock, backend=cluster)
         submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
         try:
             for phase in ("idle", "job running"):

@@ -23,11 +23,10 @@ import time
 from _cluster import save, throwaway_cluster
 
 from sparkscaler.clock import WallClock
-from sparkscaler.controller import Controller
+from sparkscaler.config import PolicySettings
 from sparkscaler.observe.eventlog import read_events
-from sparkscaler.observe.observer import SparkObserver
-from sparkscaler.policies import make_policy
 from sparkscaler.store import Store
+from sparkscaler.wiring import live_loop
 from sparkscaler.workloads.submit import JobSubmitter
 
 
@@ -48,13 +47,9 @@ def one_run() -> dict[str, float]:
         clock, stop = WallClock(), threading.Event()
         submitter = JobSubmitter(cfg.cluster, cfg.state_dir)
         with Store(cfg.store_path) as store:
-            controller = Controller(
-                observer=SparkObserver.from_config(cfg, clock),
-                policy=make_policy("dra", {"idle_timeout_s": 600}),
-                backend=cluster,
-                store=store,
-                clock=clock,
-                scaling=cfg.scaling,
+            dra = PolicySettings(name="dra", params={"idle_timeout_s": 600})
+            controller = live_loop(
+                cfg.model_copy(update={"policy": dra}), store, clock, backend=cluster
             )
             thread = threading.Thread(target=controller.run, kwargs={"stop": stop}, daemon=True)
             thread.start()

@@ -49,6 +49,12 @@ class Step:
 
 
 class Controller:
+    """One autoscaling loop: each :meth:`step` observes, decides, guards, acts and records.
+
+    Built by :mod:`sparkscaler.wiring`; the parts it is given are its only knowledge of where it
+    runs.
+    """
+
     def __init__(
         self,
         *,

@@ -28,7 +28,6 @@ from sparkscaler.config import Config
 from sparkscaler.controller import Controller
 from sparkscaler.core import JobRecord
 from sparkscaler.guard import Guard
-from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.observe.history import EventLogWatcher
 from sparkscaler.observe.observer import Observer
 from sparkscaler.policies import make_policy
@@ -38,11 +37,12 @@ from sparkscaler.sim.cluster import (
     SimCluster,
     provisioning_range,
 )
-from sparkscaler.sim.workload import JobSpec
 from sparkscaler.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: a rule policy's loop loads no model code
     from sparkscaler.backends.daemons import WorkerPool
+    from sparkscaler.models.runtime_model import RuntimeModel
+    from sparkscaler.sim.workload import JobSpec
 
 #: Seconds before a worker asked of a real cluster runs tasks: the longest worker start (backlog
 #: to ALIVE) and executor start measured on the local cluster (``benchmarks/reaction_time.py``),

@@ -51,6 +51,8 @@ averages), its last recommendation, and when the last change happened. Within
 update completed, so while workers are still PROVISIONING after a change the clock is not yet
 running. Between changes it re-evaluates on every observation (Dataproc itself evaluates once per
 period). The result is clipped to ``[min_workers, max_workers]``. A stale observation holds.
+Its cooldown period and averages are the pacing it brings (``own_rules``): behind sparkscaler's
+guard only the bounds are added.
 """
 
 from __future__ import annotations

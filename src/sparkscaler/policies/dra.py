@@ -11,6 +11,9 @@ the job-scheduling guide. The rule, with one executor per worker:
   fit under the need and the maximum, else it restarts at 1), never above either;
 - scale in only by removing workers that have been idle for ``idle_timeout_s``
   (``spark.dynamicAllocation.executorIdleTimeout``, 60 s), never below the need.
+
+Its timeouts are all the pacing Spark applies, so they are the guard rules it brings
+(``own_rules``): behind sparkscaler's guard only the bounds are added.
 """
 
 from __future__ import annotations

@@ -62,6 +62,10 @@ empty cluster as one worker for the formula (its slots from ``cores_per_worker``
 pending work still starts a cluster; ``cpu`` and ``cores`` have nothing to measure without an
 ALIVE worker and hold the current size. A stale observation holds too, as HPA skips a round whose
 metrics it could not fetch.
+
+Behind sparkscaler's guard, HPA keeps its own pacing: its stabilisation and rate limits are the
+guard rules it brings (``own_rules``), so the guard applies only the bounds, and the cluster
+moves as HPA alone would move it.
 """
 
 from __future__ import annotations
