@@ -213,15 +213,17 @@ def simulated_loop(
     policy: Policy | None = None,
     runtime_model: RuntimeModel | None = None,
     default_deadline_s: float | None = None,
+    observer: Observer | None = None,
 ) -> Controller:
     """The loop on the simulator ``sim`` (build it with :func:`make_sim`): ``policy``, or the
     config's built in :func:`simulated_context`; jobs without a deadline of their own get
-    ``default_deadline_s``, else the config's ``deadline_s``."""
+    ``default_deadline_s``, else the config's ``deadline_s``. ``observer``: one that wraps the
+    simulator's (the env shares its observations with the loop), in place of a plain one."""
     deadline = config.deadline_s if default_deadline_s is None else default_deadline_s
     return build_loop(
         config,
         backend=SimulatedBackend(sim),
-        observer=SimObserver(sim, deadline),
+        observer=observer or SimObserver(sim, deadline),
         clock=SimClock(sim),
         store=store,
         context=simulated_context(config, runtime_model),

@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.config import ClusterSettings, Config, ScalingSettings, SimulationSettings
 from sparkscaler.controller import Controller
 from sparkscaler.core import Decision, Observation
@@ -202,6 +203,28 @@ class AgentPolicy(Policy):
         return self._decision(*action_target(self.action, observation.workers, self.encoding))
 
 
+class _SharedObservation:
+    """The observer of the env's loop. The observation the env takes once the simulator has run
+    (the agent's next state, and its reward) is the one the loop's next step decides on: the
+    simulator does not move in between, so it is taken once, not twice."""
+
+    def __init__(self, observer: SimObserver) -> None:
+        self.observer = observer
+        self._next: Observation | None = None
+
+    def take(self) -> Observation:
+        """Observe now, and keep it for the loop's next step."""
+        self._next = self.observer.observe()
+        return self._next
+
+    def observe(self) -> Observation:
+        taken, self._next = self._next, None
+        return taken if taken is not None else self.observer.observe()
+
+    def close(self) -> None:
+        self.observer.close()
+
+
 class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
     metadata = {"render_modes": ["ansi"]}  # noqa: RUF012
 
@@ -214,6 +237,7 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
         self.sim: SimCluster | None = None
         self.loop: Controller | None = None
+        self._observer: _SharedObservation | None = None
         self._loop_config = self.config.loop_config()
         self._agent = AgentPolicy(self.config.encoding)
         self._missed: set[int] = set()
@@ -241,10 +265,13 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.sim = make_sim(self._loop_config, jobs, seed=int(rng.integers(2**31)))
         # a fresh loop, and so a fresh guard, for every episode
         store = Store(Path(":memory:"), worker_detail=False)
-        self.loop = simulated_loop(self._loop_config, self.sim, store, policy=self._agent)
+        self._observer = _SharedObservation(SimObserver(self.sim))
+        self.loop = simulated_loop(
+            self._loop_config, self.sim, store, policy=self._agent, observer=self._observer
+        )
         self._missed = set()
         self.sim.run_until(0.0)
-        return self._observation(), self._info()
+        return observation_vector(self._observer.take(), self.config.encoding), self._info()
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.sim is None or self.loop is None:
@@ -257,7 +284,8 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.loop.clock.sleep(c.interval_s)
 
         new_misses = self._count_new_misses()
-        obs = self.observe()
+        assert self._observer is not None
+        obs = self._observer.take()
         reward = self._reward(obs, outcome.current, outcome.target - outcome.current, new_misses)
         terminated = sim.idle
         truncated = not terminated and sim.now >= c.max_episode_s
@@ -266,7 +294,8 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self.sim is None:
             return None
-        obs = dict(zip(OBS_NAMES, self._observation(), strict=True))
+        vector = observation_vector(self.observe(), self.config.encoding)
+        obs = dict(zip(OBS_NAMES, vector, strict=True))
         return " ".join(f"{k}={v:.2f}" for k, v in obs.items())
 
     def close(self) -> None:
@@ -297,12 +326,9 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         return float(-cost - c.miss_penalty * new_misses)
 
     def observe(self) -> Observation:
-        """The loop's observation of the simulator, as a policy running on it sees it."""
-        assert self.loop is not None
-        return self.loop.observer.observe()
-
-    def _observation(self) -> np.ndarray:
-        return observation_vector(self.observe(), self.config.encoding)
+        """The simulator's observation now, as a policy running on it sees it."""
+        assert self._observer is not None
+        return self._observer.observer.observe()
 
     def _info(self) -> dict[str, Any]:
         sim = self.sim
