@@ -221,6 +221,19 @@ def test_no_deadline_property(tmp_path: Path) -> None:
     assert parse_event_log(log) == JobRecord(**{**vars(EXPECTED), "deadline_s": None})
 
 
+@pytest.mark.parametrize(("declared", "size"), [("2g", 2 * 1024**3), ("lots", 300), (None, 300)])
+def test_a_declared_input_size_is_the_jobs_size(
+    tmp_path: Path, declared: str | None, size: int
+) -> None:
+    """The size a live observation plans with (spark.sparkscaler.inputBytes), so that a model
+    learns from the same notion of size; else (or when it is no size) the bytes tasks read."""
+    properties = {"spark.sparkscaler.inputBytes": declared} if declared else {}
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app(properties={**properties, "spark.sparkscaler.deadline": "60"})))
+    record = parse_event_log(log)
+    assert record == JobRecord(**{**vars(EXPECTED), "input_bytes": size, "deadline_s": 60.0})
+
+
 def test_bad_deadline_is_an_error(tmp_path: Path) -> None:
     log = tmp_path / APP_ID
     log.write_text(_text(_app(properties={"spark.sparkscaler.deadline": "soon"})))

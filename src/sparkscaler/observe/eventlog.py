@@ -18,7 +18,13 @@ from typing import IO, Any
 
 import zstandard
 
-from sparkscaler.core import DEADLINE_PROPERTY, JobRecord, job_deadline
+from sparkscaler.core import (
+    DEADLINE_PROPERTY,
+    INPUT_BYTES_PROPERTY,
+    JobRecord,
+    job_deadline,
+    job_input_bytes,
+)
 
 _ROLLED_PREFIX = "eventlog_v2_"
 _IN_PROGRESS = ".inprogress"
@@ -184,11 +190,22 @@ def _summarise(events: Iterable[dict[str, Any]], path: Path, default_id: str) ->
         task_seconds=task_ms / 1000,
         executors=len(executors),
         workers=len(hosts),
-        input_bytes=input_bytes,
+        input_bytes=_declared_input(properties) or input_bytes,
         spark_jobs=spark_jobs,
         success=jobs_succeeded and not exit_code,
         deadline_s=_deadline(properties, path),
     )
+
+
+def _declared_input(properties: dict[str, Any]) -> int | None:
+    """The job's whole input as it declared it (``spark.sparkscaler.inputBytes``): the size a
+    live observation plans with, so a model learns from the same notion of size. Without it (or
+    with one that is not a size) the bytes its tasks read stand in."""
+    value = properties.get(INPUT_BYTES_PROPERTY)
+    try:
+        return int(job_input_bytes(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _deadline(properties: dict[str, Any], path: Path) -> float | None:
