@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from sparkscaler.backends.simulated import SimObserver, input_read_bytes
@@ -212,3 +213,26 @@ def test_the_simulator_reads_input_as_its_input_stages_progress() -> None:
     sim.run_until(100.0)
     done = observer.observe()
     assert (done.input_bytes, done.input_read_bytes) == (None, None)
+
+
+def test_a_read_failing_part_way_counts_nothing_twice_and_nothing_lost() -> None:
+    client = _Stages()
+    try:
+        client.stages = {0: _stage(0, cpu_s=1), 1: _stage(1, "PENDING")}
+        assert client.load(APP) is not None
+        client.stages = {0: _stage(0, cpu_s=3), 1: _stage(1, "COMPLETE", cpu_s=2)}
+        broken = client._get
+
+        def fails_on_stage_1(url: str, missing_ok: bool = False) -> Any:
+            if "stages/1?" in url:
+                raise httpx.ConnectError("driver went away for a moment")
+            return broken(url, missing_ok)
+
+        client._get = fails_on_stage_1  # type: ignore[method-assign]
+        assert client.load(APP) is None
+        client._get = broken  # type: ignore[method-assign]
+        client.locator._urls = {APP: BASE}
+        load = client.load(APP)
+        assert load is not None and load.work == Work(cpu_s=2 + 2)
+    finally:
+        client.close()

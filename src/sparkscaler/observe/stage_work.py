@@ -104,13 +104,19 @@ class StageWork:
         if self.horizon is None:
             self._first_sight(read, now)
             return self.total
-        grown = Work()
-        for sid, work in now.items():
-            grown += work - self.open.get(sid, Work())
-            self.open[sid] = work
-        for sid in [s for s in self.open if s not in now]:
-            grown += self._settle(read, sid)
-        grown += self._new_stages(read, now)
+        # A read that fails part-way leaves the state as it was: the next look counts it all.
+        before, horizon = dict(self.open), self.horizon
+        try:
+            grown = Work()
+            for sid, work in now.items():
+                grown += work - self.open.get(sid, Work())
+                self.open[sid] = work
+            for sid in [s for s in self.open if s not in now]:
+                grown += self._settle(read, sid)
+            grown += self._new_stages(read, now)
+        except BaseException:
+            self.open, self.horizon = before, horizon
+            raise
         self.total += grown
         return self.total
 
