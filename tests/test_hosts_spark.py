@@ -13,8 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,7 +153,6 @@ def test_unreachable_host_is_skipped_with_a_reason_and_retried(
     assert "refused" in unreachable[down.address] and down.address in unreachable[down.address]
     problems = [p.message for p in pool.cluster.problems() if p.host == down.address]
     assert problems and "unreachable over SSH" in problems[-1]
-    pool.cluster.wait_alive(120)
 
     down.start_sshd()
     wait_for(lambda: not pool.cluster.unreachable(), 10, "the host to be tried again")
@@ -162,42 +161,41 @@ def test_unreachable_host_is_skipped_with_a_reason_and_retried(
     assert pool.alive() == 3 and max(pool.live_per_host().values()) == 1
 
 
-def test_restart_mid_scale_readopts_without_a_second_worker(one_worker: HostsPool) -> None:
-    """A process killed while its workers are PROVISIONING: the next one adopts them, finishes
-    the scale-out without starting any host twice, and can scale them in."""
+def test_run_restarted_mid_scale_readopts_without_a_second_worker(
+    one_worker: HostsPool, tmp_path: Path
+) -> None:
+    """`sparkscaler run` killed (SIGKILL: no clean-up at all) while the workers it launched are
+    PROVISIONING: the next `run` adopts them, starts no host twice, and they come up."""
     pool = one_worker
-    config_file = pool.config.state_dir / "restart.json"
-    config_file.write_text(pool.config.model_dump_json())
-    script = textwrap.dedent(
-        f"""
-        import os, signal
-        from sparkscaler.backends.hosts import HostsCluster
-        from sparkscaler.config import Config
-        config = Config.model_validate_json(open({str(config_file)!r}).read())
-        print(HostsCluster(config).launch(2), flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
-    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert "pending-" in killed.stdout
-
-    adopted = HostsCluster(pool.config)
+    data = pool.config.model_dump(mode="json", exclude_none=True)
+    data["policy"] = {"name": "static", "params": {"workers": 3}}
+    data["store"] = str(tmp_path / "run.db")
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    run = [sys.executable, "-m", "sparkscaler", "run", "--config", str(config_file)]
+    with (tmp_path / "first-run.log").open("wb") as log:
+        first = subprocess.Popen(run, stdout=log, stderr=subprocess.STDOUT)
     try:
-        states = sorted(w.state for w in adopted.workers())
-        assert len(states) == 3, states
-        with Store(pool.config.store_path) as store:
-            controller = _controller(pool.config, adopted, store)
-            step = controller.scale_to(3, "the restarted loop asks for the same size")
-            controller.close()
-        assert step.outcome.action == "none" and step.error is None
-        with pytest.raises(BackendError, match="no more hosts free"):
-            adopted.launch(1)
-        adopted.wait_alive(120)
-        assert pool.alive() == 3 and set(pool.live_per_host().values()) == {1}
-        assert sorted(adopted.pids) == sorted(pool.cluster.pids)
+        wait_for(
+            lambda: sum(w.state == "PROVISIONING" for w in pool.cluster.workers()) == 2,
+            60,
+            "the first run to launch two workers",
+        )
     finally:
-        adopted.launcher_ssh.close()
+        first.kill()
+        first.wait()
+    launched_at = time.time()
+    second = subprocess.run([*run, "--once"], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+
+    pool.cluster.wait_alive(120)
+    assert pool.alive() == 3 and set(pool.live_per_host().values()) == {1}
+    with pytest.raises(BackendError, match="no more hosts free"):
+        pool.cluster.launch(1)
+    with Store(tmp_path / "run.db") as store:
+        after = [d for d in store.decisions(100) if d["time"] >= launched_at]
+    assert after, "the second run decided nothing"
+    assert not any(d["acted"] and d["action"] == "scale_out" for d in after), after
 
 
 def _controller(config: Config, cluster: HostsCluster, store: Store) -> Controller:
@@ -205,37 +203,26 @@ def _controller(config: Config, cluster: HostsCluster, store: Store) -> Controll
     return live_loop(config, store, WallClock(), backend=cluster)
 
 
-def test_cluster_commands_start_status_scale_stop_on_hosts(
-    one_worker: HostsPool, tmp_path: Path
-) -> None:
-    """A second cluster of its own (master, state) on the same machines: it leaves the host
-    that runs the first cluster's worker alone, and stops only what it started."""
+def test_cluster_status_and_scale_commands_on_hosts(one_worker: HostsPool, tmp_path: Path) -> None:
+    """The cluster commands on this backend (start and stop are the fixture's, through the
+    same backend calls), on the module's cluster and state directory."""
     pool = one_worker
-    (busy_host,) = {w.host for w in pool.cluster.workers()}
-    config = hosts_config(pool.bed, tmp_path / "state")
     config_file = tmp_path / "hosts.yaml"
-    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    config_file.write_text(yaml.safe_dump(pool.config.model_dump(mode="json", exclude_none=True)))
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    def cli(*args: str) -> str:
         command = [sys.executable, "-m", "sparkscaler", *args, "--config", str(config_file)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
-        return result
+        return result.stdout
 
-    try:
-        assert "1 worker(s)" in cli("cluster", "start", "--workers", "1").stdout
-        status = json.loads(cli("cluster", "status", "--json").stdout)
-        assert status["backend"] == "hosts" and status["alive_workers"] == 1
-        assert busy_host not in {w["host"] for w in status["workers"]}
-        assert "2 worker(s) alive" in cli("cluster", "scale", "2").stdout
-        assert "1 worker(s) alive" in cli("cluster", "scale", "1").stdout
-        assert "stopped" in cli("cluster", "stop").stdout
-    finally:
-        HostsCluster(config).stop()  # whatever a failed command left
+    status = json.loads(cli("cluster", "status", "--json"))
+    assert status["backend"] == "hosts" and status["alive_workers"] == 1
+    assert sorted(status["managed_pids"]) == sorted(pool.cluster.pids)
+    assert "2 worker(s) alive" in cli("cluster", "scale", "2")
+    assert pool.alive() == 2 and set(pool.live_per_host().values()) == {1}
+    assert "1 worker(s) alive" in cli("cluster", "scale", "1")
     assert pool.at_one()
-    others = [h for h in pool.bed.hosts if h.address != busy_host]
-    left = {h.namespace: h.others() for h in others if h.others()}
-    assert not left, f"the second cluster left processes: {left}"
 
 
 #: The job of test (a): a slow wide stage, a shuffle, then (once the test says the cluster has
@@ -303,7 +290,7 @@ def test_shuffle_job_runs_across_hosts_while_the_loop_scales_1_3_1(
     pool, config = one_worker, one_worker.config
     script, go = tmp_path / "shuffle_job.py", tmp_path / "go"
     script.write_text(SHUFFLE_JOB)
-    partitions = 30
+    partitions = 20
     steps: list[Step] = []
     stop = threading.Event()
     log = config.state_dir / "logs" / "shuffle-job.log"
