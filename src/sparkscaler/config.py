@@ -161,6 +161,13 @@ class HostSettings(_Strict):
     def _expand_key(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and parse_memory_mb(value) < 512:
+            raise ValueError("memory must be at least 512m (an executor needs ~450m)")
+        return value
+
 
 class ScalingSettings(_Strict):
     """The guard's rules: bounds, pacing and how long a drain may take."""
