@@ -20,7 +20,7 @@ import pytest
 from sparkscaler.backends.daemons import DAEMON_PROPERTIES, WorkerSpec
 from sparkscaler.backends.hosts import SshLauncher
 from sparkscaler.backends.ssh import RemoteCommandError
-from sparkscaler.config import Config
+from sparkscaler.config import Config, ConfigError, config_from_dict
 from tests.conftest import wait_for
 from tests.netns import Testbed, netns_hosts, skip_reason
 
@@ -167,3 +167,21 @@ def test_worker_that_cannot_start_says_why(bed: Testbed, master: int, tmp_path: 
             launcher.start(bed.hosts[0].address, spec)
     finally:
         launcher.close()
+
+
+def test_host_settings_default_and_check_like_the_cluster_settings() -> None:
+    config = Config.model_validate(
+        {
+            "backend": "hosts",
+            "state_dir": "/nonexistent",
+            "scaling": {"max_workers": 1},
+            "hosts": [{"address": "198.18.0.2", "ssh_key": "~/.ssh/id_ed25519"}],
+        }
+    )
+    (host,) = config.hosts
+    assert host.ssh_key is not None and "~" not in str(host.ssh_key)
+    assert (host.ssh_port, host.cores, host.memory, host.spark_home) == (22, None, None, None)
+    with pytest.raises(ConfigError, match=r"hosts\.0\.memory: memory must be at least 512m"):
+        config_from_dict(
+            {**config.model_dump(mode="json"), "hosts": [{"address": "h", "memory": "256m"}]}
+        )
