@@ -36,14 +36,13 @@ browser:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	@chromium --version 2>/dev/null | head -n 1
 
-# The hosts backend's tests run an sshd inside Linux network namespaces (ip from iproute2).
-# RUNLEVEL=1 keeps the package's install script from starting a system-wide sshd on port 22.
+# The hosts backend's tests run their own sshd in each of a few Linux network namespaces (ip
+# from iproute2), from a config they generate: the system's sshd is not used, nor started here.
 sshd:
 	@{ test -x /usr/sbin/sshd && command -v ssh-keygen >/dev/null && command -v ip >/dev/null; } || { \
 		echo "sshd not found: installing openssh-server with apt-get (for the hosts backend's tests)"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq openssh-server iproute2; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server iproute2; }
 	@/usr/sbin/sshd -V 2>&1 | head -n 1
 
 demo: install
