@@ -11,12 +11,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 
 import psutil
 import pytest
 
-from sparkscaler.processes import free_port, port_free, signals_deferred, terminate_groups
+from sparkscaler.processes import (
+    ChildProcesses,
+    free_port,
+    port_free,
+    process_running,
+    signals_deferred,
+    terminate_groups,
+)
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -268,3 +276,36 @@ def test_free_port_picks_another_when_the_preferred_one_is_taken() -> None:
         assert other != taken
         assert 0 < other < 65536
         assert port_free("127.0.0.1", other)
+
+
+# ------------------------------------------------------------------------------- daemons
+def test_child_processes_start_a_group_leader_with_its_log_and_stop_it(tmp_path: Path) -> None:
+    children = ChildProcesses()
+    log = tmp_path / "logs" / "d.log"
+    pid, created = children.spawn(["bash", "-c", "echo started; exec sleep 60"], {}, log)
+    try:
+        assert os.getpgid(pid) == pid and children.running(pid, created)
+        assert _eventually(lambda: log.read_text() == "started\n")
+        children.stop({pid: created}, grace_s=5.0)
+        assert not children.running(pid, created)
+        assert not psutil.pid_exists(pid)  # reaped, not left a zombie
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_child_processes_never_signal_a_pid_given_to_another_program(procs: Processes) -> None:
+    """A recorded pid whose start time differs is someone else's process now: left alone."""
+    other, _ = procs.start("exec sleep 60")
+    started = psutil.Process(other.pid).create_time()
+    ChildProcesses().stop({other.pid: started - 3600.0}, grace_s=0.2)
+    assert other.poll() is None and process_running(other.pid, started)
+
+
+def _eventually(condition: Callable[[], bool], within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
