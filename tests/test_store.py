@@ -87,6 +87,7 @@ def _observation(time: float, *, stale: bool = False) -> Observation:
         backlog_age_s=4.5,
         features=Features(cu=10.5, cs=2.25, mt=33.0, ma=50.0, bi=0.125, bo=1.5),
         input_bytes=2048.0,
+        input_read_bytes=512.0,
         oldest_job_elapsed_s=50.0,
         deadline_s=300.0,
         stale=stale,
@@ -134,11 +135,8 @@ def test_observation_round_trip(store: Store) -> None:
     assert (row["cores_total"], row["cores_used"]) == (6, 3)
     assert (row["memory_total_mb"], row["memory_used_mb"]) == (3072, 512)
     assert (row["running_apps"], row["waiting_apps"], row["waiting_drivers"]) == (1, 2, 1)
-    assert (row["input_bytes"], row["oldest_job_elapsed_s"], row["deadline_s"]) == (
-        2048.0,
-        50.0,
-        300.0,
-    )
+    assert (row["input_bytes"], row["input_read_bytes"]) == (2048.0, 512.0)
+    assert (row["oldest_job_elapsed_s"], row["deadline_s"]) == (50.0, 300.0)
     assert row["stale"] == 0
     assert json.loads(row["errors"]) == []
     assert json.loads(row["worker_detail"]) == WORKER_DETAIL
@@ -168,6 +166,7 @@ def test_summary_has_one_key_per_stored_number() -> None:
         "stale": False,
         "waiting_drivers": 1,
         "input_bytes": 2048.0,
+        "input_read_bytes": 512.0,
         "oldest_job_elapsed_s": 50.0,
         "deadline_s": 300.0,
     }

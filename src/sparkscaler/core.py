@@ -250,6 +250,7 @@ class Observation:
             "stale": self.stale,
             "waiting_drivers": c.waiting_drivers,
             "input_bytes": self.input_bytes,
+            "input_read_bytes": self.input_read_bytes,
             "oldest_job_elapsed_s": self.oldest_job_elapsed_s,
             "deadline_s": self.deadline_s,
         }

@@ -43,6 +43,7 @@ _OBS_COLUMNS: dict[str, str] = {
     "stale": "INTEGER",
     "waiting_drivers": "INTEGER",
     "input_bytes": "REAL",
+    "input_read_bytes": "REAL",
     "oldest_job_elapsed_s": "REAL",
     "deadline_s": "REAL",
     "errors": "TEXT",

@@ -177,7 +177,12 @@ class ObservationRecord(BaseModel):
     bi: float | None = None
     bo: float | None = None
     stale: bool | None = None
-    input_bytes: float | None = None
+    input_bytes: float | None = Field(
+        None, description="the running jobs' whole input, as they declared it (bytes)"
+    )
+    input_read_bytes: float | None = Field(
+        None, description="input the running jobs' executors have read so far (bytes)"
+    )
     oldest_job_elapsed_s: float | None = None
     deadline_s: float | None = None
     errors: list[str] = Field(default_factory=list)
