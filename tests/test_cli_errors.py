@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparkscaler.cli import app
-from sparkscaler.config import load_config
+from sparkscaler.configfile import load_config
 from sparkscaler.core import Observation
 from sparkscaler.store import Store
 

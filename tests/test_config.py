@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sparkscaler.config import (
-    Config,
-    ConfigError,
-    config_from_dict,
-    default_state_dir,
-    load_config,
-)
+from sparkscaler.config import Config, default_state_dir
+from sparkscaler.configfile import ConfigError, config_from_dict, load_config
 from sparkscaler.policies import make_policy
 
 

@@ -20,7 +20,8 @@ import pytest
 from sparkscaler.backends.daemons import DAEMON_PROPERTIES, WorkerSpec
 from sparkscaler.backends.hosts import SshLauncher
 from sparkscaler.backends.ssh import RemoteCommandError
-from sparkscaler.config import Config, ConfigError, config_from_dict
+from sparkscaler.config import Config
+from sparkscaler.configfile import ConfigError, config_from_dict
 from tests.conftest import wait_for
 from tests.netns import Testbed, netns_hosts, skip_reason
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparkscaler.config import ConfigError, config_from_dict
+from sparkscaler.configfile import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Observation, WorkerInfo
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies import make_policy

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkscaler.config import ConfigError, config_from_dict
+from sparkscaler.configfile import ConfigError, config_from_dict
 from sparkscaler.core import ClusterState, Decision, Observation, WorkerInfo
 from sparkscaler.policies import POLICIES, make_policy
 

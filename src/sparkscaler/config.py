@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -306,77 +304,3 @@ class Config(_Strict):
     def service_token_path(self) -> Path:
         """Where ``serve`` keeps the token it generates when ``service.token`` is unset."""
         return self.state_dir / "service-token"
-
-
-class ConfigError(Exception):
-    """An invalid configuration, with one human-readable line per problem in ``problems``."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-def format_validation_error(error: ValidationError) -> list[str]:
-    """One line per pydantic error: ``scaling.max_workers: must be ≥ 1 (got 0)``."""
-    lines = []
-    for item in error.errors():
-        # A union names the branch it tried ("tuple[...]"), which no one writes in a config;
-        # an unknown key is shown as typed.
-        loc = [
-            p
-            for p in item["loc"]
-            if item["type"] == "extra_forbidden" or not (isinstance(p, str) and "[" in p)
-        ]
-        where = ".".join(str(part) for part in loc) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling; `sparkscaler init` lists them all)"
-        elif (
-            "input" in item
-            and not isinstance(item["input"], dict)
-            and repr(item["input"]) not in message
-        ):
-            message = f"{message} (got {item['input']!r})"
-        lines.append(f"{where}: {message}")
-    return lines
-
-
-def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
-    from sparkscaler.policies import validate_policy_settings
-
-    problems: list[str] = []
-    config = None
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as error:
-        problems += format_validation_error(error)
-    policy = data.get("policy")
-    if isinstance(policy, dict) and isinstance(policy.get("params", {}), dict):
-        problems += validate_policy_settings(
-            policy.get("name", DEFAULT_POLICY), policy.get("params", {})
-        )
-    if problems or config is None:
-        raise ConfigError(source, problems)
-    return config
-
-
-def load_config(path: Path) -> Config:
-    """Read and validate a YAML file; every problem becomes a :class:`ConfigError` line."""
-    source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(source, [f"cannot read the file: {error.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(error, "problem", error)
-        raise ConfigError(source, [f"{where}not valid YAML ({problem})"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(source, ["the top level must be a mapping of settings"])
-    return config_from_dict(data, source)

@@ -42,7 +42,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def load(config: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """The config file (or the defaults) with command-line overrides; exit 2 when invalid."""
-    from sparkscaler.config import Config, ConfigError, config_from_dict, load_config
+    from sparkscaler.config import Config
+    from sparkscaler.configfile import ConfigError, config_from_dict, load_config
 
     try:
         base = load_config(config) if config else Config()
