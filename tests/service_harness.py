@@ -113,6 +113,7 @@ def running_service(
     mode: Mode = "auto",
     jobs: list[JobSpec] | None = None,
     observer: Callable[[SimCluster], Observer] = SimObserver,
+    backend_class: Callable[[SimCluster], SimulatedBackend] = SimulatedBackend,
     config: Config | None = None,
 ) -> Iterator[Service]:
     """Start the service; stop its server, its loop and its store on the way out, failures
@@ -126,7 +127,7 @@ def running_service(
         executor_startup_s=(0.0, 0.0),
         seed=0,
     )
-    backend = SimulatedBackend(sim)
+    backend = backend_class(sim)
     token, _ = resolve_token(cfg)
     with Store(cfg.store_path) as store:
         context = simulated_context(cfg)

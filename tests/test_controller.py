@@ -32,6 +32,26 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
+class _OneHostDown(SimulatedBackend):
+    def unreachable(self) -> dict[str, str]:
+        return {"198.18.0.9": "ssh: connection refused"}
+
+
+class _AttachedToOthers(SimulatedBackend):
+    """A backend that started only the last worker: the others are the attached cluster's."""
+
+    def __init__(self, sim: SimCluster) -> None:
+        super().__init__(sim)
+        self.asked: list[str] = []
+
+    def workers(self) -> list:  # type: ignore[type-arg]
+        return super().workers()[-1:]
+
+    def decommission(self, ids: Sequence[str], timeout: float) -> None:
+        self.asked += ids
+        super().decommission(ids, timeout)
+
+
 def _controller(
     store: Store, backend_class: type[SimulatedBackend] = SimulatedBackend
 ) -> tuple[Controller, SimulatedBackend]:
@@ -111,3 +131,32 @@ def test_a_dry_run_step_decides_but_never_calls_the_backend(store: Store) -> Non
     assert (step.outcome.action, step.acted) == ("scale_out", False)
     assert backend.scale_outs == 0
     assert store.decisions()[0]["dry_run"] == 1
+
+
+def test_a_host_the_backend_cannot_reach_is_in_every_reason_and_the_step(store: Store) -> None:
+    controller, _ = _controller(store, _OneHostDown)
+    step = controller.step()
+    assert step.unreachable == {"198.18.0.9": "ssh: connection refused"}
+    assert step.outcome.reason.endswith("host 198.18.0.9 skipped: ssh: connection refused")
+    (row,) = store.decisions()
+    assert "host 198.18.0.9 skipped" in row["reason"]
+
+
+def test_scale_in_removes_only_the_backends_own_workers(store: Store) -> None:
+    controller, backend = _controller(store, _AttachedToOthers)
+    assert isinstance(backend, _AttachedToOthers)
+    controller.use_policy(make_policy("static", {"workers": 1}))
+    everyone = [w.id for w in backend.sim.worker_infos()]
+    step = controller.step()
+    assert (step.outcome.action, step.acted) == ("scale_in", True)
+    assert backend.asked == everyone[-1:]
+
+
+def test_scale_in_with_no_worker_of_ours_says_so_and_removes_none(store: Store) -> None:
+    controller, backend = _controller(store, _AttachedToOthers)
+    assert isinstance(backend, _AttachedToOthers)
+    backend.workers = lambda: []  # type: ignore[method-assign]
+    controller.use_policy(make_policy("static", {"workers": 1}))
+    step = controller.step()
+    assert step.outcome.action == "scale_in" and not step.acted
+    assert "not ours" in (step.error or "") and backend.asked == []

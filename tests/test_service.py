@@ -135,7 +135,24 @@ def test_status_shows_workers_target_mode_policy_last_decision_and_sources(
         {"name": "master", "healthy": True, "errors": []},
         {"name": "applications", "healthy": True, "errors": []},
     ]
+    assert status["unreachable_hosts"] == {}
     assert status["loop_running"] and status["loop_error"] is None
+
+
+class _HostDown(SimulatedBackend):
+    """A backend with one host it cannot reach (as the hosts backend reports an SSH failure)."""
+
+    def unreachable(self) -> dict[str, str]:
+        return {"198.18.0.4": "cannot connect over SSH: connection refused"}
+
+
+def test_an_unreachable_host_shows_in_status_and_every_decision(tmp_path: Path) -> None:
+    with running_service(tmp_path / "state", backend_class=_HostDown) as svc:
+        svc.wait_for_decisions(2)
+        status = _status(svc)
+    why = "cannot connect over SSH: connection refused"
+    assert status["unreachable_hosts"] == {"198.18.0.4": why}
+    assert status["last_decision"]["reason"].endswith(f"host 198.18.0.4 skipped: {why}")
 
 
 class _MasterDown:

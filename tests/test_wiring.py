@@ -165,6 +165,9 @@ class _Cluster:
     def decommission(self, ids: Any, timeout: float) -> None:
         raise AssertionError("not in these tests")
 
+    def unreachable(self) -> dict[str, str]:
+        return {}
+
     def start(self, workers: int) -> None:
         self.started = self.running = True
 

@@ -46,6 +46,7 @@ class Step:
     error: str | None
     wall_s: float
     decide_s: float = 0.0
+    unreachable: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Controller:
@@ -92,8 +93,9 @@ class Controller:
             max_workers=self.scaling.max_workers,
         )
         observation_id = self.store.add_observation(obs)
+        unreachable = self.backend.unreachable()
         deciding = time.perf_counter()
-        outcome = self._decide(obs)
+        outcome = self._decide(obs, unreachable)
         decide_s = time.perf_counter() - deciding
         dry_run = self.dry_run
         acted, error = (False, None) if dry_run else self._apply(outcome, obs)
@@ -107,7 +109,8 @@ class Controller:
         )
         if self.history is not None:
             self.store.add_jobs(self.history.poll())
-        return Step(obs, outcome, acted, error, time.perf_counter() - started, decide_s)
+        wall_s = time.perf_counter() - started
+        return Step(obs, outcome, acted, error, wall_s, decide_s, unreachable)
 
     def scale_to(self, target: int, reason: str) -> Step:
         """Resize to a target set by hand, past the policy and the guard's rules (the service's
@@ -137,13 +140,15 @@ class Controller:
     def close(self) -> None:
         self.observer.close()
 
-    def _decide(self, obs: Observation) -> GuardedDecision:
+    def _decide(self, obs: Observation, unreachable: dict[str, str]) -> GuardedDecision:
         """The guarded decision, its reason ending with what the observation had to ignore (a
-        job's unreadable deadline), so that the history says why the job was not planned for."""
+        job's unreadable deadline) and the hosts the backend cannot reach, so that the history
+        says why a job was not planned for or a cluster stayed smaller than asked."""
         outcome = self._guarded(obs)
-        if not obs.warnings:
+        notes = [*obs.warnings, *(f"host {h} skipped: {why}" for h, why in unreachable.items())]
+        if not notes:
             return outcome
-        return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *obs.warnings)))
+        return dataclasses.replace(outcome, reason="; ".join((outcome.reason, *notes)))
 
     def _guarded(self, obs: Observation) -> GuardedDecision:
         if obs.stale:
@@ -173,7 +178,13 @@ class Controller:
         if delta > 0:
             self.backend.launch(delta)
         else:
-            victims = choose_victims(obs.cluster, -delta)
+            # Only the backend's own workers: an attached cluster has workers it did not start,
+            # and those are never stopped.
+            ours = {w.id for w in self.backend.workers()}
+            mine = tuple(w for w in obs.cluster.workers if w.id in ours)
+            victims = choose_victims(dataclasses.replace(obs.cluster, workers=mine), -delta)
+            if not victims:
+                raise BackendError("no worker of this backend to remove (the others are not ours)")
             self.backend.decommission(victims, self.scaling.decommission_timeout_s)
 
     def run(

@@ -59,3 +59,9 @@ class Backend(Protocol):
         longest task.
         """
         ...
+
+    def unreachable(self) -> dict[str, str]:
+        """Hosts this backend leaves out for now because it could not reach them, each with
+        why: every decision's reason and ``/api/status`` say so, so that a smaller cluster
+        than asked for is explained. Empty when every host answers (or there are no hosts)."""
+        ...

@@ -29,6 +29,10 @@ class SimulatedBackend:
         self.scale_ins += 1
         self.sim.decommission(list(ids), timeout)
 
+    def unreachable(self) -> dict[str, str]:
+        """Simulated hosts always answer."""
+        return {}
+
 
 class SimClock:
     """Simulated time: ``sleep`` runs the simulation forward instead of waiting."""

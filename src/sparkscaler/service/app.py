@@ -137,6 +137,7 @@ def _status(snap: Snapshot) -> Status:
         observed_at=obs.time if obs else None,
         last_decision=_summary(snap.last_decision) if snap.last_decision else None,
         sources=_sources(snap.last_step),
+        unreachable_hosts=snap.last_step.unreachable if snap.last_step else {},
         loop_running=snap.running,
         loop_error=snap.loop_error,
     )

@@ -126,6 +126,11 @@ class Status(BaseModel):
     observed_at: float | None = Field(description="epoch seconds of the last observation")
     last_decision: DecisionSummary | None
     sources: list[SourceHealth]
+    unreachable_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="hosts the backend leaves out for now because it cannot reach them, with "
+        "why (as of the last step); they are retried later",
+    )
     loop_running: bool
     loop_error: str | None = Field(description="why the last iteration failed, if it did")
 
