@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install java browser sshd demo test test-lanes test-fast test-spark lane-fast lane-spark \
+.PHONY: install java browser sshd demo test test-lanes test-fast test-spark lane-fast-isolated lane-spark \
 	lint bench evaluate clean
 
 install: $(STAMP) java
@@ -52,20 +52,23 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 
-# The tests run in two lanes (pyproject.toml names the markers):
+# The tests run in lanes (pyproject.toml names the markers):
 # - the fast lane: everything without real Spark or a browser, on two pytest-xdist workers
 #   (a test file stays on one worker, so its module fixtures are built once);
 # - the Spark lane: the tests marked spark or browser (real local clusters, local-mode apps,
-#   Chromium), one at a time: two JVM-heavy tests at once on 2 cores make their waits flaky.
+#   Chromium), one at a time: two JVM-heavy tests at once on 2 cores make their waits flaky;
+# - the isolated Spark lane: Spark tests whose daemons use only addresses and ports of their
+#   own (namespace hosts, a master started by hand), one at a time, after the fast lane.
 # The few tests marked timing assert a wall-clock latency, so they run first, on their own.
-# `make test` installs and lints, runs the timing tests, then both lanes side by side; make
-# prints each lane's report when that lane is done, and fails if anything fails. Each lane keeps
-# its own pytest cache, so `--lf` works per lane.
+# `make test` installs and lints, runs the timing tests, then the Spark lane beside the fast lane
+# followed by the isolated one; make prints each side's report when that side is done, and
+# fails if anything fails. Each lane keeps its own pytest cache, so `--lf` works per lane.
 PYTEST      := $(PY) -m pytest
 TIMING      := $(PYTEST) -m "timing and not spark and not browser" -p no:cacheprovider
 FAST_LANE   := $(PYTEST) -m "not spark and not browser and not timing" -n 2 --dist loadfile \
 	-o cache_dir=.pytest_cache/fast
-SPARK_LANE  := $(PYTEST) -m "spark or browser" -o cache_dir=.pytest_cache/spark
+SPARK_LANE  := $(PYTEST) -m "(spark or browser) and not isolated" -o cache_dir=.pytest_cache/spark
+ISOLATED_LANE := $(PYTEST) -m "spark and isolated" -o cache_dir=.pytest_cache/isolated
 
 test: install browser sshd lint
 	@$(MAKE) --no-print-directory test-lanes
@@ -73,21 +76,21 @@ test: install browser sshd lint
 # What `make test` runs after install and lint (benchmarks/test_lanes.py times it).
 test-lanes:
 	$(TIMING)
-	@echo "running the fast lane and the Spark lane side by side;" \
-		"each lane's report appears when that lane is done"
-	@$(MAKE) --no-print-directory -k -j2 --output-sync=target lane-fast lane-spark
+	@echo "running the Spark lane beside the fast lane and then the isolated Spark lane;" \
+		"each side's report appears when that side is done"
+	@$(MAKE) --no-print-directory -k -j2 --output-sync=target lane-fast-isolated lane-spark
 
 # The fast lane alone (no Java, no browser needed): a few minutes.
 test-fast: $(STAMP)
 	$(TIMING)
 	$(FAST_LANE)
 
-# The Spark lane alone: real local Spark clusters and the dashboard in Chromium.
+# Every Spark test, one at a time: real local clusters, namespace hosts, Chromium.
 test-spark: install browser sshd
-	$(SPARK_LANE)
+	$(SPARK_LANE); spark=$$?; $(ISOLATED_LANE); isolated=$$?; exit $$((spark || isolated))
 
-lane-fast:
-	$(FAST_LANE)
+lane-fast-isolated:
+	$(FAST_LANE); fast=$$?; $(ISOLATED_LANE); isolated=$$?; exit $$((fast || isolated))
 
 lane-spark:
 	$(SPARK_LANE)

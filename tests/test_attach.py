@@ -32,7 +32,7 @@ from sparkscaler.store import Store
 from tests.conftest import assert_all_stopped, free_port, spark_jvms, wait_for
 from tests.test_observation_contract import DEADLINE_S, JOB
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.isolated]
 
 DRIVER_HOST = "127.0.0.7"
 TASKS, TASK_S = 6, 2.0

@@ -37,7 +37,7 @@ from sparkscaler.wiring import live_loop
 from tests.conftest import free_port, wait_for
 from tests.netns import Testbed, netns_hosts, skip_reason
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.isolated]
 
 
 @dataclass
