@@ -34,7 +34,7 @@ from sparkscaler.controller import Controller, Step
 from sparkscaler.observe.spark_master import MasterClient
 from sparkscaler.store import Store
 from sparkscaler.wiring import live_loop
-from tests.conftest import free_port, wait_for
+from tests.conftest import spark_test_config, wait_for
 from tests.netns import Testbed, netns_hosts, skip_reason
 
 pytestmark = [pytest.mark.spark, pytest.mark.isolated]
@@ -70,39 +70,20 @@ class HostsPool:
 
 
 def hosts_config(bed: Testbed, state_dir: Path) -> Config:
-    return Config.model_validate(
+    """The Spark tests' small, fast-reacting cluster, its workers on the namespace hosts."""
+    data = spark_test_config(state_dir).model_dump(mode="json", exclude_none=True)
+    data["backend"] = "hosts"
+    data["cluster"].update(master_host=bed.gateway, worker_ui_port=8081)
+    data["hosts"] = [
         {
-            "backend": "hosts",
-            "state_dir": str(state_dir),
-            "cluster": {
-                "master_host": bed.gateway,
-                "master_port": free_port(),
-                "master_ui_port": free_port(),
-                "worker_ui_port": 8081,
-                "worker_cores": 1,
-                "worker_memory": "1g",
-            },
-            "scaling": {
-                "min_workers": 1,
-                "max_workers": 3,
-                "interval_s": 1,
-                "scale_out_cooldown_s": 2,
-                "scale_in_cooldown_s": 2,
-                "scale_in_stabilization_s": 3,
-                "decommission_timeout_s": 60,
-            },
-            "policy": {"name": "dra", "params": {"idle_timeout_s": 5}},
-            "hosts": [
-                {
-                    "address": h.address,
-                    "ssh_user": "root",
-                    "ssh_key": str(bed.key),
-                    "work_dir": str(state_dir / "hosts" / h.address),
-                }
-                for h in bed.hosts
-            ],
+            "address": h.address,
+            "ssh_user": "root",
+            "ssh_key": str(bed.key),
+            "work_dir": str(state_dir / "hosts" / h.address),
         }
-    )
+        for h in bed.hosts
+    ]
+    return Config.model_validate(data)
 
 
 @pytest.fixture(scope="module")

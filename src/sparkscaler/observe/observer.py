@@ -22,19 +22,7 @@ from sparkscaler.observe.spark_metrics import SparkMetricsSampler
 
 
 class Observer(Protocol):
-    def _with_provisioning(self, cluster: ClusterState, errors: list[str]) -> ClusterState:
-        """The backend's PROVISIONING workers that the master does not list yet (by host: the
-        master may have registered one since the backend last looked)."""
-        if self.provisioning is None:
-            return cluster
-        try:
-            asked = list(self.provisioning())
-        except SparkscalerError as error:
-            errors.append(f"the backend's workers are unknown: {error}")
-            return cluster
-        listed = {w.host for w in cluster.workers}
-        extra = tuple(w for w in asked if w.state == "PROVISIONING" and w.host not in listed)
-        return dataclasses.replace(cluster, workers=cluster.workers + extra) if extra else cluster
+    """Where a loop's observations come from: a real cluster, or the simulator."""
 
     def observe(self) -> Observation: ...
 
