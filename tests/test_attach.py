@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -211,3 +212,51 @@ def _run_once(config: Config, path: Path) -> subprocess.CompletedProcess[str]:
         timeout=90,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_serve_in_recommend_mode_watches_an_attached_cluster_and_never_acts(
+    someone_elses_cluster: tuple[str, int, bool], tmp_path: Path
+) -> None:
+    """`serve --mode recommend` with only master_url configured: decides and records on a
+    cluster it did not start, changes nothing, and leaves it running when it stops."""
+    master_url, ui_port, _ = someone_elses_cluster
+    port = free_port()
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "cluster": {"master_url": master_url, "master_ui_port": ui_port},
+                "service": {"port": port},
+            }
+        )
+    )
+    command = [sys.executable, "-m", "sparkscaler", "serve", "--mode", "recommend", "-c", str(path)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        serve = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    status: dict = {}
+    try:
+
+        def decided() -> bool:
+            nonlocal status
+            with contextlib.suppress(httpx.HTTPError):
+                status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()
+            return bool(status.get("last_decision"))
+
+        wait_for(decided, 90, "a decision of serve --mode recommend")
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(timeout=60)
+    assert code == 0, (tmp_path / "serve.log").read_text()[-2000:]
+    assert status["mode"] == "recommend"
+    assert [w["state"] for w in status["workers"]] == ["ALIVE"]
+    assert status["last_decision"]["dry_run"] and status["unreachable_hosts"] == {}
+    master = MasterClient(f"http://127.0.0.1:{ui_port}")
+    try:  # serve stopped nothing it did not start
+        view = master.fetch()
+    finally:
+        master.close()
+    assert view["status"] == "ALIVE"
+    assert [w["state"] for w in view["workers"]] == ["ALIVE"]

@@ -40,6 +40,14 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class ServeMode(StrEnum):
+    """The service's scaling modes (sparkscaler.service.modes), as a command-line choice."""
+
+    auto = "auto"
+    recommend = "recommend"
+    manual = "manual"
+
+
 LogLevelOption = Annotated[
     LogLevel,
     typer.Option(
@@ -162,6 +170,15 @@ def serve(
         int | None,
         typer.Option(min=1, max=65535, help="Port.", show_default="service.port, 8765"),
     ] = None,
+    mode: Annotated[
+        ServeMode,
+        typer.Option(
+            "--mode",
+            help="auto: act on decisions; recommend: decide and record, never act (safe on a "
+            "cluster you only watch); manual: act only on POST /api/scale. PUT /api/mode "
+            "changes it later.",
+        ),
+    ] = ServeMode.auto,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
@@ -198,7 +215,7 @@ def serve(
     with _session(cfg, log_level, log_format) as store:
         try:
             with _live_controller(cfg, store, WallClock(), dry_run=False) as controller:
-                runtime = Runtime(controller, live_context())
+                runtime = Runtime(controller, live_context(), mode=mode.value)
                 server = ServiceServer(create_app(runtime, token=token), service.host, service.port)
                 with runtime, server:
                     console.print(
@@ -206,7 +223,7 @@ def serve(
                         f"{server.url}/metrics)"
                     )
                     console.print(f"token for changes: {escape(token_source)}", highlight=False)
-                    console.print(_policy_line(cfg, ", mode auto"))
+                    console.print(_policy_line(cfg, f", mode {mode.value}"))
                     server.wait()
         except KeyboardInterrupt:
             pass
