@@ -248,10 +248,11 @@ class _StandIn(_Cluster):
         self.made.append(self)
 
 
-@pytest.mark.parametrize("found_running", [False, True])
-def test_run_never_starts_or_stops_a_master_it_attaches_to(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found_running: bool
-) -> None:
+def _run_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found_running: bool, cluster_yaml: str = ""
+) -> tuple[Any, _StandIn]:
+    """``sparkscaler run --once`` on a stand-in backend (running or not) and the simulator, with
+    ``cluster_yaml`` added to a config of its own state dir; the result and the backend."""
     monkeypatch.setattr(_StandIn, "made", [])
     monkeypatch.setattr(_StandIn, "found_running", found_running)
     monkeypatch.setattr("sparkscaler.backends.open_backend", _StandIn)
@@ -261,11 +262,18 @@ def test_run_never_starts_or_stops_a_master_it_attaches_to(
     )
     monkeypatch.setattr("sparkscaler.cli.loop.require_java", lambda: None)
     config = tmp_path / "c.yaml"
-    config.write_text(
-        f"state_dir: {tmp_path / 'state'}\ncluster:\n  master_url: spark://10.0.0.9:7077\n"
-    )
+    config.write_text(f"state_dir: {tmp_path / 'state'}\n{cluster_yaml}")
     result = runner.invoke(cli, ["run", "--once", "--config", str(config)])
     (cluster,) = _StandIn.made
+    return result, cluster
+
+
+@pytest.mark.parametrize("found_running", [False, True])
+def test_run_never_starts_or_stops_a_master_it_attaches_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found_running: bool
+) -> None:
+    attach = "cluster:\n  master_url: spark://10.0.0.9:7077\n"
+    result, cluster = _run_once(tmp_path, monkeypatch, found_running, attach)
     assert not cluster.started and not cluster.stopped
     if found_running:
         assert result.exit_code == 0, result.output
@@ -279,17 +287,6 @@ def test_run_never_starts_or_stops_a_master_it_attaches_to(
 def test_run_starts_a_local_cluster_only_when_none_runs_and_stops_only_that(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found_running: bool
 ) -> None:
-    monkeypatch.setattr(_StandIn, "made", [])
-    monkeypatch.setattr(_StandIn, "found_running", found_running)
-    monkeypatch.setattr("sparkscaler.backends.open_backend", _StandIn)
-    monkeypatch.setattr(
-        "sparkscaler.wiring.live_loop",
-        lambda cfg, store, clock, **_: _sim_loop(cfg, store, clock),
-    )
-    monkeypatch.setattr("sparkscaler.cli.loop.require_java", lambda: None)
-    config = tmp_path / "c.yaml"
-    config.write_text(f"state_dir: {tmp_path / 'state'}\n")
-    result = runner.invoke(cli, ["run", "--once", "--config", str(config)])
+    result, cluster = _run_once(tmp_path, monkeypatch, found_running)
     assert result.exit_code == 0, result.output
-    (cluster,) = _StandIn.made
     assert cluster.started is not found_running and cluster.stopped is not found_running
