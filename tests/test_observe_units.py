@@ -867,6 +867,8 @@ def test_workers_the_backend_provisions_count_until_the_master_lists_them(fake_s
         _provisioning("pending-127.0.0.4", "127.0.0.4"),  # not at the master yet
         _provisioning("pending-127.0.0.3", "127.0.0.3"),  # w-2 registered meanwhile
         WorkerInfo("w-1", "127.0.0.2", 1, "ALIVE", 2, 2, 1024, 0),  # the master's say counts
+        # Registered after the master answered: the backend has it ALIVE, the snapshot not yet.
+        WorkerInfo("w-9", "127.0.0.9", 1, "ALIVE", 2, 0, 1024, 0),
     ]
     observer = SparkObserver(
         MasterClient(f"http://127.0.0.1:{port}"),
@@ -882,8 +884,9 @@ def test_workers_the_backend_provisions_count_until_the_master_lists_them(fake_s
         ("w-1", "ALIVE"),
         ("w-2", "ALIVE"),
         ("pending-127.0.0.4", "PROVISIONING"),
+        ("w-9", "PROVISIONING"),
     ]
-    assert (obs.workers, obs.cluster.alive_workers, obs.cluster.provisioning_workers) == (3, 2, 1)
+    assert (obs.workers, obs.cluster.alive_workers, obs.cluster.provisioning_workers) == (4, 2, 2)
     assert obs.cluster.cores_total == 4  # a provisioning worker offers nothing yet
 
 

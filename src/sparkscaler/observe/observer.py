@@ -114,8 +114,10 @@ class SparkObserver:
         return dataclasses.replace(cluster, workers=tuple(workers))
 
     def _with_provisioning(self, cluster: ClusterState, errors: list[str]) -> ClusterState:
-        """The backend's PROVISIONING workers that the master does not list yet (by host: the
-        master may have registered one since the backend last looked)."""
+        """The backend's workers that the master's snapshot does not list (by host), counted as
+        PROVISIONING: those still starting, and those that registered between the master's
+        answer and the backend's (which the backend already calls ALIVE). Counting neither
+        made the loop see one worker too few and launch one too many."""
         if self.provisioning is None:
             return cluster
         try:
@@ -124,7 +126,11 @@ class SparkObserver:
             errors.append(f"the backend's workers are unknown: {error}")
             return cluster
         listed = {w.host for w in cluster.workers}
-        extra = tuple(w for w in asked if w.state == "PROVISIONING" and w.host not in listed)
+        extra = tuple(
+            dataclasses.replace(w, state="PROVISIONING", cores_used=0, memory_used_mb=0)
+            for w in asked
+            if w.state in ("PROVISIONING", "ALIVE") and w.host not in listed
+        )
         return dataclasses.replace(cluster, workers=cluster.workers + extra) if extra else cluster
 
     def observe(self) -> Observation:
