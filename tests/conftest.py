@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,6 +64,19 @@ def spark_test_config(state_dir: Path, **scaling: float) -> Config:
             "policy": {"name": "dra", "params": {"idle_timeout_s": 5}},
         }
     )
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Stop what is left of a process group this test started (a JVM, a driver and their
+    children): SIGTERM, then SIGKILL when it has not ended after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace_s)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:

@@ -30,7 +30,7 @@ from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.observe.spark_metrics import SparkMetricsSampler
 from sparkscaler.store import Store
-from tests.conftest import assert_all_stopped, free_port, spark_jvms, wait_for
+from tests.conftest import assert_all_stopped, free_port, spark_jvms, stop_group, wait_for
 from tests.test_observation_contract import DEADLINE_S, JOB
 
 pytestmark = [pytest.mark.spark, pytest.mark.isolated]
@@ -57,18 +57,6 @@ def _spawn(args: list[str], log: Path, local_ip: str) -> subprocess.Popen[bytes]
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop what is left of a process group this test started (the JVM and its children)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(params=["driver link", "reverse proxy"])
@@ -126,7 +114,7 @@ def someone_elses_cluster(
         yield f"spark://127.0.0.1:{port}", ui_port, proxy
     finally:
         for proc in reversed(started):
-            _stop_group(proc)
+            stop_group(proc, 20)
         assert_all_stopped([p.pid for p in started])
         assert not spark_jvms(port)
 
@@ -166,7 +154,7 @@ def test_observer_from_master_url_alone_sees_workers_tasks_and_features(
         assert driver.wait(timeout=30) == 0, (tmp_path / "job.log").read_text()[-2000:]
     finally:
         observer.close()
-        _stop_group(driver)
+        stop_group(driver, 20)
         assert_all_stopped([driver.pid])
 
     assert seen and not any(o.stale for o in seen)

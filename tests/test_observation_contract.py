@@ -9,9 +9,7 @@ are counted by state, what the input size and the deadline are.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +26,7 @@ from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, Observatio
 from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
-from tests.conftest import SharedCluster, free_port
+from tests.conftest import SharedCluster, free_port, stop_group
 
 pytestmark = pytest.mark.spark
 
@@ -191,7 +189,7 @@ def test_sim_and_local_observations_mean_the_same(
         assert driver.wait(timeout=60) == 0, (tmp_path / "job.log").read_text()[-2000:]
     finally:
         observer.close()
-        _stop(driver)
+        stop_group(driver, 15)
         log.close()
         shared_spark.restore()
 
@@ -205,15 +203,3 @@ def test_sim_and_local_observations_mean_the_same(
     provisioning = [o.cluster.provisioning_workers for o in spark_seq]
     assert max(o.cluster.provisioning_workers for o in sim_seq) == 1
     assert max(provisioning) == 1, "the local backend's new worker was never PROVISIONING"
-
-
-def _stop(driver: subprocess.Popen[bytes]) -> None:
-    """Stop what is left of the driver's process group (its Python and its JVM)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(driver.pid, signal.SIGTERM)
-    try:
-        driver.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=15)
