@@ -15,8 +15,11 @@ from sparkscaler.core import (
     Decision,
     Features,
     GuardedDecision,
+    JobContext,
     JobRecord,
     Observation,
+    StageProgress,
+    StageSummary,
     WorkerInfo,
 )
 from sparkscaler.errors import SparkscalerError
@@ -127,7 +130,7 @@ def test_observation_round_trip(store: Store) -> None:
     (row,) = store.observations()
     summary = obs.summary()
     assert row["id"] == obs_id
-    assert set(row) == set(summary) | {"id", "errors", "worker_detail"}
+    assert set(row) == set(summary) | {"id", "errors", "worker_detail", "jobs"}
     for key, value in summary.items():
         assert row[key] == value, key
     # Spot-check summary by hand: only the two ALIVE workers count.
@@ -224,6 +227,44 @@ def test_a_forecasters_expected_demand_is_stored_with_its_decision(store: Store)
     assert store.decisions(1)[0]["forecast_tasks"] == 11.5
 
 
+def test_a_planners_predictions_and_the_running_jobs_are_stored(store: Store) -> None:
+    job = JobContext(
+        "app-1",
+        "01-wordcount",
+        "wordcount",
+        elapsed_s=12.5,
+        deadline_s=90.0,
+        input_bytes=2e9,
+        input_source="declared",
+        stages=(StageProgress(0, 8, done=3, running=2, task_seconds=9.5),),
+        cores=2,
+        max_cores=2,
+    )
+    obs_id = store.add_observation(dataclasses.replace(_observation(T0), jobs=(job,)))
+    plan = Decision(2, "planner", "2 meet T", "1", predicted_s={"app-1": 61.5})
+    store.add_decision(
+        T0,
+        GuardedDecision(plan, current=1, target=2, action="scale_out", reason="ok"),
+        observation_id=obs_id,
+        dry_run=False,
+        acted=True,
+    )
+    assert json.loads(store.decisions(1)[0]["predicted"]) == {"app-1": 61.5}
+    (row,) = store.observations()
+    (stored,) = json.loads(row["jobs"])
+    assert stored == dataclasses.asdict(job)
+    assert stored["stages"][0]["done"] == 3
+
+
+def test_job_records_keep_their_signature_and_stages(store: Store) -> None:
+    stages = (StageSummary(0, 8, 20.0, 1e9, 6.0), StageSummary(1, 4, 5.0, 0.0, 2.0, (0,)))
+    record = _job("app-9", T0, signature="wordcount", stages=stages, serial_s=14.0, max_cores=2)
+    store.add_jobs([record])
+    (back,) = store.jobs()
+    assert back == record
+    assert back.key == "wordcount" and back.stages[1].parents == (0,)
+
+
 def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
     obs_id = store.add_observation(_observation(T0))
     d1 = GuardedDecision(
@@ -254,6 +295,7 @@ def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
         "acted": 1,
         "error": None,
         "forecast_tasks": None,
+        "predicted": None,
     }
     assert (middle["policy"], middle["wanted"], middle["observation_id"]) == (None, None, None)
     assert (middle["action"], middle["reason"], middle["dry_run"]) == (
@@ -360,6 +402,7 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
             "id",
             "errors",
             "worker_detail",
+            "jobs",
         }
         assert (old_row["id"], old_row["time"], old_row["workers"], old_row["bo"]) == (
             1,
@@ -374,6 +417,7 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
             "deadline_s",
             "errors",
             "worker_detail",
+            "jobs",
         ):
             assert old_row[added] is None, added
 
@@ -409,6 +453,7 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
             "acted": 1,
             "error": None,
             "forecast_tasks": None,
+            "predicted": None,
         }
         assert (new_dec["model_version"], new_dec["error"], new_dec["observation_id"]) == (
             "7",

@@ -23,7 +23,7 @@ from sparkscaler.clock import Clock
 from sparkscaler.config import ScalingSettings
 from sparkscaler.core import ClusterState, Decision, GuardedDecision, Observation, choose_victims
 from sparkscaler.guard import Guard
-from sparkscaler.observe.history import EventLogWatcher
+from sparkscaler.observe.history import JobHistory
 from sparkscaler.observe.observer import Observer
 from sparkscaler.policies.base import Policy
 from sparkscaler.store import Store
@@ -66,7 +66,7 @@ class Controller:
         clock: Clock,
         scaling: ScalingSettings,
         guard: Guard | None = None,
-        history: EventLogWatcher | None = None,
+        history: JobHistory | None = None,
         dry_run: bool = False,
     ) -> None:
         self.observer = observer
@@ -107,10 +107,26 @@ class Controller:
             acted=acted,
             error=error,
         )
-        if self.history is not None:
-            self.store.add_jobs(self.history.poll())
+        self._learn()
         wall_s = time.perf_counter() - started
         return Step(obs, outcome, acted, error, wall_s, decide_s, unreachable)
+
+    def _learn(self) -> None:
+        """Store the jobs that finished since the last step and refit the policy on the whole
+        history, so that a recurring job's next run is planned with what its last run taught
+        (a policy that learns nothing from jobs keeps its ``fit`` a no-op)."""
+        if self.history is None:
+            return
+        new = self.history.poll()
+        if not new:
+            return
+        self.store.add_jobs(new)
+        try:
+            self.policy.fit(self.store.jobs())
+        except Exception:  # a model that cannot learn from odd jobs must not stop the loop
+            log.exception(
+                "policy %s failed to learn from %d new job(s)", self.policy.name, len(new)
+            )
 
     def scale_to(self, target: int, reason: str) -> Step:
         """Resize to a target set by hand, past the policy and the guard's rules (the service's

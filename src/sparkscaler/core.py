@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -22,6 +23,11 @@ DEADLINE_PROPERTY = "spark.sparkscaler.deadline"
 #: The application property through which a job tells sparkscaler the size of its whole input:
 #: bytes, or a size in Spark's notation (``2g``, ``512m``, ``300k``, binary as in Spark).
 INPUT_BYTES_PROPERTY = "spark.sparkscaler.inputBytes"
+
+#: The application property that names a recurring job (its signature): runs with the same value
+#: are the same program on new data, and share what sparkscaler learned of them. Without it the
+#: application's name is the signature.
+SIGNATURE_PROPERTY = "spark.sparkscaler.job"
 
 #: The states in which a worker still counts towards the cluster's size.
 SERVING_STATES: frozenset[str] = frozenset({"ALIVE"})
@@ -159,6 +165,66 @@ def time_features(epoch_s: float) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
+class StageProgress:
+    """One stage of a running job as Spark's REST API reports it (the simulator fills in the same
+    numbers): what a progress-aware planner needs to tell the work done from the work left.
+
+    ``done`` counts completed task indices (a failed attempt stays to do until its retry
+    succeeds); ``task_seconds`` is the run time of the stage's tasks so far (Spark's
+    ``executorRunTime``), so ``task_seconds / done`` is the stage's mean task time once tasks
+    have finished. ``status`` is Spark's: ACTIVE, COMPLETE, PENDING, SKIPPED or FAILED.
+    """
+
+    stage_id: int
+    tasks: int
+    done: int = 0
+    running: int = 0
+    task_seconds: float = 0.0
+    input_bytes: float = 0.0
+    status: str = "ACTIVE"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """One running job (a Spark application) as the observation carries it: what a planner
+    needs to size the cluster for this job's own deadline rather than for the load as a whole.
+
+    ``signature`` keys a recurring job (:data:`SIGNATURE_PROPERTY`, else the application's
+    name). ``input_bytes`` is the job's whole input where known: declared
+    (``input_source="declared"``), or taken from its first stage's input metrics once that
+    stage has read some (``"first stage"``: bytes read scaled up by the share of its tasks
+    done); None otherwise (``"unknown"``). ``stages`` are the stages Spark has been given so
+    far, oldest first: stages a job submits later are not known until then (its signature's
+    history says what is still to come). ``max_cores`` is ``spark.cores.max`` (None: every
+    free core, a standalone master's default); ``cores`` what it holds now.
+    """
+
+    app_id: str
+    name: str
+    signature: str
+    elapsed_s: float
+    deadline_s: float | None = None
+    input_bytes: float | None = None
+    input_source: Literal["declared", "first stage", "unknown"] = "unknown"
+    stages: tuple[StageProgress, ...] = ()
+    cores: int = 0
+    max_cores: int | None = None
+
+    @property
+    def tasks_done(self) -> int:
+        return sum(s.done for s in self.stages)
+
+    @property
+    def tasks_left(self) -> int:
+        """Tasks of the known stages still to finish (running ones included)."""
+        return sum(max(0, s.tasks - s.done) for s in self.stages if s.status != "SKIPPED")
+
+    @property
+    def task_seconds(self) -> float:
+        return sum(s.task_seconds for s in self.stages)
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything a policy may look at for one decision (DESIGN.md, "Observation").
 
@@ -194,6 +260,10 @@ class Observation:
     #: input stages' tasks that are done. With ``input_bytes`` it gives a job's progress (a job
     #: that reads its input more than once reads more than its size).
     input_read_bytes: float | None = None
+    #: The running jobs one by one, oldest first, where the source can tell them apart (every
+    #: backend does): signature, size, deadline and stage progress of each. The aggregate
+    #: fields above summarise them for the policies that look at the load as a whole.
+    jobs: tuple[JobContext, ...] = ()
 
     @property
     def weekday(self) -> int:
@@ -267,6 +337,10 @@ class Decision:
     #: A forecaster's expected peak demand (running + pending tasks) over its horizon, kept so
     #: that forecast and actual demand can be compared afterwards; None for other policies.
     forecast_tasks: float | None = None
+    #: A planner's projected whole run time (seconds from the job's start) of each running job
+    #: on the target, by application id: kept so that predicted and actual run times can be
+    #: compared once the jobs have finished (the demo's report, the benchmarks).
+    predicted_s: Mapping[str, float] = field(default_factory=dict)
 
 
 Action = Literal["scale_out", "scale_in", "none", "hold"]
@@ -284,8 +358,28 @@ class GuardedDecision:
 
 
 @dataclass(frozen=True)
+class StageSummary:
+    """One finished stage of a finished application, from its event log: the stage structure
+    that a recurring job's history keeps (how many tasks, how much task time, how much input),
+    so that a running job's stages still to come can be estimated from its earlier runs."""
+
+    stage_id: int
+    tasks: int
+    task_seconds: float
+    input_bytes: float = 0.0
+    duration_s: float = 0.0
+    parents: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class JobRecord:
-    """One finished Spark application, from its event log: the history that models learn from."""
+    """One finished Spark application, from its event log: the history that models learn from.
+
+    ``signature`` keys a recurring job (:data:`SIGNATURE_PROPERTY`, else the name);
+    ``serial_s`` is the time no task of the application was running (driver start-up, driver
+    work between stages, shutdown): the part more workers cannot shorten. ``max_cores`` is its
+    ``spark.cores.max``; ``first_stage_input_bytes`` the input its first stage read.
+    """
 
     app_id: str
     name: str
@@ -300,10 +394,31 @@ class JobRecord:
     spark_jobs: int
     success: bool
     deadline_s: float | None = None
+    signature: str = ""
+    stages: tuple[StageSummary, ...] = ()
+    serial_s: float = 0.0
+    max_cores: int | None = None
+    first_stage_input_bytes: int = 0
 
     @property
     def duration_s(self) -> float:
         return self.end_time - self.submit_time
+
+    @property
+    def key(self) -> str:
+        """The recurring job this run belongs to: its signature, or its name without one."""
+        return self.signature or self.name
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
+        """A record from its ``dataclasses.asdict`` form (the store's JSON), older records with
+        fewer fields included."""
+        values = dict(data)
+        values["stages"] = tuple(
+            StageSummary(**{**s, "parents": tuple(s.get("parents", ()))})
+            for s in values.get("stages", ())
+        )
+        return cls(**values)
 
 
 def job_deadline(value: str | float) -> float:

@@ -48,6 +48,7 @@ _OBS_COLUMNS: dict[str, str] = {
     "deadline_s": "REAL",
     "errors": "TEXT",
     "worker_detail": "TEXT",
+    "jobs": "TEXT",
 }
 _DECISION_COLUMNS: dict[str, str] = {
     "time": "REAL NOT NULL",
@@ -63,6 +64,7 @@ _DECISION_COLUMNS: dict[str, str] = {
     "acted": "INTEGER NOT NULL",
     "error": "TEXT",
     "forecast_tasks": "REAL",
+    "predicted": "TEXT",
 }
 
 
@@ -172,6 +174,13 @@ class Store:
             if self.worker_detail
             else None
         )
+        # The running jobs one by one (signature, size, deadline, stage progress): what a run's
+        # per-job report and a planner's after-the-fact check read back; off with the detail.
+        row["jobs"] = (
+            json.dumps([dataclasses.asdict(j) for j in obs.jobs])
+            if self.worker_detail and obs.jobs
+            else None
+        )
         names = ",".join(row)
         marks = ",".join("?" * len(row))
         with self._locked():
@@ -205,12 +214,13 @@ class Store:
             int(acted),
             error,
             d.forecast_tasks if d else None,
+            json.dumps(dict(d.predicted_s)) if d and d.predicted_s else None,
         )
         with self._locked():
             cur = self._db.execute(
                 "INSERT INTO decisions (time, observation_id, policy, model_version, current, "
-                "wanted, target, action, reason, dry_run, acted, error, forecast_tasks) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "wanted, target, action, reason, dry_run, acted, error, forecast_tasks, predicted) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
         return int(cur.lastrowid or 0)
@@ -243,7 +253,7 @@ class Store:
         rows = self._rows(
             "SELECT record FROM jobs WHERE submit_time >= ? ORDER BY submit_time", (since,)
         )
-        return [JobRecord(**json.loads(r["record"])) for r in rows]
+        return [JobRecord.from_dict(json.loads(r["record"])) for r in rows]
 
     def job_ids(self) -> set[str]:
         return {r["app_id"] for r in self._rows("SELECT app_id FROM jobs", ())}

@@ -28,7 +28,7 @@ from sparkscaler.config import Config
 from sparkscaler.controller import Controller
 from sparkscaler.core import JobRecord
 from sparkscaler.guard import Guard
-from sparkscaler.observe.history import EventLogWatcher
+from sparkscaler.observe.history import EventLogWatcher, JobHistory
 from sparkscaler.observe.observer import Observer
 from sparkscaler.policies import make_policy
 from sparkscaler.policies.base import Policy
@@ -127,7 +127,7 @@ def build_loop(
     store: Store,
     context: PolicyContext,
     policy: Policy | None = None,
-    history: EventLogWatcher | None = None,
+    history: JobHistory | None = None,
     dry_run: bool = False,
 ) -> Controller:
     """The controller over these parts, behind the config's guard less the rules the policy

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from sparkscaler.core import JobRecord
 from sparkscaler.observe.eventlog import EventLogError, parse_event_log
 
 log = logging.getLogger(__name__)
+
+
+class JobHistory(Protocol):
+    """Where a loop hears of finished jobs: the event-log directory of a real cluster, or the
+    simulator's finished jobs. Each finished job is handed over once."""
+
+    def poll(self) -> list[JobRecord]: ...
 
 
 class EventLogWatcher:
