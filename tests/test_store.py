@@ -252,7 +252,7 @@ def test_a_planners_predictions_and_the_running_jobs_are_stored(store: Store) ->
     assert json.loads(store.decisions(1)[0]["predicted"]) == {"app-1": 61.5}
     (row,) = store.observations()
     (stored,) = json.loads(row["jobs"])
-    assert stored == dataclasses.asdict(job)
+    assert stored == json.loads(json.dumps(dataclasses.asdict(job)))
     assert stored["stages"][0]["done"] == 3
 
 
