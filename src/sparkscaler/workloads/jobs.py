@@ -329,6 +329,26 @@ def kmeans(spark: SparkSession, scale: float, partitions: int) -> str:
 
 SIZED_JOBS = {"forecast": forecast, "wordcount": wordcount, "pagerank": pagerank, "kmeans": kmeans}
 
+#: Bytes of generated data per unit of each job's size (a weather row of 7 numbers, a line of
+#: 12 words of about 7 letters, a node's 5.5 links on average as two longs each, a point of 10
+#: doubles), so that the size a job declares is the data it would have read from files.
+_BYTES_PER_UNIT = {
+    "forecast": (FORECAST_ROWS, 7 * 8),
+    "wordcount": (WORDCOUNT_LINES, WORDS_PER_LINE * 7),
+    "pagerank": (PAGERANK_NODES, (1 + MAX_OUT_LINKS) / 2 * 2 * 8 + 8),
+    "kmeans": (KMEANS_POINTS, KMEANS_DIMENSIONS * 8),
+}
+
+
+def input_bytes(kind: str, scale: float) -> int:
+    """The input a sized job of ``kind`` works on at ``scale``: what it declares as its size
+    (``spark.sparkscaler.inputBytes``), since it generates its data instead of reading files
+    and so has no input metrics for sparkscaler to take the size from."""
+    if kind not in _BYTES_PER_UNIT:
+        raise ValueError(f"{kind!r} is not a sized job (one of {', '.join(_BYTES_PER_UNIT)})")
+    units, per_unit = _BYTES_PER_UNIT[kind]
+    return max(1, round(units * scale * per_unit))
+
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     """An argparse type: a number of ``kind`` above zero."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sparkscaler.backends.local import app_properties, spark_home, write_properties
 from sparkscaler.config import ClusterSettings
-from sparkscaler.core import DEADLINE_PROPERTY
+from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, SIGNATURE_PROPERTY
 from sparkscaler.processes import signals_deferred, terminate_groups, wait_until
 from sparkscaler.workloads import jobs
 
@@ -51,6 +51,8 @@ class JobSubmitter:
         deadline_s: float | None = None,
         *,
         cores_max: int | None = None,
+        signature: str | None = None,
+        input_bytes: int | None = None,
     ) -> SubmittedJob:
         """Start ``spark-submit`` for one job in its own process group; returns at once.
 
@@ -58,6 +60,10 @@ class JobSubmitter:
         master otherwise gives the first application every free core for its whole life and
         schedules applications first come, first served, so that jobs arriving while it runs
         wait with no executor at all, however many workers the autoscaler adds.
+
+        ``signature`` names the recurring job (``spark.sparkscaler.job``: runs of one signature
+        share their history) and ``input_bytes`` declares its size
+        (``spark.sparkscaler.inputBytes``).
         """
         conf = write_properties(
             self.state_dir / "conf" / "app.conf", app_properties(self.state_dir)
@@ -80,6 +86,10 @@ class JobSubmitter:
             cmd += ["--conf", f"{DEADLINE_PROPERTY}={deadline_s:g}"]
         if cores_max is not None:
             cmd += ["--conf", f"spark.cores.max={cores_max}"]
+        if signature is not None:
+            cmd += ["--conf", f"{SIGNATURE_PROPERTY}={signature}"]
+        if input_bytes is not None:
+            cmd += ["--conf", f"{INPUT_BYTES_PROPERTY}={input_bytes}"]
         cmd += [jobs.__file__, *job_args, "--name", name]
         env = {
             **os.environ,
