@@ -214,11 +214,14 @@ def simulated_loop(
     runtime_model: RuntimeModel | None = None,
     default_deadline_s: float | None = None,
     observer: Observer | None = None,
+    history: JobHistory | None = None,
 ) -> Controller:
     """The loop on the simulator ``sim`` (build it with :func:`make_sim`): ``policy``, or the
     config's built in :func:`simulated_context`; jobs without a deadline of their own get
     ``default_deadline_s``, else the config's ``deadline_s``. ``observer``: one that wraps the
-    simulator's (the env shares its observations with the loop), in place of a plain one."""
+    simulator's (the env shares its observations with the loop), in place of a plain one.
+    ``history``: where the loop hears of finished jobs, to refit its policy as a live loop does
+    from event logs (None: the policy learns nothing while the simulation runs)."""
     deadline = config.deadline_s if default_deadline_s is None else default_deadline_s
     return build_loop(
         config,
@@ -228,4 +231,5 @@ def simulated_loop(
         store=store,
         context=simulated_context(config, runtime_model),
         policy=policy,
+        history=history,
     )
