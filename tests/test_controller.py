@@ -13,7 +13,9 @@ from sparkscaler.backends.base import BackendError
 from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
 from sparkscaler.config import ScalingSettings
 from sparkscaler.controller import Controller
+from sparkscaler.core import JobRecord
 from sparkscaler.policies import make_policy
+from sparkscaler.policies.static import StaticPolicy
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.store import Store
 
@@ -160,3 +162,50 @@ def test_scale_in_with_no_worker_of_ours_says_so_and_removes_none(store: Store) 
     step = controller.step()
     assert step.outcome.action == "scale_in" and not step.acted
     assert "not ours" in (step.error or "") and backend.asked == []
+
+
+class _Jobs:
+    """A job history that reports the given batches of finished jobs, one batch a poll."""
+
+    def __init__(self, *batches: list[JobRecord]) -> None:
+        self.batches = list(batches)
+
+    def poll(self) -> list[JobRecord]:
+        return self.batches.pop(0) if self.batches else []
+
+
+class _Learner(StaticPolicy):
+    """A static policy that remembers every history it was fitted to, or fails to learn."""
+
+    def __init__(self, fail: bool = False, **params: object) -> None:
+        super().__init__(**params)
+        self.fail = fail
+        self.fitted: list[list[str]] = []
+
+    def fit(self, history: Sequence[JobRecord]) -> _Learner:
+        if self.fail:
+            raise ValueError("cannot learn from that")
+        self.fitted.append([r.app_id for r in history])
+        return self
+
+
+def _finished(app_id: str, submit: float) -> JobRecord:
+    return JobRecord(app_id, "wordcount", submit, submit + 30, 8, 0, 40.0, 2, 2, 10**9, 1, True)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_finished_jobs_are_stored_and_the_policy_refit_on_the_whole_history(
+    store: Store, fail: bool
+) -> None:
+    """A recurring job's next run must be planned with what its last run taught: the policy is
+    refit on the store's whole history each time jobs finish, and only then; a policy that
+    cannot learn does not stop the loop."""
+    controller, _ = _controller(store)
+    policy = _Learner(fail=fail, workers=2)
+    controller.use_policy(policy)
+    controller.history = _Jobs([_finished("a", 1.0)], [], [_finished("b", 2.0)])
+    for _ in range(3):
+        controller.step()
+    assert [r.app_id for r in store.jobs()] == ["a", "b"]
+    assert policy.fitted == ([] if fail else [["a"], ["a", "b"]])
+    assert len(store.decisions(10)) == 3
