@@ -146,11 +146,18 @@ def _status(snap: Snapshot) -> Status:
 def _observation(row: dict[str, Any]) -> ObservationRecord:
     detail = row.pop("worker_detail")
     errors = row.pop("errors")
+    jobs = row.pop("jobs", None)
     return ObservationRecord(
         **row,
         errors=json.loads(errors) if errors else [],
         worker_detail=json.loads(detail) if detail else None,
+        jobs=json.loads(jobs) if jobs else None,
     )
+
+
+def _decision(row: dict[str, Any]) -> DecisionRecord:
+    predicted = row.pop("predicted", None)
+    return DecisionRecord(**row, predicted=json.loads(predicted) if predicted else None)
 
 
 def create_app(runtime: Runtime, *, token: str) -> FastAPI:
@@ -220,7 +227,7 @@ def create_app(runtime: Runtime, *, token: str) -> FastAPI:
     @app.get("/api/decisions", tags=["read"], responses=_INVALID)
     def decisions(limit: Annotated[int, Query(ge=1, le=1_000)] = 20) -> list[DecisionRecord]:
         """Stored decisions, newest first."""
-        return [DecisionRecord(**row) for row in store.decisions(limit)]
+        return [_decision(row) for row in store.decisions(limit)]
 
     @app.put("/api/mode", tags=["change"], dependencies=authorized, responses=changes)
     def set_mode(body: ModeRequest) -> ModeResponse:

@@ -157,6 +157,33 @@ class WorkerDetail(BaseModel):
     running_tasks: int | None
 
 
+class StageRecord(BaseModel):
+    """One stage of a running job: its tasks, those done and running, their run time so far."""
+
+    stage_id: int
+    tasks: int
+    done: int
+    running: int
+    task_seconds: float
+    input_bytes: float
+    status: str
+
+
+class JobRecordOut(BaseModel):
+    """One running job as an observation saw it (core.JobContext)."""
+
+    app_id: str
+    name: str
+    signature: str = Field(description="the recurring job it is a run of")
+    elapsed_s: float
+    deadline_s: float | None
+    input_bytes: float | None = Field(description="its whole input, where known (bytes)")
+    input_source: str = Field(description="declared, first stage, or unknown")
+    stages: list[StageRecord]
+    cores: int
+    max_cores: int | None = Field(description="spark.cores.max; null: every free core")
+
+
 class ObservationRecord(BaseModel):
     """One stored observation. Numbers are null in rows that an older sparkscaler wrote."""
 
@@ -194,6 +221,9 @@ class ObservationRecord(BaseModel):
     worker_detail: list[WorkerDetail] | None = Field(
         None, description="null when the store keeps no per-worker detail"
     )
+    jobs: list[JobRecordOut] | None = Field(
+        None, description="the running jobs one by one; null with no job or no detail kept"
+    )
 
 
 class DecisionRecord(BaseModel):
@@ -216,4 +246,9 @@ class DecisionRecord(BaseModel):
         None,
         description="the forecaster's expected peak of running + pending tasks over its "
         "horizon (predictive and hybrid only)",
+    )
+    predicted: dict[str, float] | None = Field(
+        None,
+        description="a planner's projected whole run time (s from its start) of each running "
+        "job on the target, by application id",
     )
