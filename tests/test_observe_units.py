@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from sparkscaler.clock import ManualClock
-from sparkscaler.core import ClusterState, WorkerInfo
+from sparkscaler.core import ClusterState, StageProgress, WorkerInfo
 from sparkscaler.errors import SparkscalerError
 from sparkscaler.observe.host import HostSampler, spark_worker_processes
 from sparkscaler.observe.observer import SparkObserver
@@ -427,13 +427,16 @@ class FakeSpark:
                 base: (200, [{"id": i, "name": f"job {i}"} for i in self.apps]),
             }
             for app_id, app in self.apps.items():
-                # Spark numbers stages 0, 1, ... per app; the canned stages in list order.
+                # Spark numbers stages 0, 1, ... per app: the canned stages in list order,
+                # unless one says its id (a second attempt of a stage); no status: ACTIVE.
                 stages = [{"stageId": i, **stage} for i, stage in enumerate(app.stages)]
-                routes[f"{base}/{app_id}/stages?status=active"] = (200, stages)
+                active = [s for s in stages if s.get("status", "ACTIVE") == "ACTIVE"]
+                routes[f"{base}/{app_id}/stages?status=active"] = (200, active)
                 routes[f"{base}/{app_id}/stages"] = (200, stages)
                 for stage in stages:
                     one = f"{base}/{app_id}/stages/{stage['stageId']}?details=false"
-                    routes[one] = (200, [stage])
+                    attempts = [s for s in stages if s["stageId"] == stage["stageId"]]
+                    routes[one] = (200, attempts)
                 routes[f"{base}/{app_id}/allexecutors"] = (200, app.executors)
                 routes[f"{base}/{app_id}/environment"] = (
                     200,
@@ -442,9 +445,9 @@ class FakeSpark:
             return copy.deepcopy(routes.get(path, (404, {"error": "not found"})))
 
 
-@pytest.fixture
-def fake_spark() -> Iterator[tuple[FakeSpark, int]]:
-    fake = FakeSpark()
+@contextlib.contextmanager
+def serving(fake: FakeSpark) -> Iterator[int]:
+    """Serve ``fake`` on a free port of this machine until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -463,11 +466,18 @@ def fake_spark() -> Iterator[tuple[FakeSpark, int]]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield fake, server.server_address[1]
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def fake_spark() -> Iterator[tuple[FakeSpark, int]]:
+    fake = FakeSpark()
+    with serving(fake) as port:
+        yield fake, port
 
 
 def _observer(port: int, clock: ManualClock, **kwargs: Any) -> SparkObserver:
@@ -518,6 +528,8 @@ def test_app_client_load_of_one_app(fake_spark) -> None:
             input_bytes=None,  # not declared
             input_read_bytes=2300.0,
             deadline_s=300.0,
+            signature="job",  # its name: no spark.sparkscaler.job
+            stages=(StageProgress(0, 10, done=3, running=2), StageProgress(1, 4)),
         )
         assert client.load("app-unknown") is None
     finally:

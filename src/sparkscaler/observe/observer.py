@@ -43,6 +43,11 @@ class SparkObserver:
     A stale observation (master unreachable) carries the last cluster state that was seen, so
     that a hold can say what it holds at; the guard never acts on it.
 
+    ``Observation.jobs`` holds each running application whose REST API answered, oldest first
+    (by the master's start time): one whose API is not found yet (a driver still starting) is
+    left out, since its signature and settings are unknown, and the observation's errors name
+    it; the aggregate fields count it where the master's view can.
+
     ``provisioning`` is the backend's list of workers (``Backend.workers``): those it has been
     asked for and that the master does not list yet are PROVISIONING in the observation, as in
     the simulator, so that a slow start is not taken for a missing worker and launched again.
@@ -174,6 +179,12 @@ class SparkObserver:
         deadlines = [load.deadline_s for load in loads if load.deadline_s is not None]
         cu, cs, bi, bo = self.host.sample(now, cluster, loads) if self.host else (0.0,) * 4
         oldest = min((a.start_time for a in cluster.active_apps), default=None)
+        by_id = {load.app_id: load for load in loads}
+        jobs = tuple(
+            by_id[app.id].job(app, now, self.default_deadline_s)
+            for app in sorted(cluster.active_apps, key=lambda a: (a.start_time, a.id))
+            if app.id in by_id
+        )
         return Observation(
             time=now,
             cluster=cluster,
@@ -198,6 +209,7 @@ class SparkObserver:
             deadline_s=min(deadlines) if deadlines else self.default_deadline_s,
             errors=tuple(errors),
             warnings=tuple(w for load in loads for w in load.warnings),
+            jobs=jobs,
         )
 
 

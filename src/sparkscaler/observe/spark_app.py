@@ -2,9 +2,9 @@
 
 Where each application's API is, is :mod:`sparkscaler.observe.app_discovery`'s business. Per
 application and observation this module reads the active stages (tasks running and waiting),
-all executors (where tasks run, memory, input read so far), the stages' work counters
-(:mod:`sparkscaler.observe.stage_work`) and, once, the environment (the job's declared
-deadline and input size).
+all executors (where tasks run, memory, input read so far), the stages' work counters and
+progress (:mod:`sparkscaler.observe.stage_work`, which says what that costs) and, once, the
+environment (the job's signature, declared deadline and input size, ``spark.cores.max``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, job_deadline, job_input_bytes
+from sparkscaler.core import (
+    DEADLINE_PROPERTY,
+    INPUT_BYTES_PROPERTY,
+    SIGNATURE_PROPERTY,
+    AppInfo,
+    JobContext,
+    StageProgress,
+    job_deadline,
+    job_input_bytes,
+)
 from sparkscaler.observe.app_discovery import AppLocator
 from sparkscaler.observe.stage_work import Reader, StageWork, Work
 
@@ -29,7 +38,9 @@ class AppLoad:
 
     ``input_bytes`` is the job's whole input as it declared it (``spark.sparkscaler.
     inputBytes``), None when it did not; ``input_read_bytes`` what its executors, live or gone,
-    have read so far; ``work`` the work done since the app was first seen.
+    have read so far; ``work`` the work done since the app was first seen. ``signature``,
+    ``max_cores`` and ``stages`` (every stage Spark knows of, lowest id first) are what
+    :meth:`job` needs besides the master's view of the app.
     """
 
     app_id: str
@@ -45,6 +56,46 @@ class AppLoad:
     deadline_s: float | None = None
     warnings: tuple[str, ...] = ()
     work: Work = field(default_factory=Work)
+    signature: str = ""
+    max_cores: int | None = None
+    stages: tuple[StageProgress, ...] = ()
+
+    def job(self, app: AppInfo, now: float, default_deadline_s: float | None) -> JobContext:
+        """This application as one running job: the master's name, cores and start time, its
+        own deadline (else ``default_deadline_s``) and its size (:func:`job_input`)."""
+        size, source = job_input(self.input_bytes, self.stages)
+        return JobContext(
+            app_id=self.app_id,
+            name=app.name,
+            signature=self.signature or app.name,
+            elapsed_s=max(0.0, now - app.start_time),
+            deadline_s=self.deadline_s if self.deadline_s is not None else default_deadline_s,
+            input_bytes=size,
+            input_source=source,
+            stages=self.stages,
+            cores=app.cores,
+            max_cores=self.max_cores,
+        )
+
+
+def job_input(
+    declared: float | None, stages: tuple[StageProgress, ...]
+) -> tuple[float | None, Literal["declared", "first stage", "unknown"]]:
+    """A running job's whole input and where it comes from: as declared; else its first stage's
+    input (the lowest-id stage that has read any, which is what reads the job's input): once
+    that stage is complete the bytes it read, while it runs the bytes read so far scaled up by
+    its tasks over those done (from the first task done on; a task's input counts once it ends
+    or heartbeats, so this leans high early on); else unknown. The event logs' records mean the
+    same by size (``JobRecord.input_bytes``), so a model fitted on them takes this size."""
+    if declared is not None:
+        return declared, "declared"
+    first = next((s for s in stages if s.input_bytes > 0), None)
+    if first is not None:
+        if first.status == "COMPLETE":
+            return first.input_bytes, "first stage"
+        if first.done >= 1:
+            return first.input_bytes * first.tasks / first.done, "first stage"
+    return None, "unknown"
 
 
 def _spark_time(text: str | None) -> float | None:
@@ -126,6 +177,19 @@ class _Declared:
     deadline_s: float | None
     input_bytes: float | None
     warnings: tuple[str, ...]
+    signature: str = ""
+    max_cores: int | None = None
+
+
+def _max_cores(value: str) -> int:
+    """``spark.cores.max`` as the master reads it (a whole number of cores above 0)."""
+    try:
+        cores = int(value)
+    except ValueError:
+        raise ValueError(f"spark.cores.max={value!r} is not a number of cores") from None
+    if cores < 1:
+        raise ValueError(f"spark.cores.max={value!r} is not a positive number of cores")
+    return cores
 
 
 class AppClient:
@@ -162,7 +226,9 @@ class AppClient:
                 del cache[key]
 
     def _declared_settings(self, base: str, app_id: str) -> _Declared:
-        """The app's ``spark.sparkscaler.deadline`` and ``spark.sparkscaler.inputBytes``.
+        """The app's signature (``spark.sparkscaler.job``, else ``spark.app.name``),
+        ``spark.sparkscaler.deadline``, ``spark.sparkscaler.inputBytes`` and
+        ``spark.cores.max``: read once, since an application's properties do not change.
 
         A malformed value counts as none, so that it cannot hide the app's load; the warning
         rides along with every load of the app (into the decisions' reasons) and is logged once.
@@ -177,6 +243,7 @@ class AppClient:
             for key, parse in (
                 (DEADLINE_PROPERTY, job_deadline),
                 (INPUT_BYTES_PROPERTY, job_input_bytes),
+                ("spark.cores.max", _max_cores),
             ):
                 value = properties.get(key)
                 try:
@@ -186,7 +253,14 @@ class AppClient:
                     log.warning("%s", warning)
                     warnings.append(warning)
                     values.append(None)
-            self._declared[app_id] = _Declared(values[0], values[1], tuple(warnings))
+            cores = values[2]
+            self._declared[app_id] = _Declared(
+                values[0],
+                values[1],
+                tuple(warnings),
+                str(properties.get(SIGNATURE_PROPERTY) or name or ""),
+                None if cores is None else int(cores),
+            )
         return self._declared[app_id]
 
     def _reader(self, base: str, app_id: str) -> Reader:
@@ -201,9 +275,8 @@ class AppClient:
             stages = self._get(f"{base}/applications/{app_id}/stages?status=active")
             executors = self._get(f"{base}/applications/{app_id}/allexecutors")
             declared = self._declared_settings(base, app_id)
-            work = self._work.setdefault(app_id, StageWork()).update(
-                self._reader(base, app_id), stages
-            )
+            tracker = self._work.setdefault(app_id, StageWork())
+            work = tracker.update(self._reader(base, app_id), stages)
         except (httpx.HTTPError, ValueError, TypeError, AttributeError, KeyError):
             self.locator.forget(app_id)
             return None
@@ -223,4 +296,7 @@ class AppClient:
             declared.deadline_s,
             declared.warnings,
             work,
+            declared.signature,
+            declared.max_cores,
+            tracker.stages(),
         )

@@ -18,6 +18,15 @@ observation, however short it is:
 
 On first sight of an application one read of all its stages sets where counting starts: work
 done before sparkscaler looked is not in this interval's rate.
+
+The same reads give every stage's progress (:meth:`StageWork.stages`: tasks, done, running,
+task time, input, status) at no request of its own: a stage on the active list is as that list
+says, one off it as it was last read, and a final one (COMPLETE, FAILED, SKIPPED) is kept as it
+ended and never read again. A look thus costs the active list, one read per stage that left it
+or still waits (PENDING), one per new stage, and the 404 that says there is no newer one.
+Reading the whole list each look instead (``/stages?details=false``) would be one request, but
+one that carries every stage the app has had (up to ``spark.ui.retainedStages``, 1000), each
+with all its metrics, every 2 s, and grows with the app's age.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sparkscaler.core import StageProgress
 
 #: Stage states after which a stage's counters no longer move.
 _FINAL = frozenset({"COMPLETE", "FAILED", "SKIPPED"})
@@ -81,6 +92,43 @@ class Work:
         return total
 
 
+def attempt_progress(stage: dict[str, Any]) -> StageProgress:
+    """One stage attempt as Spark's REST API reports it: completed indices (else completed
+    attempts, at most its tasks), run time of its tasks (``executorRunTime``, ms), input."""
+    tasks = int(stage.get("numTasks", 0))
+    done = int(stage.get("numCompletedIndices", stage.get("numCompleteTasks", 0)))
+    return StageProgress(
+        stage_id=int(stage["stageId"]),
+        tasks=tasks,
+        done=max(0, min(done, tasks)),
+        running=int(stage.get("numActiveTasks", 0)),
+        task_seconds=float(stage.get("executorRunTime", 0)) / 1000.0,
+        input_bytes=float(stage.get("inputBytes", 0)),
+        status=str(stage.get("status", "ACTIVE")),
+    )
+
+
+def merge_attempts(attempts: dict[int, StageProgress]) -> StageProgress:
+    """One stage's attempts (by attempt id) as one: task time, input and running tasks add up,
+    as its work does; the tasks left and the status are the latest attempt's, since a retry
+    (``DAGScheduler.submitMissingTasks``) runs only the partitions still missing, so its
+    ``numTasks`` is what was left, and the first attempt's ``numTasks`` is the stage's."""
+    latest = attempts[max(attempts)]
+    if len(attempts) == 1:
+        return latest
+    tasks = max(a.tasks for a in attempts.values())
+    left = max(0, latest.tasks - latest.done)
+    return StageProgress(
+        stage_id=latest.stage_id,
+        tasks=tasks,
+        done=max(0, tasks - left),
+        running=sum(a.running for a in attempts.values()),
+        task_seconds=sum(a.task_seconds for a in attempts.values()),
+        input_bytes=sum(a.input_bytes for a in attempts.values()),
+        status=latest.status,
+    )
+
+
 #: Reads one path under the application's REST base; None when Spark answers 404.
 Reader = Callable[[str], Any]
 
@@ -94,6 +142,23 @@ class StageWork:
     open: dict[int, Work] = field(default_factory=dict)
     #: Every stage id below this one is followed or done with.
     horizon: int | None = None
+    #: Every stage seen, by id: its attempts' progress by attempt id as last read. A stage's
+    #: entry is replaced, never changed in place, so that a copy of this dict is a snapshot.
+    attempts: dict[int, dict[int, StageProgress]] = field(default_factory=dict)
+
+    def stages(self) -> tuple[StageProgress, ...]:
+        """Every stage Spark has told of so far (all states), oldest (lowest id) first."""
+        return tuple(merge_attempts(self.attempts[sid]) for sid in sorted(self.attempts))
+
+    def _record(self, stages: Iterable[dict[str, Any]], replace: bool = False) -> None:
+        """Keep these attempts' progress; ``replace``: they are all the stage's attempts."""
+        fresh: dict[int, dict[int, StageProgress]] = {}
+        for stage in stages:
+            sid = int(stage["stageId"])
+            if sid not in fresh:
+                fresh[sid] = {} if replace else dict(self.attempts.get(sid, {}))
+            fresh[sid][int(stage.get("attemptId", 0))] = attempt_progress(stage)
+        self.attempts.update(fresh)
 
     def update(self, read: Reader, active: list[dict[str, Any]]) -> Work:
         """The work done since first sight, given this look's active stages."""
@@ -102,11 +167,12 @@ class StageWork:
             sid = int(stage["stageId"])
             now[sid] = now.get(sid, Work()) + Work.of_stage(stage)
         if self.horizon is None:
-            self._first_sight(read, now)
+            self._first_sight(read, now, active)
             return self.total
         # A read that fails part-way leaves the state as it was: the next look counts it all.
-        before, horizon = dict(self.open), self.horizon
+        before, horizon, attempts = dict(self.open), self.horizon, dict(self.attempts)
         try:
+            self._record(active)
             grown = Work()
             for sid, work in now.items():
                 grown += work - self.open.get(sid, Work())
@@ -115,13 +181,17 @@ class StageWork:
                 grown += self._settle(read, sid)
             grown += self._new_stages(read, now)
         except BaseException:
-            self.open, self.horizon = before, horizon
+            self.open, self.horizon, self.attempts = before, horizon, attempts
             raise
         self.total += grown
         return self.total
 
-    def _first_sight(self, read: Reader, now: dict[int, Work]) -> None:
+    def _first_sight(
+        self, read: Reader, now: dict[int, Work], active: list[dict[str, Any]]
+    ) -> None:
         stages = read("stages") or []
+        self._record(active)
+        self._record(stages)  # read after the active list: the fresher of the two
         self.horizon = 1 + max((int(s["stageId"]) for s in stages), default=-1)
         self.horizon = max(self.horizon, 1 + max(now, default=-1))
         self.open = dict(now)
@@ -136,7 +206,11 @@ class StageWork:
         attempts = read(f"stages/{sid}?details=false")
         before = self.open.pop(sid)
         if not attempts:
+            # Spark drops only final stages from its store (spark.ui.retainedStages); which
+            # state it ended in is not known, so it is not kept as a stage with tasks to do.
+            self.attempts.pop(sid, None)
             return Work()
+        self._record(attempts, replace=True)
         if not all(a.get("status") in _FINAL for a in attempts):
             self.open[sid] = Work.of_attempts(attempts)
         return Work.of_attempts(attempts) - before
@@ -153,6 +227,7 @@ class StageWork:
                 if attempts is None and sid > top:
                     break  # no such stage yet
                 if attempts:
+                    self._record(attempts, replace=True)
                     work = Work.of_attempts(attempts)
                     grown += work
                     if not all(a.get("status") in _FINAL for a in attempts):
