@@ -388,6 +388,67 @@ def test_sim_observer_reports_the_same_fields_as_the_real_cluster() -> None:
     assert backend.scale_ins == 1 and backend.workers() == []
 
 
+def test_sim_observer_reports_each_running_job_oldest_first() -> None:
+    """Two jobs: a map-reduce one (driver 4 s, 3 map tasks of 10 s, 1 reduce of 5 s) with its
+    own deadline and signature, and a later one with neither, on one worker."""
+    first = job(
+        0,
+        stage(0, 3, 10.0),
+        stage(1, 1, 5.0, (0,)),
+        deadline_s=100.0,
+        size_gb=3.0,
+        driver_s=4.0,
+        signature="etl",
+    )
+    second = job(1, stage(0, 2, 1.0), arrival=1.0, max_cores=1)
+    sim = make_sim([first, second], workers=1)
+    observer = SimObserver(sim, default_deadline_s=500.0)
+
+    sim.run_until(2.0)  # the first job's driver phase: no stage can run yet
+    a, b = observer.observe().jobs
+    assert (a.app_id, a.name, a.signature, b.app_id, b.signature) == (
+        "sim-job-0",
+        "job0",
+        "etl",
+        "sim-job-1",
+        "job1",  # no signature of its own: its name
+    )
+    assert (a.elapsed_s, a.deadline_s, b.elapsed_s, b.deadline_s) == (2.0, 100.0, 1.0, 500.0)
+    assert (a.input_bytes, a.input_source) == (3e9, "declared")
+    assert (b.input_bytes, b.input_source, b.max_cores, a.max_cores) == (None, "unknown", 1, None)
+    assert [s.status for s in a.stages] == ["PENDING", "PENDING"]
+    assert b.stages[0].status == "ACTIVE" and b.cores == 1  # the later job runs meanwhile
+
+    sim.run_until(25.0)  # the second job ended at 3; maps 4-14, 14-24, the third from 24
+    (a,) = observer.observe().jobs
+    assert [(s.status, s.tasks, s.done, s.running) for s in a.stages] == [
+        ("ACTIVE", 3, 2, 1),
+        ("PENDING", 1, 0, 0),
+    ]
+    assert a.stages[0].task_seconds == 20.0  # the two finished tasks' run time
+    assert a.stages[0].input_bytes == 2e9 and a.stages[1].input_bytes == 0.0
+    assert (a.tasks_done, a.tasks_left, a.cores) == (2, 2, 1)
+
+    sim.run_until(36.0)  # maps done at 34, the reduce runs
+    (a,) = observer.observe().jobs
+    assert [(s.status, s.done, s.task_seconds) for s in a.stages] == [
+        ("COMPLETE", 3, 30.0),
+        ("ACTIVE", 0, 0.0),
+    ]
+    sim.run_until(40.0)
+    assert observer.observe().jobs == ()
+
+
+def test_max_cores_leaves_the_other_cores_to_later_jobs() -> None:
+    """A job capped at 1 core runs one task at a time on 2 workers; the later job takes the
+    other core at once instead of waiting behind it."""
+    capped = job(0, stage(0, 4, 10.0), max_cores=1)
+    later = job(1, stage(0, 1, 10.0), arrival=1.0)
+    assert finished(make_sim([capped, later])) == {0: 40.0, 1: 11.0}
+    uncapped = job(0, stage(0, 4, 10.0))
+    assert finished(make_sim([uncapped, later])) == {0: 20.0, 1: 30.0}
+
+
 def test_sim_clock_sleep_runs_the_simulation_forward() -> None:
     sim = make_sim([job(0, stage(0, 1, 10.0), arrival=3.0)], workers=1)
     clock = SimClock(sim)

@@ -6,8 +6,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sparkscaler.core import AppInfo, ClusterState, Observation, WorkerInfo
-from sparkscaler.sim.cluster import SimCluster
+from sparkscaler.core import (
+    AppInfo,
+    ClusterState,
+    JobContext,
+    Observation,
+    StageProgress,
+    WorkerInfo,
+)
+from sparkscaler.sim.cluster import JobState, SimCluster
 
 
 class SimulatedBackend:
@@ -61,21 +68,97 @@ def input_read_bytes(sim: SimCluster) -> float:
     return read
 
 
-def running_apps(sim: SimCluster) -> tuple[AppInfo, ...]:
-    """The running jobs as the master lists applications: started at arrival, holding the cores
-    of every worker where they have an executor (a standalone executor keeps its cores for its
-    application's whole life)."""
+def app_id(job_id: int) -> str:
+    """A simulated job's application id, in running apps and job contexts alike."""
+    return f"sim-job-{job_id}"
+
+
+def held_cores(sim: SimCluster) -> dict[int, int]:
+    """Cores each running job holds: those of every worker where it has an executor (a
+    standalone executor keeps its cores for its application's whole life)."""
+    workers = sim.workers.values()
+    return {
+        job_id: sum(w.cores for w in workers if job_id in w.executor_ready) for job_id in sim.active
+    }
+
+
+def running_apps(sim: SimCluster, cores: dict[int, int] | None = None) -> tuple[AppInfo, ...]:
+    """The running jobs as the master lists applications: started at arrival, holding
+    :func:`held_cores`."""
+    cores = held_cores(sim) if cores is None else cores
     apps = []
     for job_id in sim.active:
         spec = sim.jobs[job_id].spec
-        cores = sum(w.cores for w in sim.workers.values() if job_id in w.executor_ready)
-        apps.append(AppInfo(f"sim-job-{job_id}", spec.name, cores, sim.start_epoch + spec.arrival))
+        apps.append(
+            AppInfo(app_id(job_id), spec.name, cores[job_id], sim.start_epoch + spec.arrival)
+        )
     return tuple(apps)
 
 
-def cluster_state(sim: SimCluster) -> ClusterState:
+def cluster_state(sim: SimCluster, cores: dict[int, int] | None = None) -> ClusterState:
     """The simulator's workers with its running jobs as the master's applications."""
-    return dataclasses.replace(sim.cluster_state(), active_apps=running_apps(sim))
+    return dataclasses.replace(sim.cluster_state(), active_apps=running_apps(sim, cores))
+
+
+def stage_progress(job: JobState) -> tuple[StageProgress, ...]:
+    """A running job's stages as Spark's REST API reports them: COMPLETE once all its tasks are
+    done (output lost with a worker makes it ACTIVE again), ACTIVE once it can run (driver
+    phase over, parents complete), PENDING before. An input stage (no parents) has read the
+    job's size times the share of the input tasks that are done, as :func:`input_read_bytes`."""
+    spec = job.spec
+    input_tasks = sum(s.num_tasks for s in spec.stages if not s.parents)
+    per_task = spec.size_gb * 1e9 / input_tasks if input_tasks else 0.0
+    out = []
+    for stage in spec.stages:
+        state = job.stages[stage.id]
+        done = min(state.done, stage.num_tasks)
+        if job.complete(stage.id):
+            status = "COMPLETE"
+        elif job.runnable(stage.id):
+            status = "ACTIVE"
+        else:
+            status = "PENDING"
+        out.append(
+            StageProgress(
+                stage.id,
+                stage.num_tasks,
+                done,
+                state.running,
+                state.task_seconds,
+                0.0 if stage.parents else per_task * done,
+                status,
+            )
+        )
+    return tuple(out)
+
+
+def job_contexts(
+    sim: SimCluster, cores: dict[int, int], default_deadline_s: float | None = None
+) -> tuple[JobContext, ...]:
+    """The running jobs one by one, oldest first, as the real observer reports applications:
+    signature, declared size (every simulated job declares its size), deadline (the job's, else
+    ``default_deadline_s``), elapsed time since arrival, stage progress and cores held."""
+    out = []
+    for job_id in sim.active:
+        job = sim.jobs[job_id]
+        spec = job.spec
+        size = spec.size_gb * 1e9
+        deadline = spec.deadline_s if spec.deadline_s is not None else default_deadline_s
+        out.append(
+            JobContext(
+                app_id(job_id),
+                spec.name,
+                spec.key,
+                sim.now - spec.arrival,
+                deadline,
+                size if size > 0 else None,
+                "declared" if size > 0 else "unknown",
+                stage_progress(job),
+                cores[job_id],
+                spec.max_cores,
+            )
+        )
+    return tuple(out)
 
 
 class SimObserver:
@@ -93,9 +176,10 @@ class SimObserver:
         sim = self.sim
         backlog = 0.0 if sim.backlog_since is None else sim.now - sim.backlog_since
         deadline = sim.deadline_s()
+        cores = held_cores(sim)
         return Observation(
             time=sim.start_epoch + sim.now,
-            cluster=cluster_state(sim),
+            cluster=cluster_state(sim, cores),
             running_tasks=sim.running_tasks,
             pending_tasks=sim.pending_tasks,
             backlog_age_s=backlog,
@@ -104,4 +188,5 @@ class SimObserver:
             input_read_bytes=input_read_bytes(sim) if sim.active else None,
             oldest_job_elapsed_s=sim.elapsed_oldest(),
             deadline_s=deadline if deadline is not None else self.default_deadline_s,
+            jobs=job_contexts(sim, cores, self.default_deadline_s),
         )

@@ -71,6 +71,9 @@ class StageState:
     running: int = 0
     done: int = 0
     output_on: dict[int, str] = field(default_factory=dict)
+    #: Run time of the stage's finished task attempts (Spark's ``executorRunTime``), recomputed
+    #: ones included: what a progress-aware planner reads a stage's mean task time from.
+    task_seconds: float = 0.0
 
 
 @dataclass
@@ -314,7 +317,7 @@ class SimCluster:
         if worker is None or key not in worker.running:
             return  # the attempt was lost with its worker
         worker.running.discard(key)
-        self._task_start.pop(attempt, None)
+        started = self._task_start.pop(attempt, self.now)
         worker.busy -= 1
         self.running_tasks -= 1
         if worker.state == "ALIVE":
@@ -327,6 +330,7 @@ class SimCluster:
         stage = job.stages[stage_id]
         stage.running -= 1
         stage.done += 1
+        stage.task_seconds += self.now - started
         stage.output_on[task] = worker_id
         if worker.state == "DECOMMISSIONED" and not worker.busy:
             self._remove(worker, graceful=True)
@@ -391,15 +395,21 @@ class SimCluster:
             if not runnable:
                 continue
             # Durations are looked up by the executor slots the job holds, as in Decima: what it
-            # runs now plus what this pass gives it.
+            # runs now plus what this pass gives it. A job with spark.cores.max runs at most
+            # that many tasks at once, leaving the other cores to the jobs behind it.
             wanted = sum(len(job.stages[s.id].pending) for s in runnable)
+            cap = job.spec.max_cores
+            if cap is not None:
+                wanted = min(wanted, max(0, cap - job.running))
             executors = max(1, job.running + min(unclaimed, wanted))
             unclaimed -= min(unclaimed, wanted)
+            allowed = wanted
             for stage in runnable:
                 state = job.stages[stage.id]
-                while state.pending and free:
+                while state.pending and free and allowed:
                     worker = next(reversed(free.values()))
                     self._start(worker, job, stage, state.pending.popleft(), executors)
+                    allowed -= 1
                 if not free:
                     self._backlog_changed()
                     return

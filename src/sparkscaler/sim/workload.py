@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -142,11 +142,18 @@ class JobSpec:
     deadline_s: float | None = None
     driver_s: float = 0.0
     """Driver-side time before the first stage (scheduling, serial work); uses no worker."""
+    signature: str = ""
+    """The recurring job this is a run of (``spark.sparkscaler.job``); empty: its name."""
+    max_cores: int | None = None
+    """Cores the job may hold at once (``spark.cores.max``); None: every free core."""
+
+    @property
+    def key(self) -> str:
+        """The recurring job this run belongs to, as :attr:`JobRecord.key` names it."""
+        return self.signature or self.name
 
     def with_arrival(self, job_id: int, arrival: float, deadline_s: float | None) -> JobSpec:
-        return JobSpec(
-            job_id, self.name, arrival, self.stages, self.size_gb, deadline_s, self.driver_s
-        )
+        return replace(self, id=job_id, arrival=arrival, deadline_s=deadline_s)
 
 
 # ---------------------------------------------------------------------------------- TPC-H
@@ -203,7 +210,9 @@ def load_tpch_job(directory: Path, query: int, size: str) -> JobSpec:
         parents = tuple(int(i) for i in np.flatnonzero(adj[:, n]))
         stages.append(Stage(n, num_tasks, ProfileDurations(waves), parents))
     size_gb = float(size.rstrip("g"))
-    return JobSpec(0, f"tpch-q{query}-{size}", 0.0, tuple(stages), size_gb)
+    return JobSpec(
+        0, f"tpch-q{query}-{size}", 0.0, tuple(stages), size_gb, signature=f"tpch-q{query}"
+    )
 
 
 def tpch_queries(directory: Path) -> list[tuple[int, str]]:
