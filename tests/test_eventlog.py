@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -16,18 +17,33 @@ from typing import Any
 import pytest
 import zstandard
 
-from sparkscaler.core import JobRecord
+from sparkscaler.core import JobRecord, StageSummary
 from sparkscaler.observe.eventlog import EventLogError, parse_event_log, scan_event_logs
 
 APP_ID = "app-20250101000000-0001"
 T0 = 1_700_000_000_000  # ms
 
 
-def _task(launch: int, ms: int, executor: str, *, read: int | None = None, **flags: Any) -> dict:
+def _task(
+    launch: int,
+    ms: int,
+    executor: str,
+    *,
+    read: int | None = None,
+    stage: int = 0,
+    run: int | None = None,
+    **flags: Any,
+) -> dict:
+    """A task's end; with ``read`` or ``run`` (Executor Run Time, ms) its metrics."""
     failed = bool(flags)
+    metrics: dict[str, Any] = {}
+    if read is not None:
+        metrics["Input Metrics"] = {"Bytes Read": read}
+    if run is not None:
+        metrics["Executor Run Time"] = run
     return {
         "Event": "SparkListenerTaskEnd",
-        "Stage ID": 0,
+        "Stage ID": stage,
         "Task End Reason": {"Reason": "ExceptionFailure" if failed else "Success"},
         "Task Info": {
             "Launch Time": launch,
@@ -37,7 +53,24 @@ def _task(launch: int, ms: int, executor: str, *, read: int | None = None, **fla
             "Failed": flags.get("failed", False),
             "Killed": flags.get("killed", False),
         },
-        **({} if read is None else {"Task Metrics": {"Input Metrics": {"Bytes Read": read}}}),
+        **({"Task Metrics": metrics} if metrics else {}),
+    }
+
+
+def _stage_completed(
+    sid: int, tasks: int, submitted: int, completed: int, parents: list[int], attempt: int = 0
+) -> dict:
+    return {
+        "Event": "SparkListenerStageCompleted",
+        "Stage Info": {
+            "Stage ID": sid,
+            "Stage Attempt ID": attempt,
+            "Stage Name": f"stage {sid}",
+            "Number of Tasks": tasks,
+            "Parent IDs": parents,
+            "Submission Time": submitted,
+            "Completion Time": completed,
+        },
     }
 
 
@@ -57,7 +90,11 @@ def _app(
     exit_code: int | None = 0,
     properties: Any = None,
 ) -> list[dict]:
-    """Two Spark jobs, four tasks (two failed or killed) on three executors on two hosts."""
+    """Two Spark jobs, four tasks (two failed or killed) on three executors on two hosts.
+
+    Job 0 runs stage 0 (it reads the input); job 1 runs stage 2 on stage 0's output, which it
+    reads again, and skips stage 1 (never submitted: no events of its own).
+    """
     if properties is None:
         properties = {"spark.master": "spark://m:7077", "spark.sparkscaler.deadline": "300"}
     end = {"Event": "SparkListenerApplicationEnd", "Timestamp": start + 60_000}
@@ -76,15 +113,17 @@ def _app(
             "Timestamp": start,
         },
         {"Event": "SparkListenerJobStart", "Job ID": 0},
-        _task(start + 1_000, 1_500, "1", read=100),
-        _task(start + 1_000, 2_500, "2", read=200),
+        _task(start + 1_000, 1_500, "1", read=100, run=1_200),
+        _task(start + 1_000, 2_500, "2", read=200, run=2_300),
         {
             **_task(start + 3_000, 250, "3", failed=True),
             "Task Metrics": None,
         },
+        _stage_completed(0, 2, start + 900, start + 3_300, []),
         {"Event": "SparkListenerJobEnd", "Job ID": 0, "Job Result": {"Result": "JobSucceeded"}},
         {"Event": "SparkListenerJobStart", "Job ID": 1},
-        _task(start + 4_000, 750, "1", killed=True),
+        _task(start + 4_000, 750, "1", killed=True, stage=2, read=50, run=600),
+        _stage_completed(2, 1, start + 3_900, start + 4_900, [1, 0]),
         {"Event": "SparkListenerJobEnd", "Job ID": 1, "Job Result": {"Result": job_result}},
         end,
     ]
@@ -100,10 +139,19 @@ EXPECTED = JobRecord(
     task_seconds=5.0,  # 1.5 + 2.5 + 0.25 + 0.75
     executors=3,
     workers=2,
-    input_bytes=300,
+    input_bytes=300,  # what the first stage that read any read (stage 2 reads 50 again)
     spark_jobs=2,
     success=True,
     deadline_s=300.0,
+    signature="",  # no spark.sparkscaler.job: the key is the name
+    stages=(
+        StageSummary(0, tasks=2, task_seconds=3.5, input_bytes=300, duration_s=2.4),
+        StageSummary(2, tasks=1, task_seconds=0.6, input_bytes=50, duration_s=1.0, parents=(0, 1)),
+    ),
+    # Tasks ran over [1, 3.5] and [4, 4.75] s of the app's 60 s: 3.25 s.
+    serial_s=56.75,
+    max_cores=None,
+    first_stage_input_bytes=300,
 )
 
 
@@ -232,6 +280,84 @@ def test_a_declared_input_size_is_the_jobs_size(
     log.write_text(_text(_app(properties={**properties, "spark.sparkscaler.deadline": "60"})))
     record = parse_event_log(log)
     assert record == JobRecord(**{**vars(EXPECTED), "input_bytes": size, "deadline_s": 60.0})
+
+
+@pytest.mark.parametrize(
+    ("settings", "signature", "key", "cores"),
+    [
+        ({"spark.sparkscaler.job": "nightly-etl", "spark.cores.max": "4"}, "nightly-etl", None, 4),
+        ({"spark.cores.max": "all"}, "", "etl", None),
+        ({"spark.sparkscaler.job": ""}, "", "etl", None),
+    ],
+)
+def test_signature_and_core_cap_from_the_properties(
+    tmp_path: Path, settings: dict[str, str], signature: str, key: str | None, cores: int | None
+) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app(properties={**settings, "spark.sparkscaler.deadline": "300"})))
+    record = parse_event_log(log)
+    assert record == JobRecord(**{**vars(EXPECTED), "signature": signature, "max_cores": cores})
+    assert record.key == (key or signature)
+
+
+def test_a_retried_stage_counts_once_with_all_its_task_time(tmp_path: Path) -> None:
+    """Stage 1 fails (a fetch failure), stage 0 re-runs its lost partition (attempt 1) and
+    stage 1 runs again whole; each stage is one summary with every attempt's work."""
+    start = T0
+    events = [
+        {
+            "Event": "SparkListenerApplicationStart",
+            "App Name": "retry",
+            "App ID": APP_ID,
+            "Timestamp": start,
+        },
+        {"Event": "SparkListenerJobStart", "Job ID": 0},
+        _task(start + 100, 900, "1", read=400, run=800),
+        _task(start + 100, 900, "2", read=600, run=850),
+        _stage_completed(0, 2, start + 50, start + 1_000, []),
+        _task(start + 1_100, 400, "1", stage=1, failed=True),  # FetchFailed: no metrics
+        _stage_completed(1, 2, start + 1_050, start + 1_500, [0]),
+        _task(start + 1_600, 900, "2", read=600, run=880),  # the lost map output, again
+        _stage_completed(0, 1, start + 1_550, start + 2_500, [], attempt=1),
+        _task(start + 2_600, 300, "1", stage=1, run=250),
+        _task(start + 2_600, 350, "2", stage=1, run=300),
+        _stage_completed(1, 2, start + 2_550, start + 3_000, [0], attempt=1),
+        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Job Result": {"Result": "JobSucceeded"}},
+        {"Event": "SparkListenerApplicationEnd", "Timestamp": start + 4_000},
+    ]
+    log = tmp_path / APP_ID
+    log.write_text(_text(events))
+    record = parse_event_log(log)
+    assert record is not None
+    assert record.stages == (
+        # 2 tasks (the retry ran 1), 0.8 + 0.85 + 0.88 s, 0.95 + 0.95 s of attempts.
+        StageSummary(0, tasks=2, task_seconds=2.53, input_bytes=1600, duration_s=1.9),
+        StageSummary(1, tasks=2, task_seconds=0.55, input_bytes=0, duration_s=0.9, parents=(0,)),
+    )
+    # The input: what stage 0 read, its re-read partition included (the bytes tasks read).
+    assert (record.input_bytes, record.first_stage_input_bytes) == (1600, 1600)
+    # Tasks ran over [0.1, 1.0], [1.1, 1.5], [1.6, 2.5] and [2.6, 2.95] of 4 s.
+    assert record.serial_s == pytest.approx(4.0 - 0.9 - 0.4 - 0.9 - 0.35)
+    assert record.signature == "" and record.key == "retry"
+
+
+def test_an_app_without_tasks_is_all_serial(tmp_path: Path) -> None:
+    log = tmp_path / APP_ID
+    events = [e for e in _app() if e["Event"] not in ("SparkListenerTaskEnd",)]
+    log.write_text(_text(events))
+    record = parse_event_log(log)
+    assert record is not None
+    assert (record.serial_s, record.tasks, record.input_bytes) == (60.0, 0, 0)
+    # The stages ran (they were submitted and completed) but no task of theirs is in the log.
+    assert [(s.stage_id, s.task_seconds) for s in record.stages] == [(0, 0.0), (2, 0.0)]
+
+
+def test_a_record_survives_the_stores_json(tmp_path: Path) -> None:
+    log = tmp_path / APP_ID
+    log.write_text(_text(_app()))
+    record = parse_event_log(log)
+    assert record is not None
+    assert JobRecord.from_dict(json.loads(json.dumps(dataclasses.asdict(record)))) == record
 
 
 def test_bad_deadline_is_an_error(tmp_path: Path) -> None:

@@ -75,6 +75,8 @@ def _record(app_id: str, start_ms: int) -> JobRecord:
         spark_jobs=1,
         success=True,
         deadline_s=90.0,
+        serial_s=28.0,  # 30 s, of which the task ran 2
+        first_stage_input_bytes=64,
     )
 
 

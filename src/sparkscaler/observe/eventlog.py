@@ -5,6 +5,11 @@ finished apps, the driver's UI dies with it), and it is written by every Spark d
 reading it needs no agent on the cluster. Spark 4 writes it rolled and zstd-compressed by
 default (``eventlog_v2_<appId>/events_<N>_<appId>.zstd``); a single plain or ``.zstd`` file per
 application is also read.
+
+Besides the totals, a record keeps what a recurring job's history needs: its signature
+(``spark.sparkscaler.job``), every submitted stage (tasks, task run time, input, parents), the
+time no task ran (``serial_s``, what more workers cannot shorten), its ``spark.cores.max``,
+and its size: declared, else the input its first stage read, as the live observation takes it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import zstandard
 from sparkscaler.core import (
     DEADLINE_PROPERTY,
     INPUT_BYTES_PROPERTY,
+    SIGNATURE_PROPERTY,
     JobRecord,
+    StageSummary,
     job_deadline,
     job_input_bytes,
 )
@@ -140,10 +147,12 @@ def _summarise(events: Iterable[dict[str, Any]], path: Path, default_id: str) ->
     app_id, name = default_id, ""
     submit_ms = end_ms = exit_code = None
     properties: dict[str, Any] = {}
-    tasks = failed_tasks = task_ms = input_bytes = spark_jobs = 0
+    tasks = failed_tasks = task_ms = spark_jobs = 0
     jobs_succeeded = True
     executors: set[str] = set()
     hosts: set[str] = set()
+    busy: list[tuple[int, int]] = []
+    stages = _Stages()
     for event in events:
         kind = event.get("Event")
         if kind == "SparkListenerTaskEnd":
@@ -153,8 +162,10 @@ def _summarise(events: Iterable[dict[str, Any]], path: Path, default_id: str) ->
             launch, finish = info.get("Launch Time"), info.get("Finish Time")
             if launch and finish:
                 task_ms += max(finish - launch, 0)
-            metrics = event.get("Task Metrics") or {}
-            input_bytes += (metrics.get("Input Metrics") or {}).get("Bytes Read", 0)
+                busy.append((launch, finish))
+            stages.task_end(event)
+        elif kind == "SparkListenerStageCompleted":
+            stages.completed(event.get("Stage Info") or {})
         elif kind == "SparkListenerJobStart":
             spark_jobs += 1
         elif kind == "SparkListenerJobEnd":
@@ -180,6 +191,8 @@ def _summarise(events: Iterable[dict[str, Any]], path: Path, default_id: str) ->
             exit_code = event.get("ExitCode")
     if submit_ms is None or end_ms is None:
         return None
+    first_input = stages.first_input()
+    declared = _declared_input(properties)
     return JobRecord(
         app_id=app_id,
         name=name,
@@ -190,17 +203,102 @@ def _summarise(events: Iterable[dict[str, Any]], path: Path, default_id: str) ->
         task_seconds=task_ms / 1000,
         executors=len(executors),
         workers=len(hosts),
-        input_bytes=_declared_input(properties) or input_bytes,
+        input_bytes=first_input if declared is None else declared,
         spark_jobs=spark_jobs,
         success=jobs_succeeded and not exit_code,
         deadline_s=_deadline(properties, path),
+        signature=str(properties.get(SIGNATURE_PROPERTY) or ""),
+        stages=stages.summaries(),
+        serial_s=_idle_ms(submit_ms, end_ms, busy) / 1000,
+        max_cores=_max_cores(properties),
+        first_stage_input_bytes=first_input,
     )
+
+
+class _Stages:
+    """The stages of one application as its events tell them: every attempt that was submitted
+    ends in a ``SparkListenerStageCompleted`` (failed ones too); tasks end, by stage id, in
+    ``SparkListenerTaskEnd``. A stage that was never submitted (skipped: its output was there
+    already) has neither."""
+
+    def __init__(self) -> None:
+        self.run_ms: dict[int, int] = {}
+        self.read: dict[int, int] = {}
+        self.info: dict[int, list[dict[str, Any]]] = {}
+
+    def task_end(self, event: dict[str, Any]) -> None:
+        sid = event.get("Stage ID")
+        metrics = event.get("Task Metrics") or {}
+        if sid is None or not metrics:
+            return
+        self.run_ms[sid] = self.run_ms.get(sid, 0) + int(metrics.get("Executor Run Time") or 0)
+        read = (metrics.get("Input Metrics") or {}).get("Bytes Read") or 0
+        self.read[sid] = self.read.get(sid, 0) + int(read)
+
+    def completed(self, info: dict[str, Any]) -> None:
+        sid = info.get("Stage ID")
+        if sid is not None:
+            self.info.setdefault(int(sid), []).append(info)
+
+    def first_input(self) -> int:
+        """The input read by the lowest-id stage that read any: the job's input, since the
+        stages after it read what earlier stages wrote (shuffle, cache) rather than input."""
+        return next((self.read[sid] for sid in sorted(self.read) if self.read[sid] > 0), 0)
+
+    def summaries(self) -> tuple[StageSummary, ...]:
+        """One summary per submitted stage, lowest id first. A retried stage counts once: its
+        first attempt's tasks (a retry runs only the partitions still missing), the task time
+        and input of all its attempts, and the time its attempts ran."""
+        out = []
+        for sid in sorted(self.info):
+            attempts = self.info[sid]
+            ran_ms = 0
+            for info in attempts:
+                submitted, completed = info.get("Submission Time"), info.get("Completion Time")
+                if submitted and completed:
+                    ran_ms += max(0, completed - submitted)
+            out.append(
+                StageSummary(
+                    stage_id=sid,
+                    tasks=max(int(info.get("Number of Tasks") or 0) for info in attempts),
+                    task_seconds=self.run_ms.get(sid, 0) / 1000,
+                    input_bytes=float(self.read.get(sid, 0)),
+                    duration_s=ran_ms / 1000,
+                    parents=tuple(
+                        sorted({int(p) for info in attempts for p in info.get("Parent IDs") or ()})
+                    ),
+                )
+            )
+        return tuple(out)
+
+
+def _idle_ms(start_ms: int, end_ms: int, busy: list[tuple[int, int]]) -> int:
+    """The application's time (``start_ms`` to ``end_ms``) in which none of its tasks ran: its
+    time minus the union of its tasks' [launch, finish] intervals."""
+    covered, reach = 0, start_ms
+    for launch, finish in sorted(busy):
+        launch, finish = max(launch, reach), min(finish, end_ms)
+        if finish > launch:
+            covered += finish - launch
+            reach = finish
+    return max(0, end_ms - start_ms - covered)
+
+
+def _max_cores(properties: dict[str, Any]) -> int | None:
+    """The application's ``spark.cores.max`` (None: unset, or not a number of cores)."""
+    try:
+        cores = int(properties.get("spark.cores.max") or 0)
+    except ValueError:
+        return None
+    return cores if cores > 0 else None
 
 
 def _declared_input(properties: dict[str, Any]) -> int | None:
     """The job's whole input as it declared it (``spark.sparkscaler.inputBytes``): the size a
     live observation plans with, so a model learns from the same notion of size. Without it (or
-    with one that is not a size) the bytes its tasks read stand in."""
+    with one that is not a size) the input its first stage read stands in, as it does live
+    (``observe.spark_app.job_input``): a job that reads its input again later, or a cached
+    table many times, has one size however often it reads it."""
     value = properties.get(INPUT_BYTES_PROPERTY)
     try:
         return int(job_input_bytes(value)) if value else None
