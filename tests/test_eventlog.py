@@ -421,10 +421,17 @@ _SPARK_APPS = textwrap.dedent(
             key, value = pair.split("=", 1)
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
-        print(spark.sparkContext.parallelize(range(8), 8).map(lambda x: x * 2).sum(), flush=True)
+        sc = spark.sparkContext
+        print(sc.parallelize(range(8), 8).map(lambda x: x * 2).sum(), flush=True)
+        # A job that reads a file (input metrics), then one whose shuffle makes two stages.
+        print(sc.textFile(sys.argv[2], 2).map(len).sum(), flush=True)
+        print(sorted(sc.parallelize(range(8), 4).map(lambda x: (x % 2, x)).reduceByKey(
+            lambda a, b: a + b, 2).collect()), flush=True)
         spark.stop()
     """
 )
+#: The file the second Spark job reads: 400 lines of 19 characters and a newline.
+INPUT_TEXT = "".join(f"line {i:04d} of input\n" for i in range(400))
 
 LAYOUTS = {
     "rolled-zstd": [],  # Spark 4 default: rolled, zstd
@@ -450,16 +457,20 @@ def real_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "spark.eventLog.enabled=true",
                 f"spark.eventLog.dir=file://{logs[name]}",
                 "spark.sparkscaler.deadline=120",
+                "spark.sparkscaler.job=eventlog-sig",
+                "spark.cores.max=2",
                 "spark.ui.enabled=false",
                 *layout,
             ]
         )
     script = base / "apps.py"
     script.write_text(_SPARK_APPS)
+    text = base / "input.txt"
+    text.write_text(INPUT_TEXT)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     # The JVM is a child of the app; its own session lets us kill both if anything goes wrong.
     proc = subprocess.Popen(
-        [sys.executable, str(script), json.dumps(apps)],
+        [sys.executable, str(script), json.dumps(apps), str(text)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -474,6 +485,7 @@ def real_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         proc.wait()
     assert proc.returncode == 0, output[-4000:]
     assert output.splitlines().count("56") == len(LAYOUTS), output[-4000:]
+    assert output.splitlines().count(str(len(INPUT_TEXT) - 400)) == len(LAYOUTS), output[-4000:]
     return logs
 
 
@@ -492,12 +504,31 @@ def test_real_local_spark_app(real_logs: dict[str, Path], layout: str) -> None:
     record = records[0]
     assert record.app_id.startswith("local-")
     assert record.name == "eventlog-test"
-    assert record.tasks == 8
+    assert record.tasks == 8 + 2 + 4 + 2
     assert record.failed_tasks == 0
-    assert record.spark_jobs == 1
+    assert record.spark_jobs == 3
     assert record.success is True
     assert record.deadline_s == 120.0
     assert record.executors == 0  # local mode: only the driver, which is not counted
     assert record.workers >= 1
     assert record.task_seconds > 0
     assert record.end_time > record.submit_time
+    assert (record.signature, record.key, record.max_cores) == ("eventlog-sig", "eventlog-sig", 2)
+    # The sum, the file read, the shuffle's map and reduce stages: each once, in id order.
+    assert [(s.stage_id, s.tasks, s.parents) for s in record.stages] == [
+        (0, 8, ()),
+        (1, 2, ()),
+        (2, 4, ()),
+        (3, 2, (2,)),
+    ]
+    assert all(s.task_seconds >= 0 and s.duration_s > 0 for s in record.stages)
+    assert sum(s.task_seconds for s in record.stages) > 0
+    # Only the file-reading stage has input: the bytes Hadoop read, which for a file this
+    # small is more than its size (each split's reader fills a buffer to the end of the file:
+    # 7600 + 3800 here), and for a big one a buffer per split more.
+    assert [s.input_bytes > 0 for s in record.stages] == [False, True, False, False]
+    assert record.first_stage_input_bytes == record.stages[1].input_bytes
+    assert len(INPUT_TEXT) <= record.first_stage_input_bytes <= 2 * len(INPUT_TEXT)
+    assert record.input_bytes == record.first_stage_input_bytes  # nothing declared
+    # Start-up, the driver between jobs and shutdown: most of a tiny app's time.
+    assert 0 < record.serial_s < record.duration_s
