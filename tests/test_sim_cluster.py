@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
+from sparkscaler.backends.simulated import SimClock, SimJobHistory, SimObserver, SimulatedBackend
 from sparkscaler.sim.cluster import PROVISIONING_PRESETS, JobResult, SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 
@@ -447,6 +447,80 @@ def test_max_cores_leaves_the_other_cores_to_later_jobs() -> None:
     assert finished(make_sim([capped, later])) == {0: 40.0, 1: 11.0}
     uncapped = job(0, stage(0, 4, 10.0))
     assert finished(make_sim([uncapped, later])) == {0: 20.0, 1: 30.0}
+
+
+def test_finished_jobs_come_back_once_as_their_event_logs_would_give_them() -> None:
+    """Driver 4 s, executor start-up 2 s, 3 map tasks of 10 s on one worker, then a reduce of
+    5 s: finished at 41, of which 6 s without a task running."""
+    spec = job(
+        0,
+        stage(0, 3, 10.0),
+        stage(1, 1, 5.0, (0,)),
+        deadline_s=100.0,
+        size_gb=3.0,
+        driver_s=4.0,
+        signature="etl",
+    )
+    sim = make_sim([spec], workers=1, executor_startup_s=(2.0, 2.0))
+    history = SimJobHistory(sim)
+    sim.run_until(30.0)
+    assert history.poll() == []
+    sim.run_until(FOREVER)
+    (record,) = history.poll()
+    assert history.poll() == []  # handed over once
+    assert (record.app_id, record.name, record.signature, record.key) == (
+        "sim-job-0",
+        "job0",
+        "etl",
+        "etl",
+    )
+    assert record.submit_time == sim.start_epoch and record.duration_s == 41.0
+    assert (record.tasks, record.failed_tasks, record.task_seconds) == (4, 0, 35.0)
+    assert (record.executors, record.workers, record.max_cores) == (1, 1, None)
+    assert (record.input_bytes, record.first_stage_input_bytes) == (3_000_000_000,) * 2
+    assert (record.success, record.deadline_s, record.serial_s) == (True, 100.0, 6.0)
+    assert [
+        (s.stage_id, s.tasks, s.task_seconds, s.duration_s, s.parents) for s in record.stages
+    ] == [
+        (0, 3, 30.0, 32.0, ()),  # released at 4 (the driver's end), complete at 36
+        (1, 1, 5.0, 5.0, (0,)),
+    ]
+    assert [s.input_bytes for s in record.stages] == [3e9, 0.0]
+
+
+def test_a_job_waiting_for_cores_counts_the_wait_as_serial_and_its_executors() -> None:
+    """The second job waits 10 s for the first's tasks, then runs on both workers."""
+    jobs = [job(0, stage(0, 2, 10.0)), job(1, stage(0, 4, 10.0), arrival=0.0)]
+    sim = make_sim(jobs, workers=2)
+    history = SimJobHistory(sim)
+    sim.run_until(FOREVER)
+    records = {r.app_id: r for r in history.poll()}
+    later = records["sim-job-1"]
+    assert (later.duration_s, later.serial_s, later.executors) == (30.0, 10.0, 2)
+    assert records["sim-job-0"].serial_s == 0.0
+    assert later.signature == "" and later.key == "job1"  # no signature: its name
+
+
+def test_history_hands_over_only_the_first_runs_of_each_signature() -> None:
+    jobs = [
+        job(i, stage(0, 1, 1.0), arrival=10.0 * i, signature="a" if i % 3 else "b")
+        for i in range(9)
+    ]
+    sim = make_sim(jobs, workers=1)
+    history = SimJobHistory(sim, runs_per_signature=2)
+    sim.run_until(FOREVER)
+    got = [(r.app_id, r.signature) for r in history.poll()]
+    assert got == [("sim-job-0", "b"), ("sim-job-1", "a"), ("sim-job-2", "a"), ("sim-job-3", "b")]
+
+
+def test_lost_tasks_count_as_failed_and_recomputed_time_as_task_seconds() -> None:
+    sim = make_sim([job(0, stage(0, 2, 10.0))], workers=2)
+    history = SimJobHistory(sim)
+    sim.run_until(5.0)
+    sim.fail_worker(worker_ids(sim)[0])  # its task re-runs on the other worker from 10
+    sim.run_until(FOREVER)
+    (record,) = history.poll()
+    assert (record.failed_tasks, record.task_seconds, record.duration_s) == (1, 20.0, 20.0)
 
 
 def test_sim_clock_sleep_runs_the_simulation_forward() -> None:

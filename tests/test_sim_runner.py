@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,18 @@ from typer.testing import CliRunner
 
 from sparkscaler.cli import app
 from sparkscaler.config import Config
+from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.evaluation.simulation import (
     JOB_SPEC_USAGE,
     SimulationResult,
     parse_duration,
     parse_jobs,
     simulate,
+    simulate_workload,
 )
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies import make_policy
+from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals, poisson
 from sparkscaler.sim.workload import (
     FixedDurations,
@@ -173,6 +177,44 @@ def test_simulate_counts_unfinished_late_jobs_as_misses(tmp_path: Path) -> None:
     # 800 task-seconds on at most 10 slots cannot end within 30 s nor within the 60 s simulated
     result = simulate(cfg, arrivals, Burst(), make_policy("dra"), 60.0, deadline_s=30.0)
     assert (result.jobs_arrived, result.jobs_done, result.misses) == (1, 0, 1)
+
+
+class Learner(Policy):
+    """A fixed size that remembers every history it was fitted on."""
+
+    name = "learner"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fits: list[list[str]] = []
+
+    def fit(self, history: Sequence[JobRecord]) -> Learner:
+        self.fits.append([r.app_id for r in history])
+        return self
+
+    def decide(self, observation: Observation) -> Decision:
+        return self._decision(2, "fixed")
+
+
+def test_a_learning_simulation_refits_the_policy_on_its_finished_jobs(tmp_path: Path) -> None:
+    """Three bursts 20 min apart: each refit sees the jobs finished so far, each job once."""
+    cfg = sim_config(tmp_path, executor_startup_s=(0.0, 0.0))
+    workload = [Burst.spec.with_arrival(i, 1200.0 * i, 900.0) for i in range(3)]
+    policy = Learner()
+    simulate_workload(cfg, workload, policy, 3600.0, learn=True)
+    assert policy.fits == [
+        ["sim-job-0"],
+        ["sim-job-0", "sim-job-1"],
+        [f"sim-job-{i}" for i in range(3)],
+    ]
+
+    capped = Learner()
+    simulate_workload(cfg, workload, capped, 3600.0, learn=True, runs_per_signature=1)
+    assert capped.fits == [["sim-job-0"]]  # later runs of "burst" are not handed over
+
+    silent = Learner()
+    simulate_workload(cfg, workload, silent, 3600.0)
+    assert silent.fits == []
 
 
 # ---------------------------------------------------------------------------------- CLI

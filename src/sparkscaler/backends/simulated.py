@@ -10,11 +10,14 @@ from sparkscaler.core import (
     AppInfo,
     ClusterState,
     JobContext,
+    JobRecord,
     Observation,
     StageProgress,
+    StageSummary,
     WorkerInfo,
 )
 from sparkscaler.sim.cluster import JobState, SimCluster
+from sparkscaler.sim.workload import JobSpec
 
 
 class SimulatedBackend:
@@ -190,3 +193,82 @@ class SimObserver:
             deadline_s=deadline if deadline is not None else self.default_deadline_s,
             jobs=job_contexts(sim, cores, self.default_deadline_s),
         )
+
+
+def job_record(sim: SimCluster, job: JobState) -> JobRecord:
+    """A finished simulated job as its event log would give it: signature (``JobSpec.
+    signature``, empty when it has none, as an app without ``spark.sparkscaler.job``), declared
+    size, executors it had (one per worker), task-seconds and stages, serial part."""
+    spec = job.spec
+    stages = []
+    for stage in spec.stages:
+        state = job.stages[stage.id]
+        released = state.released_at if state.released_at is not None else job.started_at
+        completed = state.completed_at if state.completed_at is not None else job.finished_at
+        stages.append(
+            StageSummary(
+                stage.id,
+                stage.num_tasks,
+                state.task_seconds,
+                0.0 if stage.parents else spec.size_gb * 1e9 * stage.num_tasks / _input_tasks(spec),
+                max(0.0, (completed or 0.0) - (released or 0.0)),
+                stage.parents,
+            )
+        )
+    first = next((s for s in stages if not s.parents), None)
+    start = sim.start_epoch + spec.arrival
+    return JobRecord(
+        app_id=app_id(spec.id),
+        name=spec.name,
+        submit_time=start,
+        end_time=sim.start_epoch + (job.finished_at if job.finished_at is not None else sim.now),
+        tasks=sum(s.num_tasks for s in spec.stages),
+        failed_tasks=job.lost_tasks,
+        task_seconds=sum(s.task_seconds for s in stages),
+        executors=job.executors,
+        workers=job.executors,
+        input_bytes=int(spec.size_gb * 1e9),
+        spark_jobs=1,
+        success=True,
+        deadline_s=spec.deadline_s,
+        signature=spec.signature,
+        stages=tuple(stages),
+        serial_s=job.serial_s,
+        max_cores=spec.max_cores,
+        first_stage_input_bytes=int(first.input_bytes) if first is not None else 0,
+    )
+
+
+def _input_tasks(spec: JobSpec) -> int:
+    return sum(s.num_tasks for s in spec.stages if not s.parents) or 1
+
+
+class SimJobHistory:
+    """The simulator's finished jobs as a loop's job history (``observe.history.JobHistory``):
+    each job that finishes is handed over once, as a :class:`JobRecord` its event log would
+    give, so that a policy in the simulator learns from finished jobs as on a real cluster.
+
+    ``runs_per_signature`` hands over only the first that many runs of each signature: the
+    controller refits the policy on the whole stored history whenever jobs finish, which a
+    simulated week of thousands of jobs would make quadratic, while a recurring job's runtime
+    model has stopped changing long before (None: every run).
+    """
+
+    def __init__(self, sim: SimCluster, runs_per_signature: int | None = None) -> None:
+        self.sim = sim
+        self.runs_per_signature = runs_per_signature
+        self._runs: dict[str, int] = {}
+        self._new: list[JobRecord] = []
+        sim.finish_listeners.append(self._finished)
+
+    def _finished(self, job: JobState) -> None:
+        key = job.spec.key
+        seen = self._runs.get(key, 0)
+        if self.runs_per_signature is not None and seen >= self.runs_per_signature:
+            return
+        self._runs[key] = seen + 1
+        self._new.append(job_record(self.sim, job))
+
+    def poll(self) -> list[JobRecord]:
+        new, self._new = self._new, []
+        return new

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sparkscaler import units
-from sparkscaler.backends.simulated import SimulatedBackend
+from sparkscaler.backends.simulated import SimJobHistory, SimulatedBackend
 from sparkscaler.config import Config
 from sparkscaler.controller import Step
 from sparkscaler.models.runtime_model import RuntimeModel
@@ -34,6 +34,12 @@ from sparkscaler.sim.workload import (
 )
 from sparkscaler.store import Store
 from sparkscaler.wiring import make_sim, simulated_loop
+
+#: Runs of each signature a learning simulation hands its policy (see
+#: :class:`~sparkscaler.backends.simulated.SimJobHistory`): enough for a per-signature runtime
+#: model's leave-one-out choice to settle, few enough that refitting on the whole history each
+#: time jobs finish stays cheap over a simulated week.
+LEARN_RUNS_PER_SIGNATURE = 30
 
 JOB_SPEC_USAGE = "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3]"
 
@@ -149,11 +155,16 @@ def simulate_workload(
     *,
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
+    learn: bool = False,
+    runs_per_signature: int | None = LEARN_RUNS_PER_SIGNATURE,
 ) -> SimulationResult:
     """Run the controller with ``policy`` (None: the config's) over given jobs (arrival times
-    and deadlines set)."""
+    and deadlines set). ``learn``: finished jobs flow back to the loop as job records
+    (:class:`~sparkscaler.backends.simulated.SimJobHistory`, the first ``runs_per_signature``
+    of each signature), and the controller refits the policy on them as on a real cluster."""
     seed = config.simulation.seed if seed is None else seed
     sim = make_sim(config, workload, seed)
+    history = SimJobHistory(sim, runs_per_signature) if learn else None
     keys = ("time_s", "workers", "target", "pending", "running")
     timeline: dict[str, list[float]] = {k: [] for k in keys}
 
@@ -167,7 +178,7 @@ def simulate_workload(
             progress(sim.now)
 
     with Store(Path(":memory:"), worker_detail=False) as store:
-        controller = simulated_loop(config, sim, store, policy=policy)
+        controller = simulated_loop(config, sim, store, policy=policy, history=history)
         backend = controller.backend
         assert isinstance(backend, SimulatedBackend)
         started = time.perf_counter()

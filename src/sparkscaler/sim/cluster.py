@@ -22,6 +22,7 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,6 +75,8 @@ class StageState:
     #: Run time of the stage's finished task attempts (Spark's ``executorRunTime``), recomputed
     #: ones included: what a progress-aware planner reads a stage's mean task time from.
     task_seconds: float = 0.0
+    released_at: float | None = None
+    completed_at: float | None = None
 
 
 @dataclass
@@ -86,6 +89,13 @@ class JobState:
     finished_at: float | None = None
     done_stages: set[int] = field(default_factory=set)
     running: int = 0
+    #: Workers it has had an executor on, and its task attempts lost with a worker.
+    executors: int = 0
+    lost_tasks: int = 0
+    #: Time with no task of the job running (driver work, executor start-up, waiting for
+    #: cores), counted up to ``idle_since`` while it runs: an event log's ``serial_s``.
+    serial_s: float = 0.0
+    idle_since: float = 0.0
 
     def complete(self, stage_id: int) -> bool:
         return stage_id in self.done_stages
@@ -157,6 +167,9 @@ class SimCluster:
         self._ids = itertools.count(1)
         self._attempts = itertools.count()
         self._task_start: dict[int, float] = {}
+        #: Called with each job as it finishes (before it is dropped): the simulator's event
+        #: logs, for a :class:`~sparkscaler.backends.simulated.SimJobHistory`.
+        self.finish_listeners: list[Callable[[JobState], None]] = []
         for spec in sorted(jobs, key=lambda j: j.arrival):
             self._push(spec.arrival, "arrive", spec)
         for _ in range(initial_workers):
@@ -272,6 +285,9 @@ class SimCluster:
         self.lost_task_seconds += max(0.0, self.now - self._task_start.pop(attempt, self.now))
         job = self.jobs[job_id]
         job.running -= 1
+        job.lost_tasks += 1
+        if not job.running:
+            job.idle_since = max(self.now, job.idle_since)
         stage = job.stages[stage_id]
         stage.running -= 1
         stage.pending.appendleft(task)
@@ -299,7 +315,7 @@ class SimCluster:
             for p in s.parents:
                 children[p].append(s.id)
         stages = {s.id: StageState(deque(range(s.num_tasks))) for s in spec.stages}
-        job = JobState(spec, stages, children, started_at=self.now)
+        job = JobState(spec, stages, children, started_at=self.now, idle_since=self.now)
         self.jobs[spec.id] = job
         self.active.append(spec.id)
         if spec.driver_s > 0:
@@ -327,6 +343,8 @@ class SimCluster:
             worker.idle_since = self.now
         job = self.jobs[job_id]
         job.running -= 1
+        if not job.running:
+            job.idle_since = max(self.now, job.idle_since)
         stage = job.stages[stage_id]
         stage.running -= 1
         stage.done += 1
@@ -336,13 +354,17 @@ class SimCluster:
             self._remove(worker, graceful=True)
         if stage.done >= job.spec.stages[stage_id].num_tasks:
             job.done_stages.add(stage_id)
+            stage.completed_at = self.now
             self._release(job, [c for c in job.children[stage_id] if job.runnable(c)])
             self._finish_if_done(job)
 
     def _finish_if_done(self, job: JobState) -> None:
         if job.driver_done and all(job.complete(s.id) for s in job.spec.stages):
             job.finished_at = self.now
+            job.serial_s += max(0.0, self.now - job.idle_since)
             self.active.remove(job.spec.id)
+            for listener in self.finish_listeners:
+                listener(job)
             spec = job.spec
             self.results.append(
                 JobResult(
@@ -359,7 +381,11 @@ class SimCluster:
 
     def _release(self, job: JobState, stage_ids: list[int]) -> None:
         """Stages that just became runnable add their tasks to the backlog."""
-        self.pending_tasks += sum(len(job.stages[s].pending) for s in stage_ids)
+        for s in stage_ids:
+            state = job.stages[s]
+            if state.released_at is None:
+                state.released_at = self.now
+            self.pending_tasks += len(state.pending)
         self._backlog_changed()
 
     def _recount(self) -> None:
@@ -423,7 +449,11 @@ class SimCluster:
         if job_id not in worker.executor_ready:
             low, high = self.executor_startup_s
             worker.executor_ready[job_id] = self.now + self.draws.uniform(low, high)
+            job.executors += 1
         start = max(start, worker.executor_ready[job_id])
+        if not job.running:
+            job.serial_s += max(0.0, start - job.idle_since)
+            job.idle_since = start
         on_executor = worker.executor_tasks.get(job_id, 0)
         worker.executor_tasks[job_id] = on_executor + 1
         on_stage = worker.tasks_started.get((job_id, stage.id), 0)
