@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sparkscaler.backends.simulated import run_alone as sim_run_alone
+from sparkscaler.core import JobRecord
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.sim.arrivals import Arrivals
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import (
+    ContendedDurations,
     Draws,
     FixedDurations,
     JobSpec,
     ModelJobs,
     ProfileDurations,
+    SignatureJobs,
+    SignatureProfile,
     Stage,
+    StageShape,
     SyntheticJobs,
     TpchJobs,
+    fit_signature,
     load_tpch_job,
     make_workload,
     tpch_queries,
@@ -379,3 +387,106 @@ def test_simulated_tpch_queries_agree_with_their_wave_estimate(size: str) -> Non
     )
     for e, (median, errors) in report.items():
         assert median <= 25.0, f"{size} e={e}: median |error| {median:.1f} %, errors {errors}"
+
+
+# ---------------------------------------------------------------------------------- signatures
+def test_contended_durations_grow_with_the_slots_a_job_holds() -> None:
+    durations = ContendedDurations(10.0, contention=0.25)
+    assert [durations.mean("rest", k) for k in (0, 1, 3)] == [10.0, 10.0, 15.0]
+    assert durations.sample("fresh", 5, Draws(np.random.default_rng(0))) == 20.0
+
+
+#: A recurring job: 8 input tasks, then a shuffle of 4, then a second Spark job of 2 tasks.
+TRUTH = SignatureProfile(
+    signature="etl",
+    stages=(StageShape(8, 0.6), StageShape(4, 0.3, (0,)), StageShape(2, 0.1, (0, 1))),
+    serial=(12.0, 3.0),
+    work=(5.0, 20.0, 0.5, 2.0),
+    sizes_gb=(1.0, 3.0),
+)
+STARTUP = (4.0, 4.0)
+
+
+def recorded(profile: SignatureProfile, sizes: tuple[float, ...], workers: tuple[int, ...]):
+    """Runs of ``profile`` alone at every size and worker count, as a recording makes them."""
+    return [
+        sim_run_alone(profile.make(s, executor_startup_s=STARTUP[0]), n, executor_startup_s=STARTUP)
+        for s in sizes
+        for n in workers
+    ]
+
+
+def _as_recorded(record: JobRecord) -> JobRecord:
+    """The record as an event log gives it: a later Spark job's first stage has no parent."""
+    stages = tuple(replace(s, parents=()) if s.stage_id == 2 else s for s in record.stages)
+    return replace(record, stages=stages, signature="etl")
+
+
+def test_a_signature_fitted_on_its_runs_reproduces_them() -> None:
+    runs = [_as_recorded(r) for r in recorded(TRUTH, (1.0, 2.0, 3.0), (1, 2, 3))]
+    assert {r.serial_s for r in runs if r.input_bytes == 2e9} == {18.0}  # 12 + 3 s, exactly
+    fitted = fit_signature(runs)
+    assert fitted.signature == "etl" and fitted.runs == 9
+    assert fitted.sizes_gb == (1.0, 3.0)
+    assert [(s.tasks, s.parents) for s in fitted.stages] == [(8, ()), (4, (0,)), (2, (0, 1))]
+    assert [s.share for s in fitted.stages] == pytest.approx([0.6, 0.3, 0.1], abs=0.02)
+    assert fitted.serial == pytest.approx((12.0, 3.0), abs=1e-6)
+    for run in runs:
+        size, n = run.input_bytes / 1e9, run.executors
+        again = sim_run_alone(
+            fitted.make(size, executor_startup_s=STARTUP[0]), n, executor_startup_s=STARTUP
+        )
+        assert again.duration_s == pytest.approx(run.duration_s, rel=0.05), (size, n)
+    # A size it was not fitted on, between the recorded ones: as the truth runs it.
+    truth = sim_run_alone(TRUTH.make(2.5, executor_startup_s=4.0), 2, executor_startup_s=STARTUP)
+    guess = sim_run_alone(fitted.make(2.5, executor_startup_s=4.0), 2, executor_startup_s=STARTUP)
+    assert guess.duration_s == pytest.approx(truth.duration_s, rel=0.05)
+
+
+def test_a_signature_keeps_the_runs_noise_and_its_core_cap() -> None:
+    runs = [_as_recorded(r) for r in recorded(TRUTH, (1.0, 2.0, 3.0), (1, 2))]
+    slow = replace(runs[0], task_seconds=runs[0].task_seconds * 1.5, end_time=runs[0].end_time + 30)
+    capped = [replace(r, max_cores=2) for r in [*runs[1:], slow]]
+    fitted = fit_signature(capped)
+    assert fitted.max_cores == 2
+    assert max(w for _, w in fitted.residuals) > 0.2  # the slow run
+    rng = np.random.default_rng(1)
+    works = {
+        round(sum(s.num_tasks * s.durations.seconds for s in fitted.make(2.0, rng).stages), 6)
+        for _ in range(40)
+    }
+    assert len(works) == len(capped)  # one work per recorded run's residual
+    assert all(j.max_cores == 2 for j in [fitted.make(2.0)])
+    mixed = [*capped, replace(runs[0], max_cores=None)]
+    assert fit_signature(mixed).max_cores is None
+
+
+def test_fit_signature_rejects_what_it_cannot_fit_on() -> None:
+    runs = [_as_recorded(r) for r in recorded(TRUTH, (1.0, 2.0), (1,))]
+    with pytest.raises(ValueError, match="several signatures: etl, other"):
+        fit_signature([*runs, replace(runs[0], signature="other")])
+    with pytest.raises(ValueError, match="no successful run"):
+        fit_signature([replace(r, success=False) for r in runs])
+
+
+def test_signature_jobs_draw_each_signature_by_weight_within_its_sizes() -> None:
+    other = replace(TRUTH, signature="report", sizes_gb=(10.0, 20.0), max_cores=3)
+    source = SignatureJobs([TRUTH, other], weights=[3.0, 1.0], executor_startup_s=4.0)
+    jobs = [source.sample(np.random.default_rng([5, i])) for i in range(400)]
+    by = {s: [j for j in jobs if j.signature == s] for s in ("etl", "report")}
+    assert 0.68 < len(by["etl"]) / len(jobs) < 0.82
+    assert all(1.0 <= j.size_gb <= 3.0 and j.max_cores is None for j in by["etl"])
+    assert all(10.0 <= j.size_gb <= 20.0 and j.max_cores == 3 for j in by["report"])
+    assert all(j.name == j.key == j.signature for j in jobs)
+    first = by["etl"][0]
+    assert first.driver_s == pytest.approx(TRUTH.serial_s(first.size_gb) - 4.0)
+    assert [s.num_tasks for s in first.stages] == [8, 4, 2]
+    again = source.sample(np.random.default_rng([5, 0]))
+    assert again == jobs[0]  # seeded
+    assert (
+        SignatureJobs([TRUTH], sizes_gb=(7.0, 7.0)).sample(np.random.default_rng(0)).size_gb == 7.0
+    )
+    with pytest.raises(ValueError, match="one non-negative weight"):
+        SignatureJobs([TRUTH], weights=[1.0, 2.0])
+    with pytest.raises(KeyError, match="have etl, report"):
+        source.profile("nope")

@@ -272,3 +272,31 @@ class SimJobHistory:
     def poll(self) -> list[JobRecord]:
         new, self._new = self._new, []
         return new
+
+
+def run_alone(
+    spec: JobSpec,
+    workers: int,
+    *,
+    cores_per_worker: int = 1,
+    executor_startup_s: tuple[float, float] = (0.0, 0.0),
+    seed: int = 0,
+) -> JobRecord:
+    """``spec`` run on its own on ``workers`` workers that are up before it arrives: its
+    record, as a recording run of a real job on a fixed cluster gives one (to check a profile
+    against the runs it was fitted on, or to make runs to fit one on)."""
+    sim = SimCluster(
+        [dataclasses.replace(spec, id=0, arrival=0.0)],
+        cores_per_worker=cores_per_worker,
+        initial_workers=workers,
+        executor_startup_s=executor_startup_s,
+        seed=seed,
+    )
+    history = SimJobHistory(sim)
+    sim.run_until(YEAR_S)
+    (record,) = history.poll()
+    return record
+
+
+#: Longer than any simulated job runs.
+YEAR_S = 365 * 86_400.0

@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from sparkscaler.core import JobRecord
 from sparkscaler.sim.arrivals import Arrivals
 
 WaveKind = Literal["fresh", "first", "rest"]
@@ -314,6 +315,221 @@ class TpchJobs:
         if (query, size) not in self._cache:
             self._cache[(query, size)] = load_tpch_job(self.directory, query, size)
         return self._cache[(query, size)]
+
+
+# ---------------------------------------------------------------------------------- signatures
+@dataclass(frozen=True)
+class ContendedDurations:
+    """Tasks of one length that slow down as their job spreads over more task slots.
+
+    On the machine the recorded runs come from, added workers share the same two cores, so a
+    task takes longer the more slots its job holds: ``seconds · (1 + contention · (slots - 1))``.
+    Fitted on runs from a cluster of separate hosts, ``contention`` comes out about 0.
+    """
+
+    seconds: float
+    contention: float = 0.0
+
+    def mean(self, kind: WaveKind, executors: int) -> float:
+        return self.seconds * (1.0 + self.contention * (max(1, executors) - 1))
+
+    def sample(self, kind: WaveKind, executors: int, draws: Draws) -> float:
+        return self.mean(kind, executors)
+
+
+@dataclass(frozen=True)
+class StageShape:
+    """One stage of a recurring job: its tasks, its parents (indices of earlier stages) and its
+    share of the job's task-seconds."""
+
+    tasks: int
+    share: float
+    parents: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SignatureProfile:
+    """One recurring job as its recorded runs show it, to generate new runs of any size.
+
+    A run of size s on k task slots spends ``serial = s0 + s1·s`` seconds with no task running
+    (driver start-up and work, executor start-up: the records' ``serial_s``) and
+    ``work = w0 + w1·s + (w2 + w3·s)·(k - 1)`` task-seconds (the records' ``task_seconds``;
+    the terms in k are the slow-down of tasks that share the recording machine's cores),
+    split over its stages as its runs split them. Both are non-negative least squares fits
+    over the signature's runs, as Ernest fits its terms; a new run draws one recorded run's
+    relative residuals of the two, so that run-to-run noise is the recordings'. ``model`` is
+    the signature's Ernest model of whole run times (a :class:`~sparkscaler.models.
+    runtime_model.RuntimeModel`, fitted by the caller), kept for the oracle and the report.
+    """
+
+    signature: str
+    stages: tuple[StageShape, ...]
+    serial: tuple[float, float]
+    work: tuple[float, float, float, float]
+    sizes_gb: tuple[float, float]
+    residuals: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+    max_cores: int | None = None
+    runs: int = 0
+    model: object | None = None
+
+    def serial_s(self, size_gb: float) -> float:
+        return self.serial[0] + self.serial[1] * size_gb
+
+    def work_s(self, size_gb: float, slots: float = 1.0) -> float:
+        w0, w1, w2, w3 = self.work
+        return w0 + w1 * size_gb + (w2 + w3 * size_gb) * (max(1.0, slots) - 1.0)
+
+    def make(
+        self,
+        size_gb: float,
+        rng: np.random.Generator | None = None,
+        executor_startup_s: float = 0.0,
+    ) -> JobSpec:
+        """A run of ``size_gb``: its serial part as the driver phase (less the executor
+        start-up the simulator adds itself), its work split over the stages; noise from
+        ``rng`` (None: the fits' mean run)."""
+        serial_r, work_r = (0.0, 0.0)
+        if rng is not None:
+            serial_r, work_r = self.residuals[int(rng.integers(len(self.residuals)))]
+        base = self.work_s(size_gb) * max(0.05, 1.0 + work_r)
+        w0, w1, w2, w3 = self.work
+        per_slot = (w2 + w3 * size_gb) / max(w0 + w1 * size_gb, 1e-9)
+        stages = tuple(
+            Stage(
+                i,
+                shape.tasks,
+                ContendedDurations(base * shape.share / shape.tasks, per_slot),
+                shape.parents,
+            )
+            for i, shape in enumerate(self.stages)
+        )
+        driver = self.serial_s(size_gb) * max(0.05, 1.0 + serial_r) - executor_startup_s
+        return JobSpec(
+            0,
+            self.signature,
+            0.0,
+            stages,
+            size_gb,
+            driver_s=max(0.0, driver),
+            signature=self.signature,
+            max_cores=self.max_cores,
+        )
+
+
+def _chained_stages(record: JobRecord) -> list[StageShape]:
+    """A record's stages in id order with their parents as indices; a stage without a recorded
+    parent after the first (the first stage of the application's next Spark job) waits for
+    every stage before it, since a driver runs its actions one after another."""
+    ordered = sorted(record.stages, key=lambda s: s.stage_id)
+    index = {s.stage_id: i for i, s in enumerate(ordered)}
+    total = sum(s.task_seconds for s in ordered) or 1.0
+    shapes = []
+    for i, s in enumerate(ordered):
+        parents = tuple(sorted(index[p] for p in s.parents if p in index and index[p] < i))
+        if not parents and i:
+            parents = tuple(range(i))
+        shapes.append(StageShape(max(1, s.tasks), s.task_seconds / total, parents))
+    return shapes
+
+
+def _nonneg_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls  # SciPy only for fitting: a simulation of TPC-H needs none
+
+    return np.asarray(nnls(design, target)[0], dtype=float)
+
+
+def fit_signature(
+    records: Sequence[JobRecord], cores_per_worker: int = 1, model: object | None = None
+) -> SignatureProfile:
+    """A signature's profile from its recorded runs (successful, with stages and a size); the
+    stage structure is that of the runs with the most common number of stages, each stage's
+    share of the work their mean. ``cores_per_worker``: the recording cluster's, to count a
+    run's task slots (executors x cores, capped by its ``spark.cores.max``)."""
+    runs = [r for r in records if r.success and r.stages and r.input_bytes > 0 and r.tasks > 0]
+    if not runs:
+        raise ValueError("no successful run with stages and a size to fit a signature on")
+    signatures = {r.key for r in runs}
+    if len(signatures) > 1:
+        raise ValueError(f"runs of several signatures: {', '.join(sorted(signatures))}")
+    counts: dict[int, int] = {}
+    for r in runs:
+        counts[len(r.stages)] = counts.get(len(r.stages), 0) + 1
+    stage_count = max(counts, key=lambda c: (counts[c], c))
+    template = [r for r in runs if len(r.stages) == stage_count]
+    shapes = [_chained_stages(r) for r in template]
+    latest = shapes[int(np.argmax([r.end_time for r in template]))]
+    stages = tuple(
+        StageShape(shape.tasks, float(np.mean([s[i].share for s in shapes])), shape.parents)
+        for i, shape in enumerate(latest)
+    )
+    total_share = sum(s.share for s in stages) or 1.0
+    stages = tuple(StageShape(s.tasks, s.share / total_share, s.parents) for s in stages)
+
+    size = np.array([r.input_bytes / 1e9 for r in runs])
+    slots = np.array(
+        [min(max(1, r.executors) * cores_per_worker, r.max_cores or 10**9) - 1.0 for r in runs],
+        dtype=float,
+    )
+    serial_t = np.array([r.serial_s for r in runs])
+    work_t = np.array([r.task_seconds for r in runs])
+    serial = _nonneg_fit(np.column_stack([np.ones_like(size), size]), serial_t)
+    work = _nonneg_fit(np.column_stack([np.ones_like(size), size, slots, size * slots]), work_t)
+    serial_hat = serial[0] + serial[1] * size
+    work_hat = work[0] + work[1] * size + (work[2] + work[3] * size) * slots
+    residuals = tuple(
+        (
+            float(st / sh - 1.0) if sh > 0 else 0.0,
+            float(wt / wh - 1.0) if wh > 0 else 0.0,
+        )
+        for st, sh, wt, wh in zip(serial_t, serial_hat, work_t, work_hat, strict=True)
+    )
+    caps = {r.max_cores for r in runs}
+    return SignatureProfile(
+        signature=runs[0].key,
+        stages=stages,
+        serial=(float(serial[0]), float(serial[1])),
+        work=(float(work[0]), float(work[1]), float(work[2]), float(work[3])),
+        sizes_gb=(float(size.min()), float(size.max())),
+        residuals=residuals,
+        max_cores=caps.pop() if len(caps) == 1 else None,
+        runs=len(runs),
+        model=model,
+    )
+
+
+@dataclass
+class SignatureJobs:
+    """Jobs drawn from several recurring jobs, each with its own profile (its stage structure,
+    serial part and work, fitted from its recorded runs): a signature by ``weights`` (equal by
+    default), a size uniform in its recorded range (or ``sizes_gb`` when given)."""
+
+    profiles: Sequence[SignatureProfile]
+    weights: Sequence[float] | None = None
+    sizes_gb: tuple[float, float] | None = None
+    executor_startup_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.profiles:
+            raise ValueError("SignatureJobs needs at least one signature")
+        weights = np.asarray(self.weights or [1.0] * len(self.profiles), dtype=float)
+        if len(weights) != len(self.profiles) or not (weights >= 0).all() or weights.sum() <= 0:
+            raise ValueError("one non-negative weight per signature, not all zero")
+        self._p = weights / weights.sum()
+
+    def profile(self, signature: str) -> SignatureProfile:
+        for p in self.profiles:
+            if p.signature == signature:
+                return p
+        raise KeyError(f"no signature {signature!r}; have {', '.join(self.signatures)}")
+
+    @property
+    def signatures(self) -> list[str]:
+        return [p.signature for p in self.profiles]
+
+    def sample(self, rng: np.random.Generator) -> JobSpec:
+        profile = self.profiles[int(rng.choice(len(self.profiles), p=self._p))]
+        low, high = self.sizes_gb or profile.sizes_gb
+        return profile.make(float(rng.uniform(low, high)), rng, self.executor_startup_s)
 
 
 class JobSource(Protocol):
