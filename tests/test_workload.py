@@ -28,6 +28,7 @@ from sparkscaler.sim.workload import (
     SyntheticJobs,
     TpchJobs,
     fit_signature,
+    job_from_record,
     load_tpch_job,
     make_workload,
     tpch_queries,
@@ -490,3 +491,21 @@ def test_signature_jobs_draw_each_signature_by_weight_within_its_sizes() -> None
         SignatureJobs([TRUTH], weights=[1.0, 2.0])
     with pytest.raises(KeyError, match="have etl, report"):
         source.profile("nope")
+
+
+def test_a_recorded_run_replays_as_long_as_it_ran() -> None:
+    (run,) = recorded(TRUTH, (2.0,), (2,))
+    run = replace(_as_recorded(run), max_cores=2, deadline_s=120.0)
+    job = job_from_record(run, executor_startup_s=4.0)
+    assert (job.name, job.signature, job.size_gb, job.max_cores, job.deadline_s) == (
+        "etl",
+        "etl",
+        2.0,
+        2,
+        120.0,
+    )
+    assert job.driver_s == pytest.approx(run.serial_s - 4.0)
+    assert [(s.num_tasks, s.parents) for s in job.stages] == [(8, ()), (4, (0,)), (2, (0, 1))]
+    again = sim_run_alone(job, 2, executor_startup_s=STARTUP)
+    assert again.duration_s == pytest.approx(run.duration_s, rel=0.02)
+    assert again.task_seconds == pytest.approx(run.task_seconds, rel=1e-9)

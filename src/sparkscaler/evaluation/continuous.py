@@ -10,8 +10,10 @@ real controller and guard, from the same seed, so each sees the same jobs at the
   A job's deadline is ``deadline_factor`` times its run time alone on N workers.
 - the ``replay`` case takes its jobs from the user's history (the store's job records, or a
   directory of Spark event logs): each finished application becomes a job that arrives when it
-  was submitted, with its tasks, its mean task time and its driver time, and with its own
-  deadline (``spark.sparkscaler.deadline``), else the config's ``deadline_s``, else
+  was submitted, with its signature, its stages (each task its stage's mean task time) and
+  its serial part as the driver time (a record without stages: one stage of all its tasks,
+  the rest of its run time the driver's), and with its own deadline
+  (``spark.sparkscaler.deadline``), else the config's ``deadline_s``, else
   ``deadline_factor`` times the run time it had.
 
 Learned policies start from what they would have had: the forecaster (``predictive``, and
@@ -60,6 +62,7 @@ from sparkscaler.sim.workload import (
     ModelJobs,
     Stage,
     TpchJobs,
+    job_from_record,
     make_workload,
     wave_estimate,
 )
@@ -171,12 +174,16 @@ def replay_jobs(
         raise ValueError("the history holds no finished application with tasks to replay")
     t0 = done[0].submit_time
     cores = config.cluster.worker_cores
+    startup = sum(config.simulation.executor_startup_s) / 2
     jobs = []
     for i, r in enumerate(done):
+        deadline = r.deadline_s or config.deadline_s or deadline_factor * r.duration_s
+        if r.stages:
+            jobs.append(job_from_record(r, startup).with_arrival(i, r.submit_time - t0, deadline))
+            continue
         task_s = r.task_seconds / r.tasks
         slots = max(1, r.executors) * cores
         driver = max(0.0, r.duration_s - math.ceil(r.tasks / slots) * task_s)
-        deadline = r.deadline_s or config.deadline_s or deadline_factor * r.duration_s
         stage = Stage(0, r.tasks, FixedDurations(task_s))
         jobs.append(
             JobSpec(
@@ -187,6 +194,7 @@ def replay_jobs(
                 r.input_bytes / 1e9,
                 deadline,
                 driver,
+                signature=r.signature,
             )
         )
     return jobs

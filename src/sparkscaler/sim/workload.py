@@ -432,6 +432,29 @@ def _chained_stages(record: JobRecord) -> list[StageShape]:
     return shapes
 
 
+def job_from_record(record: JobRecord, executor_startup_s: float = 0.0) -> JobSpec:
+    """A finished application as a simulated job, to replay it: its stages (parents as the
+    record has them, a later Spark job's first stage after every stage before it), each task
+    its stage's mean task time, and its serial part as the driver phase, less the executor
+    start-up that the simulator adds itself."""
+    ordered = sorted(record.stages, key=lambda s: s.stage_id)
+    stages = tuple(
+        Stage(i, shape.tasks, FixedDurations(s.task_seconds / max(1, s.tasks)), shape.parents)
+        for i, (s, shape) in enumerate(zip(ordered, _chained_stages(record), strict=True))
+    )
+    return JobSpec(
+        0,
+        record.name or record.app_id,
+        0.0,
+        stages,
+        record.input_bytes / 1e9,
+        record.deadline_s,
+        max(0.0, record.serial_s - executor_startup_s),
+        signature=record.signature,
+        max_cores=record.max_cores,
+    )
+
+
 def _nonneg_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     from scipy.optimize import nnls  # SciPy only for fitting: a simulation of TPC-H needs none
 
