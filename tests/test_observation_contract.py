@@ -102,10 +102,19 @@ def check_meaning(seq: list[Observation], size: float) -> None:
             assert 0 <= obs.input_read_bytes <= size + TASKS * 256 * 1024
             assert obs.deadline_s == DEADLINE_S
             assert obs.oldest_job_elapsed_s is not None and obs.oldest_job_elapsed_s >= 0
+            check_job(obs)
         else:
             assert (obs.input_bytes, obs.input_read_bytes) == (None, None)
             assert (obs.running_tasks, obs.pending_tasks) == (0, 0)
+            assert obs.jobs == ()
     during = [o for o in seq if o.cluster.active_apps and not o.errors]
+    # The job's own context over its run: time and tasks done only grow, and it is seen at work.
+    elapsed = [o.jobs[0].elapsed_s for o in during]
+    assert elapsed == sorted(elapsed)
+    done = [o.jobs[0].tasks_done for o in during]
+    assert done == sorted(done)
+    assert any(0 < d < TASKS for d in done)
+    assert any(o.jobs[0].stages and o.jobs[0].stages[0].running > 0 for o in during)
     reads = [o.input_read_bytes or 0.0 for o in during]
     assert reads == sorted(reads)  # input read only grows
     assert max(reads) >= size / 2
@@ -113,6 +122,27 @@ def check_meaning(seq: list[Observation], size: float) -> None:
     assert any(o.cluster.alive_workers == 1 and o.pending_tasks > 0 for o in during)
     assert any(o.cluster.alive_workers == 2 and o.running_tasks == 2 for o in during)
     assert seq[-1].cluster.alive_workers == 2 and not seq[-1].cluster.active_apps
+
+
+def check_job(obs: Observation) -> None:
+    """The one running job's context: the master's app, named and signed by its name (it sets
+    no ``spark.sparkscaler.job``), its declared size and deadline, time since it was submitted,
+    one stage of TASKS tasks whose finished tasks took at least their sleep each."""
+    (app,) = obs.cluster.active_apps
+    (job,) = obs.jobs
+    assert (job.app_id, job.name, job.signature) == (app.id, "contract", "contract")
+    assert (job.input_bytes, job.input_source) == (obs.input_bytes, "declared")
+    assert job.deadline_s == DEADLINE_S
+    assert job.elapsed_s == pytest.approx(obs.oldest_job_elapsed_s, abs=1.0)
+    assert (job.cores, job.max_cores) == (app.cores, None)
+    assert len(job.stages) <= 1  # none yet while the driver starts, then the one stage
+    for stage in job.stages:
+        assert stage.tasks == TASKS and stage.status in ("ACTIVE", "COMPLETE")
+        assert 0 <= stage.done <= TASKS and 0 <= stage.running <= obs.cluster.alive_workers + 1
+        assert job.tasks_left == TASKS - stage.done
+        assert stage.task_seconds >= TASK_S * stage.done - 1e-9
+        assert stage.task_seconds <= 3 * TASK_S * stage.done + 1e-9
+        assert 0.0 <= stage.input_bytes <= obs.input_bytes + TASKS * 256 * 1024
 
 
 # ------------------------------------------------------------------------------- the scenario
