@@ -8,7 +8,7 @@ real cluster), with the simulator behind the ``Backend``, ``Clock`` and ``Observ
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,19 @@ from sparkscaler import units
 from sparkscaler.backends.simulated import SimJobHistory, SimulatedBackend
 from sparkscaler.config import Config
 from sparkscaler.controller import Step
-from sparkscaler.models.runtime_model import RuntimeModel
+from sparkscaler.core import JobRecord
+from sparkscaler.models.runtime_model import RuntimeModel, fit_runs, runs_from_jobs
 from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals
-from sparkscaler.sim.cluster import JobResult
+from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, JobResult
 from sparkscaler.sim.workload import (
     JobSource,
     JobSpec,
     ModelJobs,
+    SignatureJobs,
     SyntheticJobs,
     TpchJobs,
+    fit_signature,
     make_workload,
     tpch_queries,
 )
@@ -41,7 +44,58 @@ from sparkscaler.wiring import make_sim, simulated_loop
 #: time jobs finish stays cheap over a simulated week.
 LEARN_RUNS_PER_SIGNATURE = 30
 
-JOB_SPEC_USAGE = "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3]"
+JOB_SPEC_USAGE = (
+    "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3] | "
+    "recorded[:RUNS][,sizes=0.1-2]"
+)
+
+
+def load_recorded(path: Path | None = None) -> list[JobRecord]:
+    """Recorded runs of real jobs, as job records: the package's recordings of the four PySpark
+    jobs (:func:`sparkscaler.models.recorded_runs.load_recorded_runs`) by default, else those
+    of ``path``: a sparkscaler store (``.db``), a directory of Spark event logs, or a JSON-lines
+    file of recorded runs."""
+    if path is None or path.suffix == ".jsonl":
+        from sparkscaler.models.recorded_runs import load_recorded_runs
+
+        runs = load_recorded_runs() if path is None else load_recorded_runs(path)
+        return [run.record for run in runs]
+    if path.is_dir():
+        from sparkscaler.observe.eventlog import scan_event_logs
+
+        return scan_event_logs(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recorded runs {path} not found (.jsonl, .db or event logs)")
+    with Store(path) as store:
+        return store.jobs()
+
+
+def signature_jobs(
+    records: Sequence[JobRecord],
+    *,
+    cores_per_worker: int = 1,
+    executor_startup_s: float = sum(LOCAL_EXECUTOR_STARTUP_S) / 2,
+    sizes_gb: tuple[float, float] | None = None,
+) -> SignatureJobs:
+    """Jobs of every signature among ``records`` (their runs of real jobs), each drawn from its
+    own profile (:func:`~sparkscaler.sim.workload.fit_signature`) with its own Ernest model of
+    whole run times beside it (where it has two runs or more), and the records as the history
+    to start from. ``cores_per_worker``: the recording cluster's; ``executor_startup_s``: what
+    the simulator will add to each run (its profile's driver phase is that much shorter)."""
+    by_key: dict[str, list[JobRecord]] = {}
+    for r in records:
+        if r.success and r.stages and r.input_bytes > 0:
+            by_key.setdefault(r.key, []).append(r)
+    if not by_key:
+        raise ValueError("no successful recorded run with stages and a size")
+    profiles = []
+    for key in sorted(by_key):
+        runs = by_key[key]
+        usable = runs_from_jobs(runs)
+        model = fit_runs(usable, source=f"recorded runs of {key}") if len(usable) >= 2 else None
+        profiles.append(fit_signature(runs, cores_per_worker, model))
+    kept = tuple(r for key in sorted(by_key) for r in by_key[key])
+    return SignatureJobs(profiles, None, sizes_gb, executor_startup_s, kept)
 
 
 def parse_duration(text: str) -> float:
@@ -70,6 +124,12 @@ def parse_jobs(spec: str) -> JobSource:
     if kind == "model" and path:
         low, _, high = opts.get("sizes", "0.5-3").partition("-")
         return ModelJobs(RuntimeModel.load(Path(path)), (float(low), float(high or low)))
+    if kind == "recorded":
+        sizes = None
+        if "sizes" in opts:
+            low, _, high = opts["sizes"].partition("-")
+            sizes = (float(low), float(high or low))
+        return signature_jobs(load_recorded(Path(path) if path else None), sizes_gb=sizes)
     raise ValueError(f"unknown job source {spec!r}; use {JOB_SPEC_USAGE}")
 
 
@@ -132,9 +192,13 @@ def simulate(
     deadline_s: float | None = None,
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
+    learn: bool | None = None,
 ) -> SimulationResult:
     """Simulate ``duration_s`` seconds with ``policy``, or the config's (built by the wiring);
-    ``progress`` is called with the simulated time."""
+    ``progress`` is called with the simulated time. ``learn`` (None: for jobs of recorded
+    signatures): the policy learns from finished jobs as on a real cluster; with jobs of recorded
+    signatures it starts from their recorded runs, as a cluster that has run them would
+    (:func:`simulate_workload`)."""
     seed = config.simulation.seed if seed is None else seed
     workload = make_workload(
         arrivals,
@@ -144,7 +208,17 @@ def simulate(
         deadline_s=deadline_s or config.deadline_s,
         slots=config.scaling.max_workers * config.cluster.worker_cores,
     )
-    return simulate_workload(config, workload, policy, duration_s, seed=seed, progress=progress)
+    recorded = isinstance(jobs, SignatureJobs)
+    return simulate_workload(
+        config,
+        workload,
+        policy,
+        duration_s,
+        seed=seed,
+        progress=progress,
+        learn=recorded if learn is None else learn,
+        history=jobs.history if recorded else (),
+    )
 
 
 def simulate_workload(
@@ -157,14 +231,18 @@ def simulate_workload(
     progress: Callable[[float], None] | None = None,
     learn: bool = False,
     runs_per_signature: int | None = LEARN_RUNS_PER_SIGNATURE,
+    history: Sequence[JobRecord] = (),
 ) -> SimulationResult:
     """Run the controller with ``policy`` (None: the config's) over given jobs (arrival times
     and deadlines set). ``learn``: finished jobs flow back to the loop as job records
     (:class:`~sparkscaler.backends.simulated.SimJobHistory`, the first ``runs_per_signature``
-    of each signature), and the controller refits the policy on them as on a real cluster."""
+    of each signature), and the controller refits the policy on them as on a real cluster.
+    ``history``: finished jobs the store holds from the start (and the policy is fitted on),
+    as a cluster's store holds the runs before the simulated span."""
     seed = config.simulation.seed if seed is None else seed
     sim = make_sim(config, workload, seed)
-    history = SimJobHistory(sim, runs_per_signature) if learn else None
+    finished = SimJobHistory(sim, runs_per_signature) if learn else None
+    prior = list(history)
     keys = ("time_s", "workers", "target", "pending", "running")
     timeline: dict[str, list[float]] = {k: [] for k in keys}
 
@@ -178,7 +256,11 @@ def simulate_workload(
             progress(sim.now)
 
     with Store(Path(":memory:"), worker_detail=False) as store:
-        controller = simulated_loop(config, sim, store, policy=policy, history=history)
+        if prior:
+            store.add_jobs(prior)
+            if policy is not None:
+                policy.fit(store.jobs())
+        controller = simulated_loop(config, sim, store, policy=policy, history=finished)
         backend = controller.backend
         assert isinstance(backend, SimulatedBackend)
         started = time.perf_counter()

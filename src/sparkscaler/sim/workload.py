@@ -530,6 +530,9 @@ class SignatureJobs:
     weights: Sequence[float] | None = None
     sizes_gb: tuple[float, float] | None = None
     executor_startup_s: float = 0.0
+    #: The recorded runs the profiles were fitted on: the history a cluster that ran them has,
+    #: which a simulation hands its policy to start from.
+    history: Sequence[JobRecord] = ()
 
     def __post_init__(self) -> None:
         if not self.profiles:
