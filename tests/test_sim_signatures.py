@@ -14,6 +14,8 @@ import pytest
 from sparkscaler.backends.simulated import run_alone
 from sparkscaler.config import Config
 from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.evaluation import continuous
+from sparkscaler.evaluation.lineup import Calibration
 from sparkscaler.evaluation.simulation import (
     load_recorded,
     parse_jobs,
@@ -135,3 +137,30 @@ def test_a_simulation_of_recorded_jobs_starts_from_their_runs_and_learns(tmp_pat
     plain = Learner()
     simulate(config, arrivals, source, plain, 1200.0, deadline_s=300.0, learn=False)
     assert [len(f) for f in plain.fits] == [12]  # the recorded runs only
+
+
+def test_a_trace_case_of_recorded_jobs_learns_from_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day of arrivals of both recorded jobs: its jobs carry their signatures, the store
+    starts with the recorded runs, and the planner learns as the jobs finish."""
+    source = signature_jobs(recordings())
+    monkeypatch.setattr(continuous, "recorded_jobs", lambda: source)
+    case = continuous.Case("daily-recorded", "daily", 6 * 3600.0, 4, jobs="recorded")
+    calibration = Calibration.load()
+    config = Config()
+    data = continuous.build_case(case, config, calibration, (1.0, 3.0), seed=0)
+    assert {j.signature for j in data.workload} == {"scan", "loop"}
+    assert data.history == tuple(source.history)
+    assert continuous.learns(case) and not continuous.learns(replace(case, jobs="model"))
+
+    seen: dict[str, object] = {}
+    real = continuous.simulate_workload
+
+    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.update(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(continuous, "simulate_workload", spy)
+    row = continuous.run_case(config, "planner", data, calibration, {}, seed=0)
+    assert seen["learn"] is True and seen["history"] == data.history
+    assert row["jobs"] == len(data.workload) > 10
+    assert row["misses"] <= row["jobs"] // 4

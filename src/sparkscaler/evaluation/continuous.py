@@ -5,8 +5,10 @@ real controller and guard, from the same seed, so each sees the same jobs at the
 
 - ``trace`` cases take their arrivals from a real trace (a demand series in any layout that
   :mod:`~sparkscaler.sim.traces` reads, or Alibaba's batch tasks) or a daily/weekly shape, and
-  their jobs from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`) or
-  TPC-H profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
+  their jobs from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`),
+  from the recorded real jobs (``jobs="recorded"``: several signatures, each with its own
+  profile and runtime model, :class:`~sparkscaler.sim.workload.SignatureJobs`) or from TPC-H
+  profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
   A job's deadline is ``deadline_factor`` times its run time alone on N workers.
 - the ``replay`` case takes its jobs from the user's history (the store's job records, or a
   directory of Spark event logs): each finished application becomes a job that arrives when it
@@ -22,11 +24,15 @@ by a static cluster of N, when the trace has one (the NASA trace's previous week
 of the synthetic shape; none for the 17-hour Alibaba trace, a demand trace shorter than two
 periods, or a replay, where it starts cold and falls back to its reactive rule); the planners
 get the calibration's runtime model; the DQNs are trained beforehand in the env with the case's
-N, arrival rate and deadlines.
+N, arrival rate and deadlines. With recorded jobs and in a replay, the policies learn as on a
+real cluster (:func:`learns`): the store holds the recorded runs from the start (a replay: no
+runs), and the controller refits the policy whenever simulated jobs finish (the first
+:data:`~sparkscaler.evaluation.simulation.LEARN_RUNS_PER_SIGNATURE` of each signature).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -43,7 +49,7 @@ from sparkscaler.core import JobRecord
 from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, policy_settings
 from sparkscaler.evaluation.oracle import run_oracle
 from sparkscaler.evaluation.paper_grid import POLICY_KEYS as GRID_KEYS
-from sparkscaler.evaluation.simulation import simulate_workload
+from sparkscaler.evaluation.simulation import load_recorded, signature_jobs, simulate_workload
 from sparkscaler.policies.hybrid import HybridPolicy
 from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.rl.env import EnvConfig
@@ -60,6 +66,7 @@ from sparkscaler.sim.workload import (
     JobSource,
     JobSpec,
     ModelJobs,
+    SignatureJobs,
     Stage,
     TpchJobs,
     job_from_record,
@@ -92,7 +99,9 @@ class Case:
     utilization: float = 0.3
     #: T = this factor times the job's run time alone on N workers.
     deadline_factor: float = 5.0
-    jobs: str = "model"  # "model" | TPC-H directory
+    #: "model" (the calibration's), "recorded" (the recorded real jobs, several signatures:
+    #: :func:`~sparkscaler.evaluation.simulation.signature_jobs`) or a TPC-H directory.
+    jobs: str = "model"
     #: A demand trace's column and step (s), as :func:`~sparkscaler.sim.traces.read_demand` takes.
     column: str | None = None
     step_s: float | None = None
@@ -101,7 +110,22 @@ class Case:
 def _job_source(case: Case, calibration: Calibration, sizes: tuple[float, float]) -> JobSource:
     if case.jobs == "model":
         return ModelJobs(calibration.runtime_model, sizes)
+    if case.jobs == "recorded":
+        return recorded_jobs()
     return TpchJobs(Path(case.jobs))
+
+
+@functools.cache
+def recorded_jobs() -> SignatureJobs:
+    """The recorded real jobs (each signature at its recorded sizes), fitted once a process."""
+    return signature_jobs(load_recorded())
+
+
+def learns(case: Case) -> bool:
+    """Whether the policies of a case learn from its finished jobs as they would on a real
+    cluster: with jobs of several signatures (recorded jobs, a replayed history), where what a
+    policy learns of each recurring job is what is evaluated."""
+    return case.jobs == "recorded" or case.kind == "replay"
 
 
 def jobs_per_hour(source: JobSource, case: Case, cores: int, seed: int) -> float:
@@ -224,6 +248,9 @@ class CaseData:
     workload: tuple[JobSpec, ...]
     previous: tuple[JobSpec, ...] | None
     rate_per_hour: float
+    #: Finished jobs the cluster's store holds before the case begins (the recorded runs of
+    #: recorded jobs): what the policies start from.
+    history: tuple[JobRecord, ...] = ()
 
 
 def build_case(
@@ -254,7 +281,8 @@ def build_case(
 
     current = workload(0)
     assert current is not None
-    return CaseData(case, current, workload(-1), rate)
+    prior = tuple(source.history) if isinstance(source, SignatureJobs) else ()
+    return CaseData(case, current, workload(-1), rate, prior)
 
 
 def case_config(config: Config, case: Case) -> Config:
@@ -364,7 +392,9 @@ def run_case(
         context = simulated_context(cfg, calibration.runtime_model)
         policy = context.build(settings.name, settings.params)
         _warm_up(policy, cfg, data, seed)
-        result = simulate_workload(cfg, jobs, policy, duration, seed=seed)
+        result = simulate_workload(
+            cfg, jobs, policy, duration, seed=seed, learn=learns(data.case), history=data.history
+        )
         results, misses = result.jobs, result.misses
         worker_s, actions = result.worker_hours * 3600.0, result.scale_outs + result.scale_ins
         line = result.timeline
