@@ -80,9 +80,13 @@ class _Ernest:
 
     model: RuntimeModel
     scale: float = 1.0
+    coef: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coef", tuple(float(c) for c in self.model.coef_))
 
     def split(self, size_gb: float, slots: float, cores_per_worker: float) -> tuple[float, float]:
-        c0, c1, c2, c3, c4 = (float(c) for c in self.model.coef_)
+        c0, c1, c2, c3, c4 = self.coef
         n = max(1.0, slots / cores_per_worker)
         serial = c0 + c2 * size_gb + c3 * n + c4 * math.log(n)
         return self.scale * serial, self.scale * c1 * size_gb / n
@@ -395,31 +399,43 @@ class JobKnowledge:
     def project(self, job: JobContext, workers: int, cores_per_worker: float) -> Projection | None:
         """The running ``job``'s time left on ``workers`` workers of ``cores_per_worker`` cores
         (module docstring); None for a signature never seen when there is no prior."""
+        found = self.projections(job, [workers], cores_per_worker)
+        return None if found is None else found[0]
+
+    def projections(
+        self, job: JobContext, counts: Sequence[int], cores_per_worker: float
+    ) -> list[Projection] | None:
+        """:meth:`project` for each of ``counts`` workers: what does not depend on the count
+        (the work left) is worked out once."""
         k = self.knowledge(job.signature)
         if k is None:
             return None
+        cpw = cores_per_worker
         size = job.input_bytes / 1e9 if job.input_bytes else k.size_gb
-        slots = job_slots(workers, cores_per_worker, job.max_cores)
-        serial, parallel = k.model.split(size, slots, cores_per_worker)
         expected = k.work_per_gb * size
         if expected <= 0:
             # No task time known: the model's time on one worker, all its cores busy.
-            expected = k.model.split(size, cores_per_worker, cores_per_worker)[1] * cores_per_worker
+            expected = k.model.split(size, cpw, cpw)[1] * cpw
         left = _work_left(job, k, size, expected, self.prior_tasks)
         done = job.task_seconds
         progress = done / (done + left.total) if done + left.total > 0 else 0.0
-        parallel_left = parallel * left.total / expected if expected > 0 else parallel
+        share = left.total / expected if expected > 0 else 1.0
+        unobserved = left.unobserved / left.total if left.total > 0 else 0.0
         spent = max(0.0, job.elapsed_s - done / max(1, job.cores))
-        serial_left = max(0.0, serial - spent)
-        total = serial_left + parallel_left
-        tasks_done = job.tasks_done
-        seen = tasks_done / (tasks_done + self.prior_tasks)
-        unsure = serial_left * (1.0 - seen)
-        if left.total > 0:
-            unsure += parallel_left * left.unobserved / left.total
-        margin = k.margin * (unsure / total) if total > 0 else 0.0
-        source = f"{job.signature}: {k.source}" if job.signature else k.source
-        return Projection(workers, job.elapsed_s, total, margin, progress, source, serial_left)
+        seen = job.tasks_done / (job.tasks_done + self.prior_tasks)
+        source = f"{job.signature or job.app_id}: {k.source}"
+        out = []
+        for workers in counts:
+            serial, parallel = k.model.split(size, job_slots(workers, cpw, job.max_cores), cpw)
+            parallel_left = parallel * share
+            serial_left = max(0.0, serial - spent)
+            total = serial_left + parallel_left
+            unsure = serial_left * (1.0 - seen) + parallel_left * unobserved
+            margin = k.margin * (unsure / total) if total > 0 else 0.0
+            out.append(
+                Projection(workers, job.elapsed_s, total, margin, progress, source, serial_left)
+            )
+        return out
 
 
 @dataclass(frozen=True)

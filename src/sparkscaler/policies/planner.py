@@ -1,89 +1,153 @@
-"""Deadline planner: the fewest workers that an Ernest runtime model says will meet T.
+"""Deadline planner: the fewest workers that meet every running job's deadline T, re-planned
+from the jobs' progress every decision.
 
-Source: Venkataraman et al., "Ernest: Efficient Performance Prediction for Large-Scale Advanced
-Analytics" (NSDI 2016), whose model ``t(s, n) = θ0 + θ1·s/n + θ2·s + θ3·n + θ4·log n`` is
-:class:`~sparkscaler.models.runtime_model.RuntimeModel`, put to Ernest's own use: choosing the
-cluster size for a time budget. With ``s`` the running job's input
-size (``input_bytes / 1e9`` GB), T its deadline and N the most workers allowed:
+Sources: Ernest (Venkataraman et al., NSDI 2016) for a job's run time against its input size and
+workers, learned per recurring job (:class:`~sparkscaler.models.job_knowledge.JobKnowledge`:
+Ernest where a signature's runs vary enough, else its runs' work scaled by size, else a prior
+model); Jockey (Ferguson et al., EuroSys 2012) for planning a running job from its progress: the
+time left is predicted from the work its stages have left (and the stages its past runs had
+still to come), and the allocation re-planned every interval against the time left to T, with
+slack for what the prediction cannot see.
 
-- no job running -> the minimum workers; no deadline known -> the current size; input size
-  unknown -> N;
-- target = the smallest n in [max(1, min workers), N] with
-  ``(1 - f) · t_q(s, n) + d · max(0, 1 - alive / n) <= T - elapsed``, where
-  ``t_q = t · (1 + margin)``, the margin is the ``q`` quantile of the model's relative training
-  residuals (never negative), and ``d`` (``provisioning_s``) is how long a requested worker takes
-  to run tasks: until the ``n - alive`` new workers arrive, the ``alive`` ones work at
-  ``alive / n`` of the rate;
-- a running job is shrunk (target below its current size) only if the smaller size meets T
-  with ``scale_in_slack`` (20 %) of the time left to spare: shrinking stakes the deadline on the
-  progress estimate;
-- if the model says extra workers buy nothing (``model.scales(s, N)`` is false: less than
-  ``scale_threshold`` times faster on N than on 1) the same search applies, and the reason says
-  the job does not scale; if then no n meets T, the smallest n, since more would be wasted;
-- if no n meets T (and the job scales) -> N, and the reason says the deadline cannot be met;
-- a job that has already run longer than ``t_q`` on its current size (the model was wrong about
-  it and cannot say what is left) gets N if it scales, else keeps its current size.
+Every decision, with ``cpw`` the cores of a worker, ``d`` the provisioning delay
+(``provisioning_s``: how long a requested worker takes to run tasks) and N the most workers:
 
-Remaining work of the running jobs (our approximation; Ernest predicts whole runs only): ``s``
-is the input of every running job together. On ``n`` workers the model processes
-``s / t_q(s, n)`` GB a second, so the input done is the sum of ``dt · s / t_q(s, alive)`` over
-the intervals between decisions, with ``alive`` the workers that were running tasks then (a
-worker still provisioning does no work); input that leaves (a job finished) is taken off it, and
-input that arrives is simply more to do. The policy keeps that running sum while jobs run (the
-only memory it has); for jobs it meets already running it starts from ``elapsed / t_q(s, alive
-now)`` of ``s``. With ``f`` the share of ``s`` done, what is left takes ``(1 - f)`` of a whole
-run on any n.
-Start-up cost is thereby treated as spread over the run, and progress is underestimated when the
-job runs faster than ``t_q``, both on the safe side.
+- the running jobs (``Observation.jobs``, oldest first) fall into groups that share workers:
+  the jobs that could use every worker (no ``spark.cores.max``, or one as large as the cluster)
+  are one group, since a standalone master hands free cores to the oldest application that
+  wants them, so they run one after another on the same workers; a job capped below that
+  (``cap = ceil(spark.cores.max / cpw)`` workers) is a group of its own, beside the others;
+- a group is sized for its jobs that have a deadline (their own ``spark.sparkscaler.deadline``,
+  else ``deadline_s``) and whose signature is known (its own runs, else the prior model): the
+  smallest ``n`` in ``[1, cap]`` with which each of them finishes within ``T - elapsed``, its
+  time left on ``n`` workers with its margin (:meth:`JobKnowledge.project`) counted after the
+  known jobs before it in the group (its serial part overlaps theirs), plus
+  ``d · max(0, 1 - ready / n)`` (until requested workers arrive the ``ready`` ones, those the
+  group holds and idle ALIVE workers no job holds, do the work at ``ready / n`` of the rate).
+  So a job is scaled out as soon as its projected finish on the current workers passes T;
+- a group of several known jobs (a queue) is sized to finish each of them ``queue_slack``
+  (60 %) of its time left early: a queue that only just meets its deadlines leaves nothing for
+  the jobs that arrive next, and N caps how fast it can be drained (on the trace suite, without
+  it, every job that missed its deadline had spent most of its run behind others at N);
+- shrinking running jobs (``n`` below the workers the group holds) stakes their deadlines on
+  the projection: only to a size that meets T with ``scale_in_slack`` (20 %) of the time left
+  to spare, else the group keeps what it has;
+- if no ``n`` meets T: ``cap`` if more workers make its first such job faster (the expected
+  time left on ``cap`` at least ``scale_threshold`` times shorter than on 1), else 1 worker,
+  since more would be wasted; the reason says the deadline cannot be met;
+- a group with no such job holds the workers it has; a job with a deadline whose signature was
+  never seen, when there is no prior model, is not planned ("new signature"): the planner
+  alone gives it all it can use (``cap``), as it cannot tell what it needs; the hybrid policy
+  leaves it to its reactive part. Its runs are learned once they finish (the controller refits
+  the policy when jobs finish).
 
-Learning: ``fit(history)`` refits the model on the finished jobs
-(:func:`~sparkscaler.models.runtime_model.runs_from_jobs`) once at least ``min_runs`` are usable,
-replacing the prior model (not blending with it). Until then the policy uses the model given as
-``model`` (Python) or ``model_path`` (a :meth:`RuntimeModel.save` file, read once when the policy
-is built), and without either it asks for N workers, reason "no runtime model yet".
+The target is the workers for the groups' task slots together (``min(n · cpw,
+spark.cores.max)`` each), at least ``max(1, min workers)`` while a job runs and at most N; with
+no job running, the minimum. Several jobs get workers side by side only if they set
+``spark.cores.max`` (or executors sized so that several applications fit on the workers): else
+they queue (docs/planner.md). An observation that shows running applications but no job context
+(an application's REST API not found yet) holds the cluster's size.
+
+``Decision.predicted_s`` carries each known job's expected whole run time (from its start, no
+margin) on the workers it was sized for; the reason names per job the knowledge used
+("wordcount: Ernest on 5 runs, ~40% done", "kmeans: prior model", "new signature").
+
+Learning: ``fit(history)`` refits the knowledge on the finished jobs (each signature on its own
+latest runs). The prior model (``model`` in Python, or ``model_path``, a
+:meth:`RuntimeModel.save` file read once when the policy is built) is the knowledge of every
+signature without history, and a shape to scale to a signature's first runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
-import numpy as np
 from pydantic import Field
 
-from sparkscaler.core import Decision, JobRecord, Observation
-from sparkscaler.models.runtime_model import RuntimeModel, runs_from_jobs
+from sparkscaler.core import Decision, JobContext, JobRecord, Observation
+from sparkscaler.models.job_knowledge import (
+    JobKnowledge,
+    Projection,
+    job_slots,
+    useful_workers,
+)
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.units import Duration
 
 
 class PlannerParams(PolicyParams):
     q: float = Field(0.9, ge=0, le=1, description="residual quantile for the safety margin")
-    min_runs: int = Field(5, ge=2, description="finished jobs needed before the model is refit")
+    min_runs: int = Field(
+        4, ge=3, description="runs of a job on 2+ worker counts before its own Ernest model"
+    )
     model_path: str | None = Field(
-        None, description="RuntimeModel JSON used until min_runs jobs have finished"
+        None, description="RuntimeModel JSON: the prior model for jobs without history"
     )
     deadline_s: Duration | None = Field(
-        None, gt=0, description="T when the observation carries no deadline"
+        None, gt=0, description="T for a job that carries no deadline of its own"
     )
     max_workers: int = Field(10, ge=1, description="N when the observation carries no maximum")
     scale_threshold: float = Field(
-        1.1, gt=1, description="speedup on N over 1 worker below which the job does not scale"
-    )
+        1.1, gt=1, description="speedup on all it can use over 1 worker below which a job does "
+        "not scale",
+    )  # fmt: skip
     scale_in_slack: float = Field(
         0.2,
         ge=0,
         lt=1,
         description="a running job is shrunk only if the smaller size leaves this share of T spare",
     )
+    queue_slack: float = Field(
+        0.6,
+        ge=0,
+        lt=1,
+        description="jobs that wait for the same workers are sized to finish this share of "
+        "their time left early",
+    )
     provisioning_s: Duration = Field(
         0.0,
         ge=0,
         description="seconds before a requested worker runs tasks (provisioning + executor start)",
     )
+
+
+JobKind = Literal["planned", "no deadline", "new signature"]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What the planner made of one running job: the workers it is sized for (its share of the
+    target) and the task slots of them it can use."""
+
+    app_id: str
+    label: str
+    kind: JobKind
+    workers: int
+    slots: float
+    reason: str
+    #: Expected whole run time (from the job's start) on ``workers``; planned jobs only.
+    predicted_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planner's answer: the target and, job by job, how it came about."""
+
+    target: int
+    reason: str
+    jobs: tuple[JobPlan, ...] = ()
+    cores_per_worker: float = 1.0
+
+    @property
+    def predicted_s(self) -> dict[str, float]:
+        return {j.app_id: j.predicted_s for j in self.jobs if j.predicted_s is not None}
 
 
 class PlannerPolicy(Policy):
@@ -98,165 +162,187 @@ class PlannerPolicy(Policy):
         runtime_model: RuntimeModel | None = None,
         provisioning_s: float = 0.0,
     ) -> Self:
-        """Plans with the loop's runtime model and provisioning delay, unless ``params`` names
-        a model file or a delay of its own."""
+        """Plans with the loop's runtime model (as the prior) and provisioning delay, unless
+        ``params`` names a model file or a delay of its own."""
         return cls(model=runtime_model, **{"provisioning_s": provisioning_s, **params})
 
     def __init__(self, *, model: RuntimeModel | None = None, **params: Any) -> None:
         super().__init__(**params)
         if model is None and self.params.model_path is not None:
             model = RuntimeModel.load(self.params.model_path)
-        self.model_: RuntimeModel | None = model
-        self.model_origin_: str = "given" if model is not None else "none"
-        self.jobs_seen_: int = 0
-        self._derived_for: RuntimeModel | None = None
-        self._derived_origin = ""
-        self._derived_value: tuple[float, str] = (0.0, "")
-        # (time of the last decision, GB done, GB running, alive workers then, oldest job's
-        # start); None while no job runs
-        self._job_progress: tuple[float, float, float, int, float] | None = None
+        self.prior_: RuntimeModel | None = model
+        self.history_: list[JobRecord] = []
+        self.knowledge_ = self._knowledge(1.0)
+        self._version = ""
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, history: Sequence[JobRecord]) -> Self:
-        """Refit the runtime model from finished jobs once ``min_runs`` of them are usable."""
-        runs = runs_from_jobs(history)
-        self.jobs_seen_ = len(runs)
-        if len(runs) < self.params.min_runs:
-            return self
-        try:
-            model = RuntimeModel(source=f"{len(runs)} finished jobs").fit(
-                [r.size_gb for r in runs], [r.workers for r in runs], [r.seconds for r in runs]
-            )
-        except ValueError:
-            return self  # runs with no signal: keep the model there is
-        self.model_, self.model_origin_ = model, "jobs"
-        return self
+    def _knowledge(self, cores_per_worker: float) -> JobKnowledge:
+        p = self.params
+        return JobKnowledge(
+            prior=self.prior_, q=p.q, min_runs=p.min_runs, cores_per_worker=cores_per_worker
+        ).fit(self.history_)
 
-    def _derived(self) -> tuple[float, str]:
-        """The model's margin at ``q`` and its version tag, recomputed only when it changes."""
-        if self._derived_for is not self.model_ or self._derived_origin != self.model_origin_:
-            if self.model_ is None:
-                self._derived_value = (0.0, f"{self.version}:none")
-            else:
-                state = self.model_.to_dict()
-                digest = hashlib.sha256(
-                    json.dumps([state["coef"], state["residuals"]]).encode()
-                ).hexdigest()[:8]
-                self._derived_value = (
-                    self.model_.margin(self.params.q),
-                    f"{self.version}:{self.model_origin_}-{state['n_runs']}runs-{digest}",
-                )
-            self._derived_for, self._derived_origin = self.model_, self.model_origin_
-        return self._derived_value
+    def fit(self, history: Sequence[JobRecord]) -> Self:
+        """Learn every recurring job from its finished runs (each signature on its own)."""
+        self.history_ = [r for r in history if r.success and r.duration_s > 0]
+        self.knowledge_ = self._knowledge(self.knowledge_.cores_per_worker)
+        self._version = ""
+        return self
 
     @property
     def model_version(self) -> str:
-        return self._derived()[1]
+        """``<version>:<prior|noprior>-<signatures>sig-<runs>runs-<digest>``, the digest over
+        the prior and the runs learned from, so that a decision names the knowledge it used."""
+        if not self._version:
+            k = self.knowledge_
+            prior = self.prior_.to_dict() if self.prior_ is not None else None
+            state = json.dumps([prior, sorted((r.app_id, r.end_time) for r in self.history_)])
+            digest = hashlib.sha256(state.encode()).hexdigest()[:8]
+            origin = "prior" if prior is not None else "noprior"
+            self._version = (
+                f"{self.version}:{origin}-{len(k.signatures_)}sig-{k.runs_}runs-{digest}"
+            )
+        return self._version
 
     # ------------------------------------------------------------------ deciding
 
-    def _make(self, target: int, reason: str) -> Decision:
+    def decide(self, observation: Observation) -> Decision:
+        plan = self.plan(observation)
         return Decision(
-            target=target, policy=self.name, reason=reason, model_version=self.model_version
+            target=plan.target,
+            policy=self.name,
+            reason=plan.reason,
+            model_version=self.model_version,
+            predicted_s=plan.predicted_s,
         )
 
-    def decide(self, observation: Observation) -> Decision:
+    def plan(self, observation: Observation) -> Plan:
+        """The target and, per running job, what it needs (module docstring)."""
         obs, p = observation, self.params
         floor = max(0, obs.min_workers)
-        if not obs.job_running:
-            self._job_progress = None
-            return self._make(floor, f"no job running: {floor} (min workers)")
+        if not obs.jobs and not obs.job_running:
+            return Plan(floor, f"no job running: {floor} (min workers)")
         top = obs.max_workers if obs.max_workers is not None else p.max_workers
         if top < 1:
-            return self._make(top, f"a job is running but at most {top} workers are allowed")
+            return Plan(top, f"a job is running but at most {top} workers are allowed")
         lo = min(max(1, floor), top)
-        if self.model_ is None:
-            return self._make(
-                top,
-                f"no runtime model yet ({self.jobs_seen_} of {p.min_runs} finished jobs): "
-                f"N = {top}",
-            )
-        deadline = obs.deadline_s if obs.deadline_s is not None else p.deadline_s
-        if deadline is None:
+        cpw = obs.cluster.cores_per_worker or self.knowledge_.cores_per_worker
+        if cpw != self.knowledge_.cores_per_worker:  # slots of past runs are in this worker size
+            self.knowledge_ = self._knowledge(cpw)
+        if not obs.jobs:
             hold = min(max(obs.workers, lo), top)
-            return self._make(hold, f"no deadline T known: holding {hold}")
-        if obs.input_bytes is None or obs.input_bytes <= 0:
-            return self._make(top, f"input size unknown: N = {top}")
+            return Plan(hold, f"running applications not yet seen job by job: holding {hold}")
+        held = {job.app_id: math.ceil(job.cores / cpw - 1e-9) for job in obs.jobs}
+        free = max(0, obs.cluster.alive_workers - sum(held.values()))
+        plans: list[JobPlan] = []
+        for group, cap in _groups(obs.jobs, cpw, top):
+            have = max(held[job.app_id] for job in group)
+            done = self._plan_group(group, have, have + free, cap, cpw)
+            free = max(0, free - max(0, max(j.workers for j in done) - have))
+            plans += done
+        want = math.ceil(sum(j.slots for j in plans) / cpw - 1e-9)
+        target = min(max(want, lo), top)
+        total = f"{want} worker(s)" if len(plans) > 1 else ""
+        if want > top:
+            total = f"{want} worker(s), capped at N = {top}"
+        elif target > want:
+            total = f"{target} (min workers)"
+        reason = "; ".join(j.reason for j in plans) + (f" -> {total}" if total else "")
+        return Plan(target, reason, tuple(plans), cpw)
 
-        model, size = self.model_, obs.input_bytes / 1e9
-        margin = self._derived()[0]
-        elapsed = max(0.0, obs.oldest_job_elapsed_s or 0.0)
-        left = deadline - elapsed
-        # One prediction for every size 1..N: t_q(s, n) = t(s, n) * (1 + margin).
-        t_q = np.asarray(model.predict(size, np.arange(1, top + 1)), dtype=float) * (1 + margin)
-        counts, whole = np.arange(lo, top + 1), t_q[lo - 1 :]
-        now = min(max(obs.workers, 1), top)
-        done = self._progress(obs, size, t_q, elapsed)
-        # RuntimeModel.scales(size, top, threshold), from the same predictions.
-        speedup = float(t_q[0] / t_q[top - 1])
-        scales = speedup >= p.scale_threshold
-        when = f"{size:.2f} GB, {left:.0f} s of T = {deadline:g} s left"
-        speed = f"speedup {speedup:.2f}x on {top}"
-        if done >= 1.0:
-            # Late against the model itself: it cannot say how much is left.
-            n = top if scales else now
-            why = "N" if scales else f"does not scale ({speed}), holding"
-            return self._make(n, f"{when}: has run past its predicted time on {now}; {why} {n}")
-        if elapsed > 0:
-            when += f", ~{done:.0%} done"
-        # Workers still to come help only after the provisioning delay d: until then the alive
-        # ones do the work at alive/n of the rate, so the run is d * (1 - alive/n) longer.
-        alive = obs.cluster.alive_workers
-        late = p.provisioning_s * np.clip(1.0 - alive / counts, 0.0, None)
-        remaining = (1.0 - done) * whole + late
-        meets = np.flatnonzero(remaining <= left)
+    def _plan_group(
+        self, jobs: Sequence[JobContext], have: int, ready: int, cap: int, cpw: float
+    ) -> list[JobPlan]:
+        """The workers of jobs that run one after another on the same ``cap`` workers at most
+        (or of one job with its own core cap): the fewest with which each job with a deadline
+        finishes within it, the jobs before it finishing first (their serial parts overlap)."""
+        p = self.params
+        known: list[tuple[JobContext, float | None, list[Projection]]] = []
+        for job in jobs:
+            deadline = job.deadline_s if job.deadline_s is not None else p.deadline_s
+            projections = self.knowledge_.projections(job, range(1, cap + 1), cpw)
+            if projections is not None:
+                known.append((job, deadline, projections))
+        timed = [(job, deadline) for job, deadline, _ in known if deadline is not None]
 
-        if meets.size:
-            first = int(meets[0])
-            # Shrinking a running job stakes its deadline on the progress estimate: only with
-            # scale_in_slack of the time left to spare.
-            if elapsed > 0 and counts[first] < now:
-                safe = np.flatnonzero(remaining <= left * (1.0 - p.scale_in_slack))
-                first = max(first, min(int(safe[0]) if safe.size else now - lo, now - lo))
-            n = int(counts[first])
-            predicted = f"predicted {remaining[first]:.0f} s with q{p.q:g} margin"
-            if not scales:
-                return self._make(
-                    n, f"{when}: does not scale ({speed}); {n} worker(s) meet T ({predicted})"
-                )
-            return self._make(n, f"{when}: {n} worker(s) meet T ({predicted})")
-        best = float(remaining.min())
-        if not scales:
-            return self._make(
-                lo,
-                f"{when}: deadline cannot be met (best {best:.0f} s) and the job does not scale "
-                f"({speed}): {lo}",
+        def finishes(n: int, safe: bool) -> list[float]:
+            """Seconds from now until each known job is done on ``n`` workers, in turn."""
+            late = p.provisioning_s * max(0.0, 1.0 - ready / n)
+            out, t = [], 0.0
+            for _, _, projections in known:
+                pr = projections[n - 1]
+                f = 1.0 + pr.margin if safe else 1.0
+                t = max(pr.serial_left_s * f, t) + (pr.left_s - pr.serial_left_s) * f
+                out.append(t + late)
+            return out
+
+        # A queue that only just meets its deadlines leaves nothing for the next job to arrive.
+        queued = 1.0 - p.queue_slack if len(known) > 1 else 1.0
+
+        def meets(n: int, share: float = 1.0) -> bool:
+            share *= queued
+            ends = finishes(n, True)
+            return all(
+                end <= share * (deadline - job.elapsed_s)
+                for (job, deadline, _), end in zip(known, ends, strict=True)
+                if deadline is not None
             )
-        return self._make(
-            top, f"{when}: deadline cannot be met (best {best:.0f} s on up to {top}): N = {top}"
-        )
 
-    def _progress(self, obs: Observation, size: float, t_q: np.ndarray, elapsed: float) -> float:
-        """Share of the running input done, from the input processed since it was first seen.
-
-        On ``n`` workers the model processes ``s / t_q(s, n)`` GB a second. Input that leaves
-        (a job finished) is taken off what was done; input that arrives adds to what is left.
-        """
-        assert self.model_ is not None
-        alive = min(max(obs.cluster.alive_workers, 1), len(t_q))
-        state = self._job_progress
-        started = obs.time - elapsed  # the oldest running job's start: only ever moves later
-        if state is not None and obs.time >= state[0] and started >= state[4] - 1.0:
-            last, done_gb, last_size, last_alive, _ = state
-            t_last = float(self.model_.predict(last_size, last_alive)) * (1 + self._derived()[0])
-            done_gb += (obs.time - last) * last_size / t_last
-            if size < last_size:
-                done_gb = max(0.0, done_gb - (last_size - size))
-        else:
-            done_gb = size * min(1.0, elapsed / t_q[alive - 1])
-        self._job_progress = (obs.time, done_gb, size, alive, started)
-        return min(1.0, done_gb / size)
+        n = min(have, cap)
+        verdict = f"no deadline T, holds {n}"
+        if timed:
+            fits = next((m for m in range(1, cap + 1) if meets(m)), None)
+            if fits is not None:
+                n = fits
+                if n < have and any(job.elapsed_s > 0 for job, _ in timed):
+                    # Shrinking running jobs stakes their deadlines on the projection.
+                    spare = (m for m in range(n, have) if meets(m, 1.0 - p.scale_in_slack))
+                    n = next(spare, have)
+                verdict = f"{n} worker(s) meet T"
+            else:
+                first = next(pr for _, deadline, pr in known if deadline is not None)
+                speedup = first[0].left_s / first[-1].left_s if first[-1].left_s > 0 else 1.0
+                n = cap if speedup >= p.scale_threshold else 1
+                verdict = f"deadline cannot be met: {n}"
+                if n == 1:
+                    verdict = f"deadline cannot be met and more workers do not help: {n}"
+        safe = finishes(n, True) if timed else []
+        expected = finishes(n, False) if timed else []
+        # The group's workers count once, with its first job with a deadline (else its first).
+        owner = next((job for job, _ in timed), jobs[0])
+        out = []
+        entries = {id(job): (i, deadline, pr) for i, (job, deadline, pr) in enumerate(known)}
+        for position, job in enumerate(jobs):
+            label = job.signature or job.app_id
+            behind = f", behind {position} job(s) on the same workers" if position else ""
+            slots = job_slots(n, cpw, job.max_cores) if job is owner and n > 0 else 0.0
+            if id(job) not in entries:
+                if job.deadline_s is None and p.deadline_s is None:
+                    text = f"{label}: new signature{behind}, no deadline T"
+                    out.append(JobPlan(job.app_id, label, "no deadline", n, slots, text))
+                    continue
+                full = job_slots(cap, cpw, job.max_cores)
+                text = f"{label}: new signature, no history: {cap} (all it can use){behind}"
+                out.append(JobPlan(job.app_id, label, "new signature", cap, full, text))
+                continue
+            i, deadline, projections = entries[id(job)]
+            if not timed or deadline is None:
+                text = f"{projections[0].source}{behind}, no deadline T"
+                predicted = job.elapsed_s + expected[i] if timed else None
+                out.append(JobPlan(job.app_id, label, "no deadline", n, slots, text, predicted))
+                continue
+            pr = projections[n - 1]
+            done = f", ~{pr.progress:.0%} done" if pr.progress > 0 else ""
+            text = (
+                f"{pr.source}{done}{behind}; predicted {safe[i]:.0f} s left with "
+                f"margin, {deadline - job.elapsed_s:.0f} s of T = {deadline:g} s left"
+            )
+            out.append(
+                JobPlan(job.app_id, label, "planned", n, slots, text, job.elapsed_s + expected[i])
+            )
+        out[-1] = replace(out[-1], reason=f"{out[-1].reason} -> {verdict}")
+        return out
 
     # -------------------------------------------------------------- persistence
 
@@ -265,9 +351,9 @@ class PlannerPolicy(Policy):
             "name": self.name,
             "params": self.get_params(),
             "learned": {
-                "model": None if self.model_ is None else self.model_.to_dict(),
-                "model_origin": self.model_origin_,
-                "jobs_seen": self.jobs_seen_,
+                "prior": None if self.prior_ is None else self.prior_.to_dict(),
+                "history": [asdict(r) for r in self.history_],
+                "cores_per_worker": self.knowledge_.cores_per_worker,
             },
         }
         Path(path).write_text(json.dumps(data, indent=2))
@@ -278,15 +364,30 @@ class PlannerPolicy(Policy):
         if data.get("name") != cls.name:
             raise ValueError(f"{path} holds a {data.get('name')!r} policy, not {cls.name!r}")
         learned = data.get("learned") or {}
-        model_data = learned.get("model")
-        model = None if model_data is None else RuntimeModel.from_dict(model_data)
+        prior = learned.get("prior")
         params = dict(data.get("params", {}))
-        if model is not None:
-            # The saved model is the state to restore; do not re-read model_path.
-            policy = cls(model=model, **{**params, "model_path": None})
-            policy.params = cls.Params(**params)
-        else:
-            policy = cls(**params)
-        policy.model_origin_ = str(learned.get("model_origin", policy.model_origin_))
-        policy.jobs_seen_ = int(learned.get("jobs_seen", 0))
+        # The saved prior is the state to restore; do not re-read model_path.
+        policy = cls(
+            model=None if prior is None else RuntimeModel.from_dict(prior),
+            **{**params, "model_path": None},
+        )
+        policy.params = cls.Params(**params)
+        policy.history_ = [JobRecord.from_dict(r) for r in learned.get("history", [])]
+        policy.knowledge_ = policy._knowledge(float(learned.get("cores_per_worker", 1.0)))
         return policy
+
+
+def _groups(jobs: Sequence[JobContext], cpw: float, top: int) -> list[tuple[list[JobContext], int]]:
+    """The running jobs as groups that share workers, oldest first, with the workers each group
+    can use: the jobs that could use every worker (no ``spark.cores.max``, or one as large as
+    the cluster) run one after another on the same workers, as a standalone master hands free
+    cores to the oldest application that wants them; a job capped below that runs beside them."""
+    shared = [job for job in jobs if useful_workers(job.max_cores, cpw, top) >= top]
+    groups: list[tuple[list[JobContext], int]] = []
+    for job in jobs:
+        if job in shared:
+            if job is shared[0]:
+                groups.append((shared, top))
+        else:
+            groups.append(([job], useful_workers(job.max_cores, cpw, top)))
+    return groups
