@@ -70,9 +70,8 @@ def main() -> None:
     # and the DQN needs a model: a short training run is enough to time its forward pass.
     tmp = Path(tempfile.mkdtemp(prefix="sparkscaler-bench-"))
     dqn = train_dqn(EnvConfig(max_workers=5), "improved", 2000, 0, tmp / "dqn.zip").model_path
-    hybrid = HybridPolicy()
+    hybrid = HybridPolicy(planner_model=model)
     hybrid.predictive_.fit_series(past, np.clip(demand, 0, None))
-    hybrid.planner_.model_ = model
     trained = {
         "planner": PlannerPolicy(model=model),
         "predictive": PredictivePolicy().fit_series(past, np.clip(demand, 0, None)),

@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 
 from sparkscaler.configfile import ConfigError, config_from_dict
-from sparkscaler.core import ClusterState, Observation, WorkerInfo
+from sparkscaler.core import (
+    ClusterState,
+    JobContext,
+    JobRecord,
+    Observation,
+    StageProgress,
+    StageSummary,
+    WorkerInfo,
+)
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies import make_policy
 from sparkscaler.policies.dra import DynamicAllocationPolicy
-from sparkscaler.policies.hybrid import HybridPolicy
+from sparkscaler.policies.hybrid import HybridPolicy, unplanned_load
 
 NOW = 1_767_600_000.0  # a Monday afternoon (UTC)
 
@@ -26,6 +34,7 @@ def _obs(
     input_bytes: float | None = None,
     elapsed: float | None = None,
     time: float = NOW,
+    jobs: tuple[JobContext, ...] = (),
 ) -> Observation:
     busy = min(workers, running)
     cluster = ClusterState(
@@ -45,7 +54,35 @@ def _obs(
         oldest_job_elapsed_s=elapsed,
         min_workers=1,
         max_workers=6,
+        jobs=jobs,
     )
+
+
+def _job(
+    app: str,
+    signature: str,
+    *,
+    deadline_s: float | None = 60.0,
+    running: int = 0,
+    pending: int = 0,
+    cores: int = 0,
+) -> JobContext:
+    """A fresh 1 GB job with one stage of ``running + pending`` tasks (10 when none)."""
+    tasks = running + pending or 10
+    return JobContext(
+        app, signature, signature, 0.0, deadline_s, 1e9, "declared",
+        (StageProgress(0, tasks, 0, running),), cores,
+    )  # fmt: skip
+
+
+def _run(i: int, size_gb: float, workers: int, signature: str = "etl") -> JobRecord:
+    """A finished run of a purely parallel job: 100 task-s per GB over its workers."""
+    seconds = 100.0 * size_gb / workers
+    return JobRecord(
+        f"{signature}-{i}", signature, NOW - 10_000 + 1000 * i, NOW - 10_000 + 1000 * i + seconds,
+        10, 0, 100.0 * size_gb, workers, workers, int(size_gb * 1e9), 1, True,
+        signature=signature, stages=(StageSummary(0, 10, 100.0 * size_gb),),
+    )  # fmt: skip
 
 
 def test_a_backlog_without_history_is_handled_by_the_reactive_part() -> None:
@@ -71,38 +108,68 @@ def test_a_learned_peak_raises_the_floor_before_the_load() -> None:
     assert decision.forecast_tasks == pytest.approx(5.0, abs=0.5)  # the forecaster's, passed on
 
 
-def test_the_planner_sizes_a_job_for_its_deadline_once_it_has_a_model() -> None:
-    sizes = np.array([1.0, 2.0, 1.0, 2.0, 3.0, 3.0])
-    workers = np.array([1, 1, 2, 2, 1, 3])
-    model = RuntimeModel().fit(sizes, workers, 100.0 * sizes / workers)  # purely parallel
-    hybrid = HybridPolicy()
-    obs = _obs(workers=1, running=1, deadline_s=60.0, input_bytes=1e9, elapsed=0.0)
-    without = hybrid.decide(obs)
-    assert "deadline planner" not in without.reason  # no model: the planner stays out
-    hybrid.planner_.model_ = model
+def test_the_planner_takes_part_from_the_start_for_the_signatures_it_knows() -> None:
+    obs = _obs(
+        workers=1,
+        running=1,
+        pending=9,
+        backlog_s=5.0,
+        jobs=(_job("a1", "etl", running=1, pending=9, cores=1),),
+    )
+    # Never seen, no prior: the reactive rule and the fallback forecast decide (N = 6).
+    unknown = HybridPolicy().decide(obs)
+    assert not unknown.reason.startswith("deadline planner") and unknown.predicted_s == {}
+    # Three runs of etl (no prior model): 100 s of work per GB, T = 60 -> 2 workers (the
+    # margin of its leave-one-out errors is 0 for exact runs); 9.5 of its 10 tasks left (the
+    # running one counts half done): 47.5 s.
+    hybrid = HybridPolicy().fit([_run(0, 1.0, 1), _run(1, 2.0, 2), _run(2, 1.5, 3)])
     decision = hybrid.decide(obs)
-    # 100 s of work must fit in 60 s: 2 workers (100/2 = 50 s).
-    assert decision.target == 2
-    assert decision.reason.startswith("deadline planner decided")
+    assert decision.target == 2 and decision.reason.startswith("deadline planner decided")
+    assert "etl: work of 3 runs, scaled by size" in decision.reason
+    assert decision.predicted_s == {"a1": pytest.approx(47.5)}
+    assert ":planner-1:noprior-1sig-3runs-" in decision.model_version
+
+
+def test_a_job_of_a_new_signature_is_left_to_the_reactive_rule() -> None:
+    hybrid = HybridPolicy().fit([_run(0, 1.0, 1), _run(1, 2.0, 2), _run(2, 1.5, 3)])
+    planned = _job("a1", "etl", pending=10)
+    new = _job("a2", "kmeans", running=1, pending=9, cores=1)
+    obs = _obs(workers=2, running=1, pending=19, backlog_s=5.0, jobs=(planned, new))
+    decision = hybrid.decide(obs)
+    # etl: 2 workers set aside for it; kmeans' 10 tasks on what is left (none): Spark's ramp
+    # adds 1 -> 2 + 1.
+    assert decision.target == 3 and decision.reason.startswith("deadline planner decided")
+    assert "kmeans: new signature: reactive" in decision.reason
+    assert "2 planned + reactive 1" in decision.reason
+    assert set(decision.predicted_s) == {"a1"}
+    # Without the new job, only the planned one counts: its backlog does not vote.
+    alone = _obs(workers=2, running=0, pending=10, backlog_s=5.0, jobs=(planned,))
+    assert hybrid.decide(alone).target == 2
+
+
+def test_unplanned_load_is_only_the_unplanned_jobs_tasks_on_the_workers_left() -> None:
+    busy = _obs(workers=4, running=3, pending=5, backlog_s=3.0)
+    job = _job("a2", "kmeans", running=2, pending=4, cores=2)
+    load = unplanned_load(busy, [job], 3)
+    assert (load.running_tasks, load.pending_tasks, load.backlog_age_s) == (2, 4, 3.0)
+    assert load.workers == 1 and load.max_workers == 3 and load.jobs == (job,)
+    # the busy workers go to the planned jobs first, the idle one stays for the reactive rule
+    assert [w.busy for w in load.cluster.workers] == [False]
+    done = JobContext("a3", "kmeans", "kmeans", 9.0, stages=(StageProgress(0, 4, 4, 0),))
+    assert unplanned_load(busy, [done], 0).backlog_age_s == 0.0
 
 
 def test_while_the_planner_sizes_a_deadline_job_a_backlog_does_not_outvote_it() -> None:
     sizes = np.array([1.0, 2.0, 1.0, 2.0, 3.0, 3.0])
     workers = np.array([1, 1, 2, 2, 1, 3])
     model = RuntimeModel().fit(sizes, workers, 100.0 * sizes / workers)
-    obs = _obs(
-        workers=1,
-        running=1,
-        pending=30,
-        backlog_s=20.0,
-        deadline_s=60.0,
-        input_bytes=1e9,
-        elapsed=0.0,
-    )
-    assert HybridPolicy().decide(obs).target == 6  # no model: the backlog grows it to N
+    job = _job("a1", "etl", running=1, pending=30, cores=1)
+    obs = _obs(workers=1, running=1, pending=30, backlog_s=20.0, jobs=(job,))
+    # The prior model (a loop's runtime model) plans etl from the start: 100 s / 2 <= 60.
     decision = HybridPolicy(planner_model=model).decide(obs)
     assert decision.target == 2
     assert decision.reason.startswith("deadline planner decided")
+    assert "etl: prior model" in decision.reason
     # A trained forecast still raises the floor above the planner's size.
     hybrid = HybridPolicy(planner_model=model)
     past = np.arange(NOW - 28 * 86400, NOW, 300.0)
@@ -123,13 +190,16 @@ def test_nested_parameters_are_validated_by_each_part() -> None:
 
 
 def test_save_and_load_keep_what_the_parts_learned(tmp_path: Path) -> None:
-    hybrid = HybridPolicy()
+    hybrid = HybridPolicy().fit([_run(0, 1.0, 1), _run(1, 2.0, 2), _run(2, 1.5, 3)])
     past = np.arange(NOW - 28 * 86400, NOW, 300.0)
     hybrid.predictive_.fit_series(past, np.full(len(past), 4.0))
     hybrid.save(tmp_path / "hybrid.json")
     loaded = HybridPolicy.load(tmp_path / "hybrid.json")
     obs = _obs(workers=1)
     assert loaded.decide(obs).target == hybrid.decide(obs).target == 4
+    planned = _obs(workers=1, jobs=(_job("a1", "etl", deadline_s=30.0),))
+    assert loaded.decide(planned) == hybrid.decide(planned)
+    assert "etl: work of 3 runs" in loaded.decide(planned).reason
 
 
 def test_hybrid_is_the_default_policy() -> None:

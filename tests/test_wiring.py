@@ -13,7 +13,7 @@ from sparkscaler.cli import app as cli
 from sparkscaler.clock import Clock, WallClock
 from sparkscaler.config import Config, PolicySettings, ScalingSettings
 from sparkscaler.controller import Controller
-from sparkscaler.core import JobRecord
+from sparkscaler.core import JobContext, JobRecord, Observation
 from sparkscaler.evaluation import paper_grid
 from sparkscaler.evaluation.lineup import Calibration
 from sparkscaler.observe.history import EventLogWatcher
@@ -88,16 +88,24 @@ def test_run_and_the_evaluation_build_the_same_hybrid(tmp_path: Path) -> None:
     assert without_delay(run) == without_delay(evaluated)
     assert run.planner_.params.provisioning_s == LIVE_PROVISIONING_S > 0
     assert evaluated.planner_.params.provisioning_s == simulated_provisioning_s(cfg)
-    assert run.planner_.model_ is None  # learned from the store's jobs, none yet
-    assert evaluated.planner_.model_ is not None  # the calibration's
+    assert run.planner_.prior_ is None  # learned from the store's jobs, none yet
+    assert evaluated.planner_.prior_ is not None  # the calibration's
 
 
-def test_production_learns_the_runtime_model_from_the_stores_jobs(tmp_path: Path) -> None:
-    cfg = Config(state_dir=tmp_path, policy=PolicySettings(name="planner"))
-    with Store(Path(":memory:")) as store:
-        store.add_jobs(_finished(6))
-        policy = _sim_loop(cfg, store).policy
-    assert policy.model_ is not None and policy.model_origin_ == "jobs"  # type: ignore[attr-defined]
+def test_production_learns_each_job_from_the_stores_jobs(tmp_path: Path) -> None:
+    """A loop (run, serve, a restarted service) builds its policy fitted on the store's
+    history, so that the jobs it knows are planned from its first decision."""
+    for name in ("planner", "hybrid"):
+        cfg = Config(state_dir=tmp_path, policy=PolicySettings(name=name))
+        with Store(Path(":memory:")) as store:
+            store.add_jobs(_finished(6))
+            policy = _sim_loop(cfg, store).policy
+        planner = policy if name == "planner" else policy.planner_  # type: ignore[attr-defined]
+        assert set(planner.knowledge_.signatures_) == {"etl"}
+        job = JobContext("app-new", "etl", "etl", 0.0, 300.0, 2e9, "declared")
+        decision = policy.decide(Observation(time=0.0, max_workers=4, jobs=(job,)))
+        assert "etl: " in decision.reason and "new signature" not in decision.reason
+        assert set(decision.predicted_s) == {"app-new"}
 
 
 @pytest.mark.parametrize(

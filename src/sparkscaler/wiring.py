@@ -10,8 +10,10 @@ same guard. What differs between uses is only what a loop is given, and it is gi
   tasks): on a real cluster the start-up measured on this machine's local cluster
   (:data:`LIVE_PROVISIONING_S`), in the simulator the longest start-up the simulation draws
   (:func:`simulated_provisioning_s`); a ``provisioning_s`` in the policy's parameters wins;
-- the **runtime model**: in production learned from the store's finished jobs (``fit``); in the
-  evaluation, the calibrated model it starts from;
+- the **runtime model**: in production none: a planner learns each recurring job from the
+  store's finished jobs (``fit``, at build time and whenever jobs finish), so a restarted
+  service plans the jobs it knows from its first decision; in the evaluation, the calibrated
+  model it starts from, the prior for every job without history;
 - the **guard**: the config's rules, but those the policy brings itself (``Policy.own_rules``).
 """
 

@@ -5,32 +5,47 @@ Each part answers a different failure of the others:
 - ``predictive`` (Random-Forest forecast of the next hour's peak demand) raises the floor before
   a daily or weekly peak arrives, which a reactive rule only sees once the backlog is there;
 - ``reactive`` (Spark dynamic allocation's rule) corrects for what the forecast did not see: an
-  unexpected burst, a pattern it has not learned yet;
-- ``planner`` (Ernest runtime model) sizes the cluster for a running job's deadline T, when the
-  job carries one and a runtime model has been learned; without a model it would only ask for N,
-  so it is left out until ``fit`` (or ``planner_model``) has given it one.
+  unexpected burst, a pattern it has not learned yet, a job the planner cannot size;
+- ``planner`` (per-signature job knowledge, progress-aware: :mod:`~sparkscaler.policies.planner`)
+  sizes the cluster for the running jobs' deadlines. It takes part from the start: a job whose
+  signature it knows (from its past runs, or the prior model a loop may give it) is planned,
+  one it has never seen is left to the reactive part ("new signature: reactive") until its
+  first runs have finished and been learned (the controller refits the policy then).
 
 The target is the highest of the parts' targets: each part is a reason *not* to be smaller, so
-the cluster scales in only when every part agrees. One exception: while the planner sizes a
-deadline job, the load already there does not vote: neither the reactive rule nor the reactive
+the cluster scales in only when every part agrees. While the planner sizes jobs, the load
+already there does not vote for the jobs it plans: neither the reactive rule nor the reactive
 half of the forecaster (its ``max(forecast, demand now)``, or its whole answer while it has no
 model). Both would grow the cluster with the backlog, up to N, and a backlog is what a job sized
 to finish just within T has for most of its run: that growth buys time the deadline does not
-need, at the price of worker-hours (the evaluation's paper-grid measures it). The forecast itself
-still raises the floor, for load expected next, and the planner asks for N once a job runs past
-its predicted time. The decision's reason names the part that decided and shows what the others
-wanted.
+need, at the price of worker-hours (the evaluation's paper-grid measures it). The forecast
+itself still raises the floor, for load expected next.
+
+The jobs the planner does not plan (a new signature, no deadline) still need workers beside
+the planned ones. Their load is handed to the reactive rule on its own: the tasks of those jobs
+only (running, and pending in their active stages), on the workers left once the planned jobs'
+are set aside, and its answer is added to the planner's. So a new job grows the cluster as
+Spark's own allocation would grow it for that job, and a planned job's backlog never counts
+twice. (A new job that queues for the same workers as a planned one, both without
+``spark.cores.max``, delays the planned job by its run, which the planner does not know; the
+reactive rule's extra workers are what covers it.) With no job planned at all, the forecaster
+and the reactive rule decide on the whole observation, as they do alone.
+
+The decision's reason names the part that decided and shows what the others wanted; it carries
+the planner's predicted run times.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field
 
-from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.core import Decision, JobContext, JobRecord, Observation
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.dra import DraParams, DynamicAllocationPolicy
@@ -60,8 +75,8 @@ class HybridPolicy(Policy):
         runtime_model: RuntimeModel | None = None,
         provisioning_s: float = 0.0,
     ) -> Self:
-        """Its planner plans with the loop's runtime model and provisioning delay (unless
-        ``params.planner`` sets a delay of its own)."""
+        """Its planner plans with the loop's runtime model (as the prior for jobs without
+        history) and provisioning delay (unless ``params.planner`` sets a delay of its own)."""
         planner = {"provisioning_s": provisioning_s, **params.get("planner", {})}
         return cls(planner_model=runtime_model, **{**params, "planner": planner})
 
@@ -73,41 +88,63 @@ class HybridPolicy(Policy):
         self.planner_ = PlannerPolicy(model=planner_model, **p.planner.model_dump())
 
     def fit(self, history: Sequence[JobRecord]) -> Self:
-        """The forecaster learns the demand pattern and the planner its runtime model from the
+        """The forecaster learns the demand pattern and the planner each recurring job from the
         same finished jobs; the reactive rule has nothing to learn."""
         self.predictive_.fit(history)
         self.planner_.fit(history)
         return self
 
     def decide(self, observation: Observation) -> Decision:
-        parts = {
-            "predictive floor": self.predictive_.decide(observation),
-            "reactive": self.reactive_.decide(observation),
-        }
-        voting = list(parts)
-        if (
-            observation.deadline_s is not None
-            and observation.job_running
-            and self.planner_.model_ is not None
-        ):
-            parts["deadline planner"] = self.planner_.decide(observation)
+        obs = observation
+        parts = {"predictive floor": self.predictive_.decide(obs)}
+        plan = self.planner_.plan(obs) if obs.jobs else None
+        planned = [j for j in plan.jobs if j.kind == "planned"] if plan is not None else []
+        predicted: dict[str, float] = {}
+        if plan is None or not planned:
+            parts["reactive"] = self.reactive_.decide(obs)
+            voting = list(parts)
+        else:
+            top = (
+                obs.max_workers if obs.max_workers is not None else self.planner_.params.max_workers
+            )
+            cpw = plan.cores_per_worker
+            sized = math.ceil(sum(j.slots for j in planned) / cpw - 1e-9)
+            reasons = [j.reason for j in plan.jobs if j.kind == "planned"]
+            others = [
+                (job, j) for job, j in zip(obs.jobs, plan.jobs, strict=True) if j.kind != "planned"
+            ]
+            target, why = sized, ""
+            if others:
+                load = unplanned_load(obs, [job for job, _ in others], sized)
+                reactive = self.reactive_.decide(load)
+                target += reactive.target
+                reasons += [f"{j.label}: {j.kind}: reactive" for _, j in others]
+                why = f" + reactive {reactive.target} for the others ({reactive.reason})"
+            target = min(max(target, obs.min_workers, 1), top)
+            parts["deadline planner"] = self._decision(
+                target, f"{'; '.join(reasons)} -> {sized} planned{why}"
+            )
+            predicted = plan.predicted_s
             voting = ["deadline planner"]
             forecast = self.predictive_.forecast_workers_
             if forecast is not None:
-                top = observation.max_workers if observation.max_workers is not None else forecast
                 parts["forecast"] = self._decision(
                     min(forecast, top), f"forecast alone asks for {min(forecast, top)}"
                 )
                 voting.append("forecast")
         part = max(voting, key=lambda name: parts[name].target)
         chosen = parts[part]
-        others = ", ".join(f"{name} {d.target}" for name, d in parts.items() if name != part)
+        others_text = ", ".join(f"{name} {d.target}" for name, d in parts.items() if name != part)
+        source, version = chosen.policy, chosen.model_version
+        if part == "deadline planner":
+            source, version = self.planner_.name, self.planner_.model_version
         return Decision(
             target=chosen.target,
             policy=self.name,
-            reason=f"{part} decided: {chosen.reason} (others: {others})",
-            model_version=f"{self.version}:{chosen.policy}-{chosen.model_version}",
+            reason=f"{part} decided: {chosen.reason} (others: {others_text})",
+            model_version=f"{self.version}:{source}-{version}",
             forecast_tasks=parts["predictive floor"].forecast_tasks,
+            predicted_s=predicted,
         )
 
     def save(self, path: Path) -> None:
@@ -115,8 +152,7 @@ class HybridPolicy(Policy):
         path = Path(path)
         super().save(path)
         self.predictive_.save(_part_path(path, "predictive", PredictivePolicy.file_suffix))
-        if self.planner_.model_ is not None:
-            self.planner_.save(_part_path(path, "planner", PlannerPolicy.file_suffix))
+        self.planner_.save(_part_path(path, "planner", PlannerPolicy.file_suffix))
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -125,7 +161,38 @@ class HybridPolicy(Policy):
         policy.predictive_ = PredictivePolicy.load(
             _part_path(path, "predictive", PredictivePolicy.file_suffix)
         )
-        planner = _part_path(path, "planner", PlannerPolicy.file_suffix)
-        if planner.exists():
-            policy.planner_ = PlannerPolicy.load(planner)
+        policy.planner_ = PlannerPolicy.load(_part_path(path, "planner", PlannerPolicy.file_suffix))
         return policy
+
+
+def unplanned_load(
+    obs: Observation, jobs: Sequence[JobContext], planned_workers: int
+) -> Observation:
+    """The observation as the reactive rule sees the jobs the planner does not plan: only their
+    tasks (running, and pending in their active stages), on the workers left once
+    ``planned_workers`` are set aside for the planned jobs (ALIVE busy ones first, then idle,
+    then those still provisioning), so that its answer is the workers those jobs need on top."""
+    running = sum(s.running for job in jobs for s in job.stages)
+    pending = sum(
+        max(0, s.tasks - s.done - s.running)
+        for job in jobs
+        for s in job.stages
+        if s.status == "ACTIVE"
+    )
+    order = sorted(
+        obs.cluster.workers,
+        key=lambda w: (w.state != "ALIVE", w.state == "ALIVE" and not w.busy, w.idle_s),
+    )
+    aside = {w.id for w in order[:planned_workers]}
+    kept = tuple(w for w in obs.cluster.workers if w.id not in aside)
+    top = obs.max_workers
+    return replace(
+        obs,
+        cluster=replace(obs.cluster, workers=kept),
+        running_tasks=running,
+        pending_tasks=pending,
+        backlog_age_s=obs.backlog_age_s if pending else 0.0,
+        min_workers=0,
+        max_workers=None if top is None else max(0, top - planned_workers),
+        jobs=tuple(jobs),
+    )
