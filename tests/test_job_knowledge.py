@@ -228,3 +228,17 @@ def test_a_waiting_job_spends_its_serial_part_first() -> None:
     assert waited.serial_left_s == pytest.approx(6.0)
     assert waited.left_s == pytest.approx(_work_time(2.0, 2) - 4.0)
     assert math.isclose(waited.whole_s, _work_time(2.0, 2))
+
+
+def test_the_last_stages_use_no_more_slots_than_they_have_tasks() -> None:
+    knowledge = JobKnowledge().fit([_work_run(i, 2.0, 4) for i in range(3)])
+    # Stage 0 (16 tasks) done, stage 1 (4 tasks of 10 s) not begun: 40 task-s on at most 4.
+    job = _job(
+        elapsed_s=60.0,
+        stages=(_stage(0, 16, 16, 12.5), StageProgress(1, 4, 0, 0, status="ACTIVE")),
+        cores=4,
+    )
+    projections = knowledge.projections(job, [1, 2, 4, 8], 1.0)
+    assert projections is not None
+    assert [round(p.left_s, 6) for p in projections] == [40.0, 20.0, 10.0, 10.0]
+    assert projections[0].progress == pytest.approx(200.0 / 240.0)

@@ -38,12 +38,20 @@ however many the cluster has, and on 4-core workers on half of one.
 :meth:`JobKnowledge.project` answers the planner's question for a running job: how long is left
 on ``n`` workers. That is Jockey's approach (Ferguson et al., EuroSys 2012) of predicting the
 remaining time from the job's progress, with the estimator above in place of Jockey's simulator:
-the work left is what the live stages still have to do (their tasks left times their mean task
-time so far, shrunk towards the history's task time while few tasks are done) plus the stages
-its past runs had beyond those Spark has listed; it takes the estimator's parallel time times
-the share of the expected work that is left, plus what is left of the serial part. The margin
-applies only to the share of what is left that rests on history rather than on the run's own
-tasks, so it narrows as the job shows how fast it goes.
+
+- the work left is what the live stages still have to do (their tasks left times their mean
+  task time so far, shrunk towards the history's task time while few of their tasks are done:
+  ``prior_tasks`` tasks' worth of weight; a running task counts as half done) plus the stages
+  the latest run had beyond the last one Spark lists, as shares of the work expected of this
+  run (its size times the signature's task-seconds per GB);
+- the parallel time left is the estimator's parallel time on ``n`` workers times the share of
+  the run's stage time on those slots still to go (each stage on at most as many slots as it
+  has tasks, so a job down to a one-task stage gains nothing from more workers); the serial
+  part left is the estimator's serial part (the runs' measured ``serial_s`` where known) less
+  the time the job has spent without tasks running (elapsed less its task-seconds over its
+  cores);
+- the margin applies only to the share of what is left that rests on history rather than on
+  the run's own tasks, so it narrows as the job shows how fast it goes.
 """
 
 from __future__ import annotations
@@ -218,9 +226,8 @@ class SignatureKnowledge:
     size_gb: float = 1.0
     #: Median task-seconds per GB of its runs (0: none known, the prior's parallel time stands in).
     work_per_gb: float = 0.0
-    #: The latest run's stages, and that run's size: what a running job has still to come.
+    #: The latest run's stages: what a running job has still to come.
     stages: tuple[StageSummary, ...] = ()
-    stages_size_gb: float = 1.0
     serial_s: float = 0.0
 
     @property
@@ -245,6 +252,17 @@ class SignatureKnowledge:
     def whole_s(self, size_gb: float, slots: float, cores_per_worker: float) -> float:
         """Expected whole run time of a run of ``size_gb`` on ``slots`` task slots."""
         return sum(self.model.split(size_gb, slots, cores_per_worker))
+
+    def split(self, size_gb: float, slots: float, cores_per_worker: float) -> tuple[float, float]:
+        """(serial s, parallel s) of a run: the estimator's whole time, of which the serial
+        part its runs measured (``serial_s``) where they did; an Ernest model's own serial
+        terms are only what does not shrink with more workers, task waves included."""
+        serial, parallel = self.model.split(size_gb, slots, cores_per_worker)
+        if self.serial_s <= 0:
+            return serial, parallel
+        whole = serial + parallel
+        measured = min(self.serial_s, whole)
+        return measured, whole - measured
 
 
 @dataclass(frozen=True)
@@ -386,7 +404,6 @@ class JobKnowledge:
             size_gb=float(np.median([r.size_gb for r in runs])),
             work_per_gb=float(np.median(work)) if work else 0.0,
             stages=latest.record.stages,
-            stages_size_gb=latest.size_gb,
             serial_s=float(np.median([r.serial_s for r in runs])),
         )
 
@@ -416,18 +433,22 @@ class JobKnowledge:
         if expected <= 0:
             # No task time known: the model's time on one worker, all its cores busy.
             expected = k.model.split(size, cpw, cpw)[1] * cpw
-        left = _work_left(job, k, size, expected, self.prior_tasks)
+        left = _work_left(job, k, expected, self.prior_tasks)
         done = job.task_seconds
         progress = done / (done + left.total) if done + left.total > 0 else 0.0
-        share = left.total / expected if expected > 0 else 1.0
-        unobserved = left.unobserved / left.total if left.total > 0 else 0.0
         spent = max(0.0, job.elapsed_s - done / max(1, job.cores))
         seen = job.tasks_done / (job.tasks_done + self.prior_tasks)
         source = f"{job.signature or job.app_id}: {k.source}"
         out = []
         for workers in counts:
-            serial, parallel = k.model.split(size, job_slots(workers, cpw, job.max_cores), cpw)
-            parallel_left = parallel * share
+            slots = job_slots(workers, cpw, job.max_cores)
+            serial, parallel = k.split(size, slots, cpw)
+            # The estimator's parallel time, times the share of the run's stage time on these
+            # slots still to go: a stage of fewer tasks than slots cannot use them all.
+            whole = left.time(left.whole, slots)
+            to_go = left.time(left.stages, slots)
+            parallel_left = parallel * to_go / whole if whole > 0 else parallel
+            unobserved = left.time(left.unobserved, slots) / to_go if to_go > 0 else 0.0
             serial_left = max(0.0, serial - spent)
             total = serial_left + parallel_left
             unsure = serial_left * (1.0 - seen) + parallel_left * unobserved
@@ -440,39 +461,56 @@ class JobKnowledge:
 
 @dataclass(frozen=True)
 class _Left:
-    """A running job's task-seconds left, and how much of them no task of its own has timed."""
+    """A running job's task-seconds left, stage by stage as (task-seconds, tasks), the part of
+    them that no task of its own has timed, and the whole run's stages as expected."""
 
-    total: float
-    unobserved: float
+    stages: tuple[tuple[float, int], ...]
+    unobserved: tuple[tuple[float, int], ...]
+    whole: tuple[tuple[float, int], ...]
+
+    @property
+    def total(self) -> float:
+        return sum(w for w, _ in self.stages)
+
+    @staticmethod
+    def time(stages: Sequence[tuple[float, int]], slots: float) -> float:
+        """Seconds the stages take one after another on ``slots`` slots, each on as many as
+        it has tasks."""
+        return sum(w / max(1.0, min(slots, t)) for w, t in stages)
 
 
-def _work_left(
-    job: JobContext, k: SignatureKnowledge, size_gb: float, expected: float, prior_tasks: int
-) -> _Left:
+def _work_left(job: JobContext, k: SignatureKnowledge, expected: float, prior_tasks: int) -> _Left:
     """Task-seconds left of the live stages (tasks left times a task time shrunk from the
     stage's own mean towards the expected one; a running task counts as half done) and of the
-    stages the latest run had beyond the last one Spark lists (its task time scaled by size)."""
+    stages the latest run had beyond the last one Spark lists (their share of the work the
+    latest run did, times the work expected of this one)."""
     template = {s.stage_id: s for s in k.stages}
-    scale = size_gb / k.stages_size_gb if k.stages_size_gb > 0 else 1.0
+    planned = sum(s.task_seconds for s in k.stages)
+    scale = expected / planned if planned > 0 else 0.0
     live = [s for s in job.stages if s.status != "SKIPPED"]
+    if k.stages and scale > 0:
+        whole = tuple((s.task_seconds * scale, s.tasks) for s in k.stages)
+    else:
+        whole = ((expected, sum(s.tasks for s in live) or 1_000_000),)
     if not live:
-        return _Left(expected, expected)
-    planned_tasks = sum(s.tasks for s in k.stages) or sum(s.tasks for s in live)
-    mean_task = expected / max(1, planned_tasks)
-    total = unobserved = 0.0
+        return _Left(whole, whole, whole)
+    mean_task = expected / max(1, sum(t for _, t in whole) if k.stages else whole[0][1])
+    stages, unobserved = [], []
     for stage in live:
         past = template.get(stage.stage_id)
-        if past is not None and past.tasks > 0:
+        if past is not None and past.tasks > 0 and scale > 0:
             typical = past.task_seconds * scale / max(1, stage.tasks)
         else:
             typical = mean_task
         task_s = (stage.task_seconds + prior_tasks * typical) / (stage.done + prior_tasks)
-        work = max(0.0, stage.tasks - stage.done - stage.running / 2) * task_s
-        total += work
-        unobserved += work * prior_tasks / (stage.done + prior_tasks)
+        tasks = max(0, stage.tasks - stage.done)
+        work = max(0.0, tasks - stage.running / 2) * task_s
+        if work > 0:
+            stages.append((work, tasks))
+            unobserved.append((work * prior_tasks / (stage.done + prior_tasks), tasks))
     last = max(s.stage_id for s in job.stages)
-    future = sum(s.task_seconds * scale for s in k.stages if s.stage_id > last)
-    return _Left(total + future, unobserved + future)
+    future = [(s.task_seconds * scale, s.tasks) for s in k.stages if s.stage_id > last]
+    return _Left(tuple(stages + future), tuple(unobserved + future), whole)
 
 
 def _leave_one_out(
