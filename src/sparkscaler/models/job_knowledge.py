@@ -319,6 +319,8 @@ class JobKnowledge:
     signatures_: dict[str, SignatureKnowledge] = field(default_factory=dict, init=False)
     default_: SignatureKnowledge | None = field(default=None, init=False)
     runs_: int = field(default=0, init=False)
+    #: The runs learned from (each signature's latest ``max_runs``): all a refit needs.
+    records_: list[JobRecord] = field(default_factory=list, init=False)
 
     # ------------------------------------------------------------------ fitting
 
@@ -329,10 +331,12 @@ class JobKnowledge:
         for r in sorted(records, key=lambda r: r.end_time):
             if r.success and r.duration_s > 0:
                 by_key[r.key].append(r)
-        self.signatures_ = {
-            key: self._learn(key, runs[-self.max_runs :]) for key, runs in by_key.items()
-        }
-        self.runs_ = sum(k.runs for k in self.signatures_.values())
+        kept = {key: runs[-self.max_runs :] for key, runs in by_key.items()}
+        self.signatures_ = {key: self._learn(key, runs) for key, runs in kept.items()}
+        self.records_ = sorted(
+            (r for runs in kept.values() for r in runs), key=lambda r: r.end_time
+        )
+        self.runs_ = len(self.records_)
         self.default_ = None
         if self.prior is not None:
             self.default_ = SignatureKnowledge(

@@ -185,8 +185,9 @@ class PlannerPolicy(Policy):
 
     def fit(self, history: Sequence[JobRecord]) -> Self:
         """Learn every recurring job from its finished runs (each signature on its own)."""
-        self.history_ = [r for r in history if r.success and r.duration_s > 0]
+        self.history_ = list(history)
         self.knowledge_ = self._knowledge(self.knowledge_.cores_per_worker)
+        self.history_ = self.knowledge_.records_  # only what it learned from is kept
         self._version = ""
         return self
 
