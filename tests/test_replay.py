@@ -93,8 +93,8 @@ def test_phase_figures_and_the_self_contained_report(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     write_demo_report([auto, static], Config(), path)
     html = path.read_text()
-    assert "<b>56%</b> fewer worker-seconds" in html  # 1 - 14 / 32
-    assert html.count('<img src="data:image/png;base64,') == 1
+    assert "used <b>44%</b> of the worker-seconds" in html  # 14 / 32
+    assert html.count('<img src="data:image/png;base64,') == 2  # timelines and job lanes
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", html)  # nothing to fetch
     assert html.count("<tr>") == 1 + 2 + 1 + 2  # summary and jobs tables, headers included
     assert "failed" in html  # the static run's second job
@@ -121,6 +121,8 @@ class _FakeSubmitter:
         deadline_s: float | None = None,
         *,
         cores_max: int | None = None,
+        signature: str | None = None,
+        input_bytes: int | None = None,
     ) -> SubmittedJob:
         self.calls.append((name, deadline_s, cores_max))
         return SubmittedJob(name, subprocess.Popen(["true"]), Path(os.devnull), time.time())
