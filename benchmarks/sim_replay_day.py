@@ -1,0 +1,326 @@
+"""The demo's day replayed in the simulator, and the gap to the real demo.
+
+``make demo`` runs, on real PySpark jobs on this machine, a warm-up of the four recurring jobs
+(each once, side by side, on the static cluster of N), sets each kind's deadline from its
+warm-up run time, then replays a compressed day of them twice: autoscaled by the demo's policy
+(``hybrid``, fitted on the warm-up's runs) and on a static cluster of N. This does the same in
+the simulator, with the demo's options (:class:`sparkscaler.demo.DemoOptions`) and settings
+(:func:`sparkscaler.demo.demo_config`, this machine's provisioning delays), and jobs drawn from
+each kind's profile fitted from the recorded real runs (``--runs``, by default the package's
+recordings; :func:`sparkscaler.evaluation.simulation.signature_jobs`):
+
+1. **warm-up**: each kind once at the demo's size on N workers; the simulated runs are the
+   history the autoscaled run's policy starts from (a store seeded with their records), and
+   their run times set the deadlines as the demo sets them (``deadlines_from``), unless the real
+   demo's deadlines are known (``--demo``: ``benchmarks/results/demo.json``), which are then used
+   so that the two days are judged by the same deadlines;
+2. **the day** (``daily_plan``, the demo's seed), autoscaled through the real controller, guard
+   and policy, learning from the day's finished jobs as the live loop does from event logs,
+   until every job is done and the cluster is back at its minimum; then on a static N;
+3. each run's deadlines met and worker-seconds, counted as the demo counts them (ALIVE,
+   provisioning and decommissioning workers each observation, over the same window, the longer
+   run's, the last size held), against the real demo's.
+
+A job's run time in the demo is from its ``spark-submit`` to the driver's exit; its recorded
+runs start at the application's start, some seconds later (the driver's JVM). That launch time
+(``--submit-s``: by default the real demo's mean of ``actual - app`` per job, else 0) is added
+to each simulated job's driver phase.
+
+    .venv/bin/python benchmarks/sim_replay_day.py [--runs RUNS] [--demo demo.json] [--seeds 5]
+
+Writes ``benchmarks/results/sim_replay_day.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _cluster import RESULTS, save
+
+from sparkscaler.backends.simulated import SimJobHistory
+from sparkscaler.config import Config
+from sparkscaler.controller import Step
+from sparkscaler.core import JobRecord
+from sparkscaler.demo import DAY_SCALE_RANGE, DemoOptions, demo_config
+from sparkscaler.evaluation.simulation import load_recorded, signature_jobs
+from sparkscaler.sim.workload import JobSpec, SignatureJobs
+from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim, simulated_context, simulated_loop
+from sparkscaler.workloads.replay import PlannedJob, daily_plan, deadlines_from, warmup_plan
+
+DEMO_JSON = RESULTS / "demo.json"
+#: As the demo: a run whose jobs are not done this long after its last was due is stopped.
+DRAIN_LIMIT_S = 600.0
+#: As the demo: after its last job the autoscaled run waits this long to be back at its minimum.
+SETTLE_LIMIT_S = 120.0
+
+
+def sim_config(seed: int) -> Config:
+    """The demo's settings, with this machine's provisioning delays in the simulator."""
+    cfg = demo_config()
+    simulation = cfg.simulation.model_copy(update={"provisioning": "local", "seed": seed})
+    return cfg.model_copy(
+        update={"simulation": simulation, "state_dir": Path(tempfile.mkdtemp(prefix="h5-day-"))}
+    )
+
+
+def specs(
+    plan: Sequence[PlannedJob], source: SignatureJobs, rng: np.random.Generator, submit_s: float
+) -> list[JobSpec]:
+    """The plan's jobs from their kinds' profiles: its size, core cap, deadline and due time."""
+    jobs = []
+    for i, planned in enumerate(plan):
+        profile = source.profile(planned.signature or planned.kind)
+        size = (planned.input_bytes or 0) / 1e9
+        spec = profile.make(size, rng, source.executor_startup_s)
+        spec = dataclasses.replace(
+            spec,
+            name=planned.name,
+            driver_s=spec.driver_s + submit_s,
+            max_cores=planned.cores,
+        )
+        jobs.append(spec.with_arrival(i, planned.offset_s, planned.deadline_s))
+    return jobs
+
+
+def run_day(
+    config: Config,
+    jobs: list[JobSpec],
+    *,
+    policy: tuple[str, Mapping[str, Any]] | None,
+    workers: int,
+    history: Sequence[JobRecord] = (),
+    settle: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One run of ``jobs`` from ``workers`` workers: the config's policy (or ``policy``), its
+    store holding ``history``; learning from its finished jobs. Ends when every job is done
+    (and, with ``settle``, the cluster is back at its minimum, at most SETTLE_LIMIT_S later)."""
+    cfg = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update={"initial_workers": workers})}
+    )
+    sim = make_sim(cfg, jobs, seed)
+    finished = SimJobHistory(sim)
+    times: list[float] = []
+    sizes: list[int] = []
+    low = cfg.scaling.min_workers
+    last_due = max(j.arrival for j in jobs)
+    with Store(Path(":memory:"), worker_detail=False) as store:
+        store.add_jobs(history)
+        built = None
+        if policy is not None:
+            built = simulated_context(cfg).build(policy[0], policy[1], store.jobs())
+        controller = simulated_loop(cfg, sim, store, policy=built, history=finished)
+        done_at: float | None = None
+        while True:
+            step: Step = controller.step()
+            obs = step.observation
+            times.append(sim.now)
+            sizes.append(obs.workers + obs.cluster.decommissioning_workers)
+            all_done = len(sim.results) == len(jobs)
+            if all_done and done_at is None:
+                done_at = sim.now
+            back = obs.workers == low and obs.cluster.decommissioning_workers == 0
+            if all_done and (not settle or back or sim.now - done_at > SETTLE_LIMIT_S):
+                break
+            if sim.now > last_due + DRAIN_LIMIT_S:
+                break
+            controller.clock.sleep(cfg.scaling.interval_s)
+        policy_name = controller.policy.name
+        version = getattr(controller.policy, "model_version", controller.policy.version)
+    results = {r.id: r for r in sim.results}
+    rows = []
+    for job in jobs:
+        r = results.get(job.id)
+        took = r.duration_s if r is not None else None
+        rows.append(
+            {
+                "name": job.name,
+                "signature": job.key,
+                "size_gb": job.size_gb,
+                "deadline_s": job.deadline_s,
+                "duration_s": None if took is None else round(took, 1),
+                "met": took is not None and job.deadline_s is not None and took <= job.deadline_s,
+            }
+        )
+    return {
+        "policy": policy_name,
+        "model_version": version,
+        "deadlines_met": sum(r["met"] for r in rows),
+        "jobs": len(rows),
+        "finished": all(r["duration_s"] is not None for r in rows),
+        "run_s": round(times[-1], 1),
+        "peak_workers": max(sizes),
+        "times": times,
+        "sizes": sizes,
+        "per_job": rows,
+        "records": finished,
+    }
+
+
+def worker_seconds(times: Sequence[float], sizes: Sequence[int], window_s: float) -> float:
+    """As the demo counts them: each observation's size until the next, over the first
+    ``window_s`` seconds, the last size held to its end."""
+    edges = [*times, max(window_s, times[-1])]
+    return sum(
+        w * (min(t1, window_s) - min(t0, window_s))
+        for w, t0, t1 in zip(sizes, edges, edges[1:], strict=False)
+    )
+
+
+def real_demo(path: Path) -> dict[str, Any] | None:
+    """The real demo's numbers (``benchmarks/demo_time.py``'s output), if it has run."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data.get("demo", data)
+
+
+def _seconds(text: Any) -> float | None:
+    try:
+        return float(str(text).rstrip("s").split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def real_deadlines(demo: Mapping[str, Any]) -> dict[str, float]:
+    """Each kind's deadline in the real demo's jobs table."""
+    out: dict[str, float] = {}
+    for row in demo.get("jobs", []):
+        kind = row.get("signature") or row.get("kind") or row.get("job", "").split("-", 1)[-1]
+        deadline = _seconds(row.get("deadline (s)"))
+        if kind and deadline is not None:
+            out[kind] = deadline
+    return out
+
+
+def one_day(
+    source: SignatureJobs,
+    opts: DemoOptions,
+    seed: int,
+    submit_s: float,
+    deadlines: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The warm-up, the autoscaled day and the static day, simulated from ``seed``."""
+    cfg = sim_config(seed)
+    n = cfg.scaling.max_workers
+    rng = np.random.default_rng([seed, 5])
+    warm = specs(
+        warmup_plan(size=opts.size, kinds=opts.kinds, cores_per_job=opts.cores_per_job),
+        source,
+        rng,
+        submit_s,
+    )
+    warm_run = run_day(cfg, warm, policy=("static", {"workers": n}), workers=n, seed=seed)
+    took = {job["signature"]: job["duration_s"] for job in warm_run["per_job"] if job["duration_s"]}
+    own = deadlines_from(took, opts.deadline_factor)
+    used = dict(deadlines) if deadlines else own
+    plan = daily_plan(
+        opts.jobs,
+        opts.day_s,
+        deadline_s=used,
+        seed=opts.seed,
+        size=opts.size,
+        scale_range=DAY_SCALE_RANGE,
+        cores_per_job=opts.cores_per_job,
+        kinds=opts.kinds,
+    )
+    day = specs(plan, source, rng, submit_s)
+    history = warm_run["records"].poll()
+    auto = run_day(
+        cfg,
+        day,
+        policy=None,
+        workers=cfg.scaling.min_workers,
+        history=history,
+        settle=True,
+        seed=seed,
+    )
+    static = run_day(cfg, day, policy=("static", {"workers": n}), workers=n, seed=seed)
+    window = max(auto["times"][-1], static["times"][-1])
+    out: dict[str, Any] = {
+        "seed": seed,
+        "warm_up_s": took,
+        "deadlines_from_simulated_warm_up": own,
+        "deadlines_used": used,
+        "window_s": round(window, 1),
+    }
+    for label, run in (("autoscaled", auto), ("static", static)):
+        run["worker_seconds"] = round(worker_seconds(run["times"], run["sizes"], window), 1)
+        out[label] = {k: v for k, v in run.items() if k not in ("times", "sizes", "records")}
+    base = out["static"]["worker_seconds"]
+    out["worker_seconds_ratio"] = round(out["autoscaled"]["worker_seconds"] / base, 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, help="recorded runs (default: the package's)")
+    parser.add_argument("--demo", type=Path, default=DEMO_JSON, help="the real demo's numbers")
+    parser.add_argument("--seeds", type=int, default=5, help="simulated days (seeds 0..)")
+    parser.add_argument("--submit-s", type=float, help="driver launch before the app starts")
+    args = parser.parse_args()
+    source = signature_jobs(load_recorded(args.runs))
+    demo = real_demo(args.demo)
+    submit_s = args.submit_s if args.submit_s is not None else 0.0
+    deadlines = real_deadlines(demo) if demo else None
+    opts = DemoOptions()
+    days = [one_day(source, opts, seed, submit_s, deadlines) for seed in range(args.seeds)]
+    summary: dict[str, Any] = {}
+    for label in ("autoscaled", "static"):
+        summary[label] = {
+            "deadlines_met_mean": statistics.mean(d[label]["deadlines_met"] for d in days),
+            "deadlines_met": [d[label]["deadlines_met"] for d in days],
+            "jobs": days[0][label]["jobs"],
+            "worker_seconds_median": statistics.median(d[label]["worker_seconds"] for d in days),
+            "worker_seconds": [d[label]["worker_seconds"] for d in days],
+        }
+    summary["worker_seconds_ratio_median"] = statistics.median(
+        d["worker_seconds_ratio"] for d in days
+    )
+    gap: dict[str, Any] | None = None
+    if demo is not None:
+        real_runs = demo.get("runs", {})
+        gap = {"real": real_runs}
+        for label, real in real_runs.items():
+            mine = summary["autoscaled" if label.startswith("autoscaled") else "static"]
+            gap[label] = {
+                "deadlines_met_sim_minus_real": mine["deadlines_met_mean"]
+                - real.get("deadlines_met", 0),
+                "worker_seconds_sim_over_real": round(
+                    mine["worker_seconds_median"] / real["worker_seconds"], 3
+                )
+                if real.get("worker_seconds")
+                else None,
+            }
+    result = {
+        "options": dataclasses.asdict(opts),
+        "runs": str(args.runs or "package recordings"),
+        "signatures": {
+            p.signature: {
+                "runs": p.runs,
+                "serial": p.serial,
+                "work": p.work,
+                "stages": len(p.stages),
+            }
+            for p in source.profiles
+        },
+        "submit_s": round(submit_s, 2),
+        "summary": summary,
+        "gap_to_real_demo": gap,
+        "days": days,
+    }
+    print(json.dumps({"summary": summary, "gap": gap, "submit_s": submit_s}, indent=2))
+    print(f"written to {save('sim_replay_day', result)}")
+
+
+if __name__ == "__main__":
+    main()
