@@ -98,6 +98,7 @@ def run_day(
     settle: bool = False,
     seed: int = 0,
     submit_s: float = 0.0,
+    host_cores: int | None = None,
 ) -> dict[str, Any]:
     """One run of ``jobs`` from ``workers`` workers: the config's policy (or ``policy``), its
     store holding ``history``; learning from its finished jobs. Ends when every job is done
@@ -108,6 +109,7 @@ def run_day(
         update={"simulation": config.simulation.model_copy(update={"initial_workers": workers})}
     )
     sim = make_sim(cfg, jobs, seed)
+    sim.host_cores = host_cores
     finished = SimJobHistory(sim)
     times: list[float] = []
     sizes: list[int] = []
@@ -209,8 +211,10 @@ def one_day(
     seed: int,
     submit_s: float,
     deadlines: Mapping[str, float] | None,
+    host_cores: int | None = None,
 ) -> dict[str, Any]:
-    """The warm-up, the autoscaled day and the static day, simulated from ``seed``."""
+    """The warm-up, the autoscaled day and the static day, simulated from ``seed``, the workers
+    on hosts of their own or (``host_cores``) sharing one host of that many cores."""
     cfg = sim_config(seed)
     n = cfg.scaling.max_workers
     rng = np.random.default_rng([seed, 5])
@@ -221,7 +225,13 @@ def one_day(
         submit_s,
     )
     warm_run = run_day(
-        cfg, warm, policy=("static", {"workers": n}), workers=n, seed=seed, submit_s=submit_s
+        cfg,
+        warm,
+        policy=("static", {"workers": n}),
+        workers=n,
+        seed=seed,
+        submit_s=submit_s,
+        host_cores=host_cores,
     )
     took = {job["signature"]: job["duration_s"] for job in warm_run["per_job"] if job["duration_s"]}
     own = deadlines_from(took, opts.deadline_factor)
@@ -248,9 +258,16 @@ def one_day(
         settle=True,
         seed=seed,
         submit_s=submit_s,
+        host_cores=host_cores,
     )
     static = run_day(
-        cfg, day, policy=("static", {"workers": n}), workers=n, seed=seed, submit_s=submit_s
+        cfg,
+        day,
+        policy=("static", {"workers": n}),
+        workers=n,
+        seed=seed,
+        submit_s=submit_s,
+        host_cores=host_cores,
     )
     window = max(auto["times"][-1], static["times"][-1])
     out: dict[str, Any] = {
@@ -268,19 +285,8 @@ def one_day(
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, help="recorded runs (default: the package's)")
-    parser.add_argument("--demo", type=Path, default=DEMO_JSON, help="the real demo's numbers")
-    parser.add_argument("--seeds", type=int, default=5, help="simulated days (seeds 0..)")
-    parser.add_argument("--submit-s", type=float, help="driver launch before the app starts")
-    args = parser.parse_args()
-    source = signature_jobs(load_recorded(args.runs))
-    demo = real_demo(args.demo)
-    submit_s = args.submit_s if args.submit_s is not None else 0.0
-    deadlines = real_deadlines(demo) if demo else None
-    opts = DemoOptions()
-    days = [one_day(source, opts, seed, submit_s, deadlines) for seed in range(args.seeds)]
+def summarise(days: Sequence[Mapping[str, Any]], demo: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deadlines met and worker-seconds over the simulated days, and their gap to the demo's."""
     summary: dict[str, Any] = {}
     for label in ("autoscaled", "static"):
         summary[label] = {
@@ -293,11 +299,9 @@ def main() -> None:
     summary["worker_seconds_ratio_median"] = statistics.median(
         d["worker_seconds_ratio"] for d in days
     )
-    gap: dict[str, Any] | None = None
     if demo is not None:
-        real_runs = demo.get("runs", {})
-        gap = {"real": real_runs}
-        for label, real in real_runs.items():
+        gap: dict[str, Any] = {}
+        for label, real in demo.get("runs", {}).items():
             mine = summary["autoscaled" if label.startswith("autoscaled") else "static"]
             gap[label] = {
                 "deadlines_met_sim_minus_real": mine["deadlines_met_mean"]
@@ -308,6 +312,38 @@ def main() -> None:
                 if real.get("worker_seconds")
                 else None,
             }
+        real_ratio = demo.get("runs", {}).get("autoscaled", {}).get("worker_seconds_ratio")
+        gap["worker_seconds_ratio_sim_minus_real"] = (
+            None
+            if real_ratio is None
+            else round(summary["worker_seconds_ratio_median"] - real_ratio, 3)
+        )
+        summary["gap_to_real_demo"] = gap
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, help="recorded runs (default: the package's)")
+    parser.add_argument("--demo", type=Path, default=DEMO_JSON, help="the real demo's numbers")
+    parser.add_argument("--seeds", type=int, default=5, help="simulated days (seeds 0..)")
+    parser.add_argument("--submit-s", type=float, default=0.0, help="driver start before the app")
+    parser.add_argument("--host-cores", type=int, default=2, help="this machine's cores")
+    args = parser.parse_args()
+    source = signature_jobs(load_recorded(args.runs))
+    demo = real_demo(args.demo)
+    deadlines = real_deadlines(demo) if demo else None
+    opts = DemoOptions()
+    variants: dict[str, Any] = {}
+    for name, host in (
+        ("hosts of their own", None),
+        (f"one {args.host_cores}-core host", args.host_cores),
+    ):
+        days = [
+            one_day(source, opts, seed, args.submit_s, deadlines, host)
+            for seed in range(args.seeds)
+        ]
+        variants[name] = {"summary": summarise(days, demo), "days": days}
     result = {
         "options": dataclasses.asdict(opts),
         "runs": str(args.runs or "package recordings"),
@@ -320,12 +356,11 @@ def main() -> None:
             }
             for p in source.profiles
         },
-        "submit_s": round(submit_s, 2),
-        "summary": summary,
-        "gap_to_real_demo": gap,
-        "days": days,
+        "submit_s": args.submit_s,
+        "real_demo": None if demo is None else {"runs": demo.get("runs"), "jobs": demo.get("jobs")},
+        "variants": variants,
     }
-    print(json.dumps({"summary": summary, "gap": gap, "submit_s": submit_s}, indent=2))
+    print(json.dumps({k: v["summary"] for k, v in variants.items()}, indent=2))
     print(f"written to {save('sim_replay_day', result)}")
 
 

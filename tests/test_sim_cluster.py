@@ -562,3 +562,17 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not() -> None:
     assert len(first[0]) == 6
     assert _noisy_run(3) == first
     assert _noisy_run(4) != first
+
+
+def test_workers_sharing_one_host_slow_down_past_its_cores() -> None:
+    """Four one-core workers on a two-core host: the first two tasks run at full speed, the
+    third and fourth start while the host is busy and take 1.5 and 2 times longer."""
+    jobs = [job(0, stage(0, 4, 10.0))]
+    assert finished(make_sim(jobs, workers=4)) == {0: 10.0}
+    shared = make_sim(jobs, workers=4, host_cores=2)
+    sim_end = finished(shared)
+    assert sim_end == {0: 20.0}
+    # A driver phase counts too: started beside two running tasks it takes 1.5 times longer.
+    later = job(1, stage(0, 1, 1.0), arrival=1.0, driver_s=4.0)
+    sim = make_sim([job(0, stage(0, 2, 10.0)), later], workers=3, host_cores=2)
+    assert finished(sim)[1] == pytest.approx(1.0 + 6.0 + 1.0 * 1.5)

@@ -141,8 +141,15 @@ class SimCluster:
         executor_startup_s: tuple[float, float] = LOCAL_EXECUTOR_STARTUP_S,
         seed: int = 0,
         start_epoch: float = 1_767_571_200.0,
+        host_cores: int | None = None,
     ) -> None:
         self.rng = np.random.default_rng(seed)
+        #: None: every worker is a host of its own. A number: the workers and the drivers share
+        #: one host of that many cores (a local cluster on one machine, as the demo's), so a
+        #: task or driver phase that starts while more tasks and driver phases run than the
+        #: host has cores takes that many times longer (its share of the cores at its start).
+        self.host_cores = host_cores
+        self._drivers = 0
         self.draws = Draws(self.rng)
         self.cores_per_worker = cores_per_worker
         self.memory_mb_per_worker = memory_mb_per_worker
@@ -200,6 +207,7 @@ class SimCluster:
         elif kind == "driver":
             job = self.jobs[payload]  # type: ignore[index]
             job.driver_done = True
+            self._drivers -= 1
             self._release(job, [s.id for s in job.spec.stages if not s.parents])
             self._finish_if_done(job)
         elif kind == "task":
@@ -319,7 +327,8 @@ class SimCluster:
         self.jobs[spec.id] = job
         self.active.append(spec.id)
         if spec.driver_s > 0:
-            self._push(self.now + spec.driver_s, "driver", spec.id)
+            self._push(self.now + spec.driver_s * self._host_load(), "driver", spec.id)
+            self._drivers += 1
         else:
             job.driver_done = True
             self._release(job, [s.id for s in spec.stages if not s.parents])
@@ -466,6 +475,8 @@ class SimCluster:
         )
         worker.tasks_started[(job_id, stage.id)] = on_stage + 1
         duration = stage.durations.sample(kind, executors, self.draws)
+        if self.host_cores is not None:
+            duration *= self._host_load()
         attempt = next(self._attempts)
         key = (job_id, stage.id, task, attempt)
         worker.running.add(key)
@@ -487,6 +498,13 @@ class SimCluster:
                 (worker.id, job_id, stage.id, task, attempt),
             ),
         )
+
+    def _host_load(self) -> float:
+        """How many times slower work that starts now runs on the shared host: what runs (the
+        one starting included) over the host's cores, at least 1; 1 with hosts of their own."""
+        if self.host_cores is None:
+            return 1.0
+        return max(1.0, (self.running_tasks + self._drivers + 1) / self.host_cores)
 
     # ------------------------------------------------------------------ observation
     def worker_infos(self) -> tuple[WorkerInfo, ...]:
