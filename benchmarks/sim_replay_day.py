@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from _cluster import RESULTS, save
 
-from sparkscaler.backends.simulated import SimJobHistory
+from sparkscaler.backends.simulated import SimJobHistory, run_alone
 from sparkscaler.config import Config
 from sparkscaler.controller import Step
 from sparkscaler.core import JobRecord
@@ -285,6 +285,24 @@ def one_day(
     return out
 
 
+def profile_errors(source: SignatureJobs) -> dict[str, Any]:
+    """How well each kind's profile reproduces its own recorded runs: each run's size on its
+    executors, alone, against the run's application time (absolute % error per kind)."""
+    startup = source.executor_startup_s
+    errors: dict[str, list[float]] = {}
+    for record in source.history:
+        profile = source.profile(record.key)
+        spec = profile.make(record.input_bytes / 1e9, None, startup)
+        simulated = run_alone(spec, max(1, record.executors), executor_startup_s=(startup,) * 2)
+        errors.setdefault(record.key, []).append(
+            abs(simulated.duration_s - record.duration_s) / record.duration_s
+        )
+    return {
+        key: {"runs": len(e), "mape_pct": round(100 * statistics.mean(e), 1)}
+        for key, e in sorted(errors.items())
+    }
+
+
 def summarise(days: Sequence[Mapping[str, Any]], demo: Mapping[str, Any] | None) -> dict[str, Any]:
     """Deadlines met and worker-seconds over the simulated days, and their gap to the demo's."""
     summary: dict[str, Any] = {}
@@ -356,6 +374,7 @@ def main() -> None:
             }
             for p in source.profiles
         },
+        "profile_fit": profile_errors(source),
         "submit_s": args.submit_s,
         "real_demo": None if demo is None else {"runs": demo.get("runs"), "jobs": demo.get("jobs")},
         "variants": variants,
