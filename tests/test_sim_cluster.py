@@ -513,6 +513,22 @@ def test_history_hands_over_only_the_first_runs_of_each_signature() -> None:
     assert got == [("sim-job-0", "b"), ("sim-job-1", "a"), ("sim-job-2", "a"), ("sim-job-3", "b")]
 
 
+def test_history_hands_finished_jobs_over_together_at_most_once_an_interval() -> None:
+    jobs = [job(i, stage(0, 1, 10.0), arrival=100.0 * i) for i in range(8)]  # done at 10, 110…
+    sim = make_sim(jobs, workers=1)
+    history = SimJobHistory(sim, every_s=300.0)
+    handed = []
+    for t in range(0, 800, 50):
+        sim.run_until(float(t))
+        handed.append((t, [r.app_id for r in history.poll()]))
+    got = [(t, ids) for t, ids in handed if ids]
+    assert got == [
+        (50, ["sim-job-0"]),
+        (350, ["sim-job-1", "sim-job-2", "sim-job-3"]),
+        (650, ["sim-job-4", "sim-job-5", "sim-job-6"]),
+    ]
+
+
 def test_lost_tasks_count_as_failed_and_recomputed_time_as_task_seconds() -> None:
     sim = make_sim([job(0, stage(0, 2, 10.0))], workers=2)
     history = SimJobHistory(sim)

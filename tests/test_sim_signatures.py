@@ -125,9 +125,9 @@ def test_a_simulation_of_recorded_jobs_starts_from_their_runs_and_learns(tmp_pat
         }
     )
     source = signature_jobs(recordings())
-    arrivals = Arrivals(np.array([0.0, 400.0, 800.0]), np.ones(3))
+    arrivals = Arrivals(np.array([0.0, 700.0, 1400.0]), np.ones(3))  # farther apart than a refit
     policy = Learner()
-    result = simulate(config, arrivals, source, policy, 1200.0, deadline_s=300.0)
+    result = simulate(config, arrivals, source, policy, 2100.0, deadline_s=300.0)
     assert result.jobs_done == 3
     first, *later = policy.fits
     assert sorted(first) == sorted(r.key for r in source.history)  # the recorded runs
@@ -135,7 +135,7 @@ def test_a_simulation_of_recorded_jobs_starts_from_their_runs_and_learns(tmp_pat
     assert {k for f in later for k in f[12:]} <= {"scan", "loop"}
 
     plain = Learner()
-    simulate(config, arrivals, source, plain, 1200.0, deadline_s=300.0, learn=False)
+    simulate(config, arrivals, source, plain, 2100.0, deadline_s=300.0, learn=False)
     assert [len(f) for f in plain.fits] == [12]  # the recorded runs only
 
 

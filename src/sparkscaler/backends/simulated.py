@@ -248,17 +248,22 @@ class SimJobHistory:
     each job that finishes is handed over once, as a :class:`JobRecord` its event log would
     give, so that a policy in the simulator learns from finished jobs as on a real cluster.
 
-    ``runs_per_signature`` hands over only the first that many runs of each signature: the
-    controller refits the policy on the whole stored history whenever jobs finish, which a
+    The controller refits the policy on the whole stored history whenever jobs finish, which a
     simulated week of thousands of jobs would make quadratic, while a recurring job's runtime
-    model has stopped changing long before (None: every run).
+    model has stopped changing long before. So ``runs_per_signature`` hands over only the first
+    that many runs of each signature (None: every run), and ``every_s`` hands finished jobs over
+    at most once per that many simulated seconds, together (0: as soon as they finish).
     """
 
-    def __init__(self, sim: SimCluster, runs_per_signature: int | None = None) -> None:
+    def __init__(
+        self, sim: SimCluster, runs_per_signature: int | None = None, every_s: float = 0.0
+    ) -> None:
         self.sim = sim
         self.runs_per_signature = runs_per_signature
+        self.every_s = every_s
         self._runs: dict[str, int] = {}
         self._new: list[JobRecord] = []
+        self._handed_at: float | None = None
         sim.finish_listeners.append(self._finished)
 
     def _finished(self, job: JobState) -> None:
@@ -270,6 +275,11 @@ class SimJobHistory:
         self._new.append(job_record(self.sim, job))
 
     def poll(self) -> list[JobRecord]:
+        if not self._new:
+            return []
+        if self._handed_at is not None and self.sim.now - self._handed_at < self.every_s:
+            return []
+        self._handed_at = self.sim.now
         new, self._new = self._new, []
         return new
 

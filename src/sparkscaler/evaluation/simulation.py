@@ -43,6 +43,9 @@ from sparkscaler.wiring import make_sim, simulated_loop
 #: model's leave-one-out choice to settle, few enough that refitting on the whole history each
 #: time jobs finish stays cheap over a simulated week.
 LEARN_RUNS_PER_SIGNATURE = 30
+#: At most one refit per this many simulated seconds in a learning simulation: a policy's fit
+#: can cost a second (a forecaster's forest), and a simulated day finishes a job a minute.
+LEARN_EVERY_S = 600.0
 
 JOB_SPEC_USAGE = (
     "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3] | "
@@ -231,17 +234,19 @@ def simulate_workload(
     progress: Callable[[float], None] | None = None,
     learn: bool = False,
     runs_per_signature: int | None = LEARN_RUNS_PER_SIGNATURE,
+    learn_every_s: float = LEARN_EVERY_S,
     history: Sequence[JobRecord] = (),
 ) -> SimulationResult:
     """Run the controller with ``policy`` (None: the config's) over given jobs (arrival times
     and deadlines set). ``learn``: finished jobs flow back to the loop as job records
     (:class:`~sparkscaler.backends.simulated.SimJobHistory`, the first ``runs_per_signature``
-    of each signature), and the controller refits the policy on them as on a real cluster.
+    of each signature, at most once per ``learn_every_s``), and the controller refits the
+    policy on them as on a real cluster.
     ``history``: finished jobs the store holds from the start (and the policy is fitted on),
     as a cluster's store holds the runs before the simulated span."""
     seed = config.simulation.seed if seed is None else seed
     sim = make_sim(config, workload, seed)
-    finished = SimJobHistory(sim, runs_per_signature) if learn else None
+    finished = SimJobHistory(sim, runs_per_signature, learn_every_s) if learn else None
     prior = list(history)
     keys = ("time_s", "workers", "target", "pending", "running")
     timeline: dict[str, list[float]] = {k: [] for k in keys}
