@@ -22,11 +22,17 @@ recordings; :func:`sparkscaler.evaluation.simulation.signature_jobs`):
    run's, the last size held), against the real demo's.
 
 A job's run time in the demo is from its ``spark-submit`` to the driver's exit; its recorded
-runs start at the application's start, some seconds later (the driver's JVM). That launch time
-(``--submit-s``: by default the real demo's mean of ``actual - app`` per job, else 0) is added
-to each simulated job's driver phase.
+runs start at the application's start, some seconds later (the driver's JVM). So each simulated
+job's application starts that long (``--submit-s``; by default the real demo's warm-up run times
+less their applications', else 0) after it is due, and its run time is counted from when it was
+due, against the deadline its application declares.
 
-    .venv/bin/python benchmarks/sim_replay_day.py [--runs RUNS] [--demo demo.json] [--seeds 5]
+The simulated workers are hosts of their own, as the simulator's are, and, in a second variant,
+workers and drivers share one host of ``--host-cores`` (2, this machine's) cores
+(``SimCluster(host_cores=)``): the demo's cluster is four worker JVMs and up to four drivers on
+two cores.
+
+    .venv/bin/python benchmarks/sim_replay_day.py [--runs RUNS] [--demo demo.json|demo.log]
 
 Writes ``benchmarks/results/sim_replay_day.json``.
 """
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import statistics
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -45,7 +52,7 @@ from typing import Any
 import numpy as np
 from _cluster import RESULTS, save
 
-from sparkscaler.backends.simulated import SimJobHistory, run_alone
+from sparkscaler.backends.simulated import SimJobHistory, SimObserver, run_alone
 from sparkscaler.config import Config
 from sparkscaler.controller import Step
 from sparkscaler.core import JobRecord
@@ -57,6 +64,10 @@ from sparkscaler.wiring import make_sim, simulated_context, simulated_loop
 from sparkscaler.workloads.replay import PlannedJob, daily_plan, deadlines_from, warmup_plan
 
 DEMO_JSON = RESULTS / "demo.json"
+#: Seconds from a demo job's application start to its REST API's first answer: the mean of the
+#: four day jobs of a ``make demo`` run on this machine (1.6, 9.8, 18.5 and 12.8 s, the age of
+#: each job's first context in its store's observations; until then "no REST API found").
+API_DELAY_S = 10.7
 #: As the demo: a run whose jobs are not done this long after its last was due is stopped.
 DRAIN_LIMIT_S = 600.0
 #: As the demo: after its last job the autoscaled run waits this long to be back at its minimum.
@@ -99,6 +110,7 @@ def run_day(
     seed: int = 0,
     submit_s: float = 0.0,
     host_cores: int | None = None,
+    api_delay_s: float = 0.0,
 ) -> dict[str, Any]:
     """One run of ``jobs`` from ``workers`` workers: the config's policy (or ``policy``), its
     store holding ``history``; learning from its finished jobs. Ends when every job is done
@@ -120,7 +132,10 @@ def run_day(
         built = None
         if policy is not None:
             built = simulated_context(cfg).build(policy[0], policy[1], store.jobs())
-        controller = simulated_loop(cfg, sim, store, policy=built, history=finished)
+        observer = SimObserver(sim, cfg.deadline_s, api_delay_s)
+        controller = simulated_loop(
+            cfg, sim, store, policy=built, history=finished, observer=observer
+        )
         done_at: float | None = None
         while True:
             step: Step = controller.step()
@@ -180,11 +195,30 @@ def worker_seconds(times: Sequence[float], sizes: Sequence[int], window_s: float
 
 
 def real_demo(path: Path) -> dict[str, Any] | None:
-    """The real demo's numbers (``benchmarks/demo_time.py``'s output), if it has run."""
+    """The real demo's numbers: ``benchmarks/demo_time.py``'s JSON, or a demo's output (its
+    summary and jobs tables and warm-up lines, read as that script reads them); None if absent."""
     if not path.is_file():
         return None
+    if path.suffix != ".json":
+        from demo_time import parse_summary
+
+        return parse_summary(path.read_text(errors="replace"))
     data = json.loads(path.read_text())
     return data.get("demo", data)
+
+
+_WARM_UP = re.compile(r"^warm-up-\S+: ([\d.]+) s,.*learned: application ([\d.]+) s")
+
+
+def submit_overhead(demo: Mapping[str, Any] | None) -> float:
+    """The real demo's mean time from a warm-up job's submission to its application's start:
+    the warm-up's run time (from submission) less its application's (from its event log)."""
+    gaps = []
+    for line in (demo or {}).get("warm_up", []):
+        found = _WARM_UP.match(line)
+        if found:
+            gaps.append(float(found.group(1)) - float(found.group(2)))
+    return statistics.mean(gaps) if gaps else 0.0
 
 
 def _seconds(text: Any) -> float | None:
@@ -212,6 +246,7 @@ def one_day(
     submit_s: float,
     deadlines: Mapping[str, float] | None,
     host_cores: int | None = None,
+    api_delay_s: float = 0.0,
 ) -> dict[str, Any]:
     """The warm-up, the autoscaled day and the static day, simulated from ``seed``, the workers
     on hosts of their own or (``host_cores``) sharing one host of that many cores."""
@@ -232,6 +267,7 @@ def one_day(
         seed=seed,
         submit_s=submit_s,
         host_cores=host_cores,
+        api_delay_s=api_delay_s,
     )
     took = {job["signature"]: job["duration_s"] for job in warm_run["per_job"] if job["duration_s"]}
     own = deadlines_from(took, opts.deadline_factor)
@@ -259,6 +295,7 @@ def one_day(
         seed=seed,
         submit_s=submit_s,
         host_cores=host_cores,
+        api_delay_s=api_delay_s,
     )
     static = run_day(
         cfg,
@@ -268,6 +305,7 @@ def one_day(
         seed=seed,
         submit_s=submit_s,
         host_cores=host_cores,
+        api_delay_s=api_delay_s,
     )
     window = max(auto["times"][-1], static["times"][-1])
     out: dict[str, Any] = {
@@ -345,26 +383,39 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="recorded runs (default: the package's)")
     parser.add_argument("--demo", type=Path, default=DEMO_JSON, help="the real demo's numbers")
     parser.add_argument("--seeds", type=int, default=5, help="simulated days (seeds 0..)")
-    parser.add_argument("--submit-s", type=float, default=0.0, help="driver start before the app")
+    parser.add_argument(
+        "--submit-s", type=float, help="driver start before the app (default: the demo's)"
+    )
     parser.add_argument("--host-cores", type=int, default=2, help="this machine's cores")
+    parser.add_argument(
+        "--api-delay-s",
+        type=float,
+        default=API_DELAY_S,
+        help="application start to its REST API's first answer",
+    )
     args = parser.parse_args()
     source = signature_jobs(load_recorded(args.runs))
     demo = real_demo(args.demo)
     deadlines = real_deadlines(demo) if demo else None
+    submit_s = args.submit_s if args.submit_s is not None else submit_overhead(demo)
     opts = DemoOptions()
     variants: dict[str, Any] = {}
-    for name, host in (
-        ("hosts of their own", None),
-        (f"one {args.host_cores}-core host", args.host_cores),
+    delay = args.api_delay_s
+    for name, host, api in (
+        ("simulator as is", None, 0.0),
+        (f"REST API after {delay:g} s", None, delay),
+        (f"REST API after {delay:g} s, one {args.host_cores}-core host", args.host_cores, delay),
     ):
         days = [
-            one_day(source, opts, seed, args.submit_s, deadlines, host)
+            one_day(source, opts, seed, submit_s, deadlines, host, api)
             for seed in range(args.seeds)
         ]
         variants[name] = {"summary": summarise(days, demo), "days": days}
     result = {
         "options": dataclasses.asdict(opts),
         "runs": str(args.runs or "package recordings"),
+        "demo": str(args.demo),
+        "api_delay_s": args.api_delay_s,
         "signatures": {
             p.signature: {
                 "runs": p.runs,
@@ -375,7 +426,7 @@ def main() -> None:
             for p in source.profiles
         },
         "profile_fit": profile_errors(source),
-        "submit_s": args.submit_s,
+        "submit_s": round(submit_s, 2),
         "real_demo": None if demo is None else {"runs": demo.get("runs"), "jobs": demo.get("jobs")},
         "variants": variants,
     }

@@ -592,3 +592,32 @@ def test_workers_sharing_one_host_slow_down_past_its_cores() -> None:
     later = job(1, stage(0, 1, 1.0), arrival=1.0, driver_s=4.0)
     sim = make_sim([job(0, stage(0, 2, 10.0)), later], workers=3, host_cores=2)
     assert finished(sim)[1] == pytest.approx(1.0 + 6.0 + 1.0 * 1.5)
+
+
+def test_a_job_is_known_only_once_its_rest_api_answers() -> None:
+    """With a 10 s API delay, a job that arrived 5 s ago is an app (its cores, its age) and an
+    error, nothing more; the older job's load, size and deadline are all there."""
+    first = job(0, stage(0, 4, 100.0), size_gb=1.0, deadline_s=500.0)
+    second = job(1, stage(0, 6, 100.0), arrival=15.0, size_gb=2.0, deadline_s=200.0)
+    sim = make_sim([first, second], workers=3)
+    observer = SimObserver(sim, default_deadline_s=900.0, api_delay_s=10.0)
+    sim.run_until(5.0)
+    obs = observer.observe()
+    assert obs.errors == ("no REST API found for application sim-job-0",)
+    assert (obs.jobs, obs.running_tasks, obs.pending_tasks, obs.backlog_age_s) == ((), 0, 0, 0.0)
+    assert (obs.input_bytes, obs.deadline_s) == (None, 900.0)
+    assert [a.id for a in obs.cluster.active_apps] == ["sim-job-0"]
+    assert obs.oldest_job_elapsed_s == 5.0
+
+    sim.run_until(20.0)  # the first job is known, the second arrived 5 s ago
+    obs = observer.observe()
+    full = SimObserver(sim, default_deadline_s=900.0).observe()
+    assert [j.app_id for j in obs.jobs] == ["sim-job-0"] and len(full.jobs) == 2
+    assert obs.errors == ("no REST API found for application sim-job-1",)
+    assert (obs.running_tasks, obs.pending_tasks) == (3, 1)  # the first's: 3 run, 1 waits
+    assert (full.running_tasks, full.pending_tasks) == (3, 7)
+    assert (obs.input_bytes, obs.deadline_s, full.deadline_s) == (1e9, 500.0, 200.0)
+    assert len(obs.cluster.active_apps) == 2
+
+    sim.run_until(30.0)
+    assert observer.observe() == SimObserver(sim, default_deadline_s=900.0).observe()

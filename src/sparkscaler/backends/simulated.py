@@ -61,14 +61,15 @@ def input_read_bytes(sim: SimCluster) -> float:
     """What the running jobs have read of their input: each job's size times the share of its
     input stages' (those without parents) tasks that are done, as Spark's executors count
     ``totalInputBytes`` as their input tasks finish."""
-    read = 0.0
-    for job_id in sim.active:
-        job = sim.jobs[job_id]
-        inputs = [s for s in job.spec.stages if not s.parents]
-        tasks = sum(s.num_tasks for s in inputs)
-        done = sum(min(job.stages[s.id].done, s.num_tasks) for s in inputs)
-        read += job.spec.size_gb * 1e9 * done / tasks if tasks else 0.0
-    return read
+    return sum(job_read_bytes(sim.jobs[job_id]) for job_id in sim.active)
+
+
+def job_read_bytes(job: JobState) -> float:
+    """One running job's share of :func:`input_read_bytes`."""
+    inputs = [s for s in job.spec.stages if not s.parents]
+    tasks = sum(s.num_tasks for s in inputs)
+    done = sum(min(job.stages[s.id].done, s.num_tasks) for s in inputs)
+    return job.spec.size_gb * 1e9 * done / tasks if tasks else 0.0
 
 
 def app_id(job_id: int) -> str:
@@ -166,11 +167,22 @@ def job_contexts(
 
 class SimObserver:
     """Observations of the simulated cluster, with the same fields, in the same units and with
-    the same meaning as the real observer's (``tests/test_observation_contract.py`` checks)."""
+    the same meaning as the real observer's (``tests/test_observation_contract.py`` checks).
 
-    def __init__(self, sim: SimCluster, default_deadline_s: float | None = None) -> None:
+    ``api_delay_s``: how long after its application starts a job's REST API first answers. On
+    a real cluster the master lists a new application at once, but its driver's REST API comes
+    up later (10-30 s on this busy 2-core machine): until then the observer knows the app, the
+    cores it holds and its age, and nothing else of it (its tasks, size, deadline and job
+    context), and says so in ``errors``, as the real observer does. 0: every job is known at
+    once.
+    """
+
+    def __init__(
+        self, sim: SimCluster, default_deadline_s: float | None = None, api_delay_s: float = 0.0
+    ) -> None:
         self.sim = sim
         self.default_deadline_s = default_deadline_s
+        self.api_delay_s = api_delay_s
 
     def close(self) -> None:
         """Nothing to release: the simulator holds no connections."""
@@ -180,7 +192,7 @@ class SimObserver:
         backlog = 0.0 if sim.backlog_since is None else sim.now - sim.backlog_since
         deadline = sim.deadline_s()
         cores = held_cores(sim)
-        return Observation(
+        obs = Observation(
             time=sim.start_epoch + sim.now,
             cluster=cluster_state(sim, cores),
             running_tasks=sim.running_tasks,
@@ -192,6 +204,43 @@ class SimObserver:
             oldest_job_elapsed_s=sim.elapsed_oldest(),
             deadline_s=deadline if deadline is not None else self.default_deadline_s,
             jobs=job_contexts(sim, cores, self.default_deadline_s),
+        )
+        if self.api_delay_s > 0:
+            return self._without_unanswered(obs)
+        return obs
+
+    def _without_unanswered(self, obs: Observation) -> Observation:
+        """``obs`` less what the jobs whose REST API has not answered yet would have told."""
+        sim = self.sim
+        hidden = [
+            sim.jobs[j] for j in sim.active if sim.now - sim.jobs[j].spec.arrival < self.api_delay_s
+        ]
+        if not hidden:
+            return obs
+        ids = {app_id(job.spec.id) for job in hidden}
+        running = sum(job.running for job in hidden)
+        pending = sum(
+            len(job.stages[s.id].pending)
+            for job in hidden
+            for s in job.spec.stages
+            if job.runnable(s.id)
+        )
+        shown = [j for j in obs.jobs if j.app_id not in ids]
+        seen = [sim.jobs[j].spec for j in sim.active if app_id(j) not in ids]
+        deadlines = [spec.deadline_s for spec in seen if spec.deadline_s is not None]
+        sized = [j.input_bytes for j in shown if j.input_bytes is not None]
+        pending_left = obs.pending_tasks - pending
+        return dataclasses.replace(
+            obs,
+            running_tasks=obs.running_tasks - running,
+            pending_tasks=pending_left,
+            backlog_age_s=obs.backlog_age_s if pending_left else 0.0,
+            input_bytes=sum(sized) if sized else None,
+            input_read_bytes=(obs.input_read_bytes or 0.0)
+            - sum(job_read_bytes(job) for job in hidden),
+            deadline_s=min(deadlines) if deadlines else self.default_deadline_s,
+            errors=tuple(f"no REST API found for application {i}" for i in sorted(ids)),
+            jobs=tuple(shown),
         )
 
 
