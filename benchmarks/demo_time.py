@@ -4,16 +4,19 @@
 works, is a number the README gives. This runs ``sparkscaler demo`` (the venv's command, after
 install) in a fresh ``SPARKSCALER_HOME`` (a temporary directory), its output piped to a file as
 in a CI log (no terminal, no ``COLUMNS``), and measures the wall time and the exit code. From the
-summary table the demo ends with it takes, per run: finished, jobs succeeded, deadlines met,
-worker-seconds (over the window both runs are charged), peak workers, scale actions, p95 job
-time and the run's duration; and the result lines under it.
+tables the demo ends with it takes, per run: finished, jobs succeeded, deadlines met,
+worker-seconds (over the window both runs are charged) and their ratio, peak workers, scale
+actions, p95 job time and the run's duration; per job: signature, scale, deadline, and per run
+the planner's predicted and the actual run time; the warm-up's lines (run time, deadline set,
+what was learned); and the result lines under the tables, the goal's verdict among them.
 
 The demo shares 2 cores with whatever else runs, and its time follows that load, so the load
 average is sampled every 5 s during the run, and the busiest other processes every minute, for
 the record. Everything, the demo's whole output included, goes to
-``benchmarks/results/demo_time.json``.
+``benchmarks/results/demo.json``; the demo's HTML report is copied to ``docs/demo/`` (unless
+``--no-report``).
 
-    .venv/bin/python benchmarks/demo_time.py [--timeout 1800] [-- more demo options]
+    .venv/bin/python benchmarks/demo_time.py [--timeout 1800] [--no-report] [-- demo options]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -36,6 +40,7 @@ import psutil
 from _cluster import save
 
 SPARKSCALER = Path(sys.executable).with_name("sparkscaler")
+REPORT_COPY = Path(__file__).resolve().parents[1] / "docs" / "demo" / "demo-report.html"
 LOAD_SAMPLE_S = 5.0
 OTHERS_SAMPLE_S = 60.0
 
@@ -69,18 +74,35 @@ def _number(text: str) -> float | int:
     return int(value) if value.is_integer() else value
 
 
+def _table(lines: list[str], marker: str) -> tuple[list[str], list[list[str]]]:
+    """The columns and rows of the box-drawn table whose header row contains ``marker``."""
+    at = next((i for i, line in enumerate(lines) if line.startswith("┃") and marker in line), None)
+    if at is None:
+        return [], []
+    columns = [c.strip() for c in lines[at].strip("┃").split("┃")]
+    rows = []
+    for line in lines[at + 1 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            rows.append([c.strip() for c in line.strip("│").split("│")])
+    return columns, rows
+
+
 def parse_summary(output: str) -> dict[str, Any]:
-    """The summary table (one dict per run, by its label) and the lines under it."""
+    """The summary table (one dict per run, by its label), the jobs table (one dict per job),
+    the warm-up's lines and the result lines under the tables."""
     lines = output.splitlines()
-    header = next((line for line in lines if line.startswith("┃")), None)
-    if header is None:
-        return {"runs": {}, "result": [line for line in lines if line.startswith("result:")]}
-    columns = [c.strip() for c in header.strip("┃").split("┃")]
+    verdict = [
+        line
+        for line in lines
+        if line.startswith(("result:", "deadlines met:", "the autoscaled run used", "goal ("))
+    ]
+    warmup = [line.strip() for line in lines if line.startswith("  warm-up-")]
+    columns, rows = _table(lines, "jobs succeeded")
     runs: dict[str, dict[str, Any]] = {}
-    for line in lines:
-        if not line.startswith("│"):
-            continue
-        cells = dict(zip(columns, (c.strip() for c in line.strip("│").split("│")), strict=True))
+    for row in rows:
+        cells = dict(zip(columns, row, strict=True))
         window = next(c for c in columns if c.startswith("worker-s over"))
         succeeded, jobs = cells["jobs succeeded"].split("/")
         met, _ = cells["deadlines met"].split("/")
@@ -91,6 +113,9 @@ def parse_summary(output: str) -> dict[str, Any]:
             "jobs_succeeded": int(succeeded),
             "deadlines_met": int(met),
             "worker_seconds": _number(cells[window]),
+            "worker_seconds_ratio": None
+            if cells["worker-s ratio"] == "-"
+            else _number(cells["worker-s ratio"]),
             "charged_window_s": _number(re.findall(r"[\d.]+", window)[0]),
             "peak_workers": int(cells["peak workers"]),
             "scale_outs": int(outs),
@@ -98,16 +123,20 @@ def parse_summary(output: str) -> dict[str, Any]:
             "p95_job_s": _number(cells["p95 job (s)"]),
             "run_s": _number(cells["run (s)"]),
         }
-    verdict = [
-        line
-        for line in lines
-        if line.startswith(("result:", "deadlines met:", "the autoscaled run used"))
-    ]
-    return {"runs": runs, "result": verdict}
+    columns, rows = _table(lines, "deadline (s)")
+    jobs_rows = [dict(zip(columns, row, strict=True)) for row in rows]
+    return {"runs": runs, "jobs": jobs_rows, "warm_up": warmup, "result": verdict}
 
 
-def run_demo(extra: list[str], timeout_s: float) -> dict[str, Any]:
-    """One ``sparkscaler demo`` in a fresh home; SIGINT (its own clean stop) on timeout."""
+def report_path(output: str) -> Path | None:
+    """Where the demo says it wrote its report."""
+    found = re.search(r"^report: (.+)$", output, re.MULTILINE)
+    return Path(found.group(1)) if found else None
+
+
+def run_demo(extra: list[str], timeout_s: float, keep_report: Path | None) -> dict[str, Any]:
+    """One ``sparkscaler demo`` in a fresh home; SIGINT (its own clean stop) on timeout. Its
+    report is copied to ``keep_report`` when given."""
     with tempfile.TemporaryDirectory(prefix="sparkscaler-demo-time-") as tmp:
         home, log = Path(tmp) / "home", Path(tmp) / "demo.log"
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -146,6 +175,10 @@ def run_demo(extra: list[str], timeout_s: float) -> dict[str, Any]:
             stop.set()
         wall_s = time.monotonic() - began
         output = log.read_text(errors="replace")
+        written = report_path(output)
+        if keep_report is not None and written is not None and written.exists():
+            keep_report.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(written, keep_report)
     return {
         "command": " ".join(["sparkscaler", "demo", *extra]) + "  (SPARKSCALER_HOME: a new dir)",
         "wall_s": round(wall_s, 1),
@@ -167,12 +200,18 @@ def run_demo(extra: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before Ctrl-C")
+    parser.add_argument(
+        "--no-report", action="store_true", help=f"do not copy the report to {REPORT_COPY}"
+    )
     parser.add_argument("extra", nargs="*", help="more `sparkscaler demo` options, after --")
     args = parser.parse_args()
-    result = run_demo(args.extra, args.timeout)
-    path = save("demo_time", result)
+    result = run_demo(args.extra, args.timeout, None if args.no_report else REPORT_COPY)
+    path = save("demo", result)
+    print(*result["warm_up"], sep="\n")
     for run, figures in result["runs"].items():
         print(f"{run}: {figures}")
+    for job in result["jobs"]:
+        print(job)
     print(*result["result"], sep="\n")
     print(f"wall {result['wall']}, exit code {result['exit_code']}; load {result['load_average']}")
     print(f"written to {path}")

@@ -333,8 +333,8 @@ def _summary(phases: list[PhaseResult]) -> str:
 
 def job_rows(phases: list[PhaseResult]) -> tuple[list[str], list[list[str | Cell]]]:
     """The per-job table of the summary and the report: each job of the day with its signature,
-    size and deadline, then per run the planner's first and last projection and its actual run
-    time (green when within the deadline)."""
+    size and deadline, then per run the planner's first and last projection (not for a static
+    run) and its actual run time (green when within the deadline)."""
     by_name = {p.label: {j.name: j for j in p.jobs} for p in phases}
     rows: list[list[str | Cell]] = []
     for first in phases[0].jobs:
@@ -350,15 +350,22 @@ def job_rows(phases: list[PhaseResult]) -> tuple[list[str], list[list[str | Cell
         for p in phases:
             job = by_name[p.label].get(first.name)
             if job is None:
-                row += ["-", "not run"]
+                row += ["-", "not run"] if _plans(p) else ["not run"]
                 continue
             state = f"{job.duration_s:.0f}" if job.succeeded else job.state
-            row += [job.predicted, Cell(state, MET if job.met else MISSED)]
+            row += [job.predicted] if _plans(p) else []
+            row.append(Cell(state, MET if job.met else MISSED))
         rows.append(row)
     headers = ["job", "signature", "scale", "submitted (s)", "deadline (s)"]
     for p in phases:
-        headers += [f"{p.label}: predicted (s)", f"{p.label}: actual (s)"]
+        headers += [f"{p.label}: predicted (s)"] if _plans(p) else []
+        headers.append(f"{p.label}: actual (s)")
     return headers, rows
+
+
+def _plans(phase: PhaseResult) -> bool:
+    """Whether a run's policy may predict run times (a static cluster predicts nothing)."""
+    return phase.policy != "static"
 
 
 def _warmup(warmup: list[WarmupJob]) -> str:

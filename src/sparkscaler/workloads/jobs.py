@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from operator import add
@@ -407,7 +408,11 @@ def main(argv: list[str] | None = None) -> None:
             summary = f"{count} tasks done"
         else:
             summary = SIZED_JOBS[args.kind](spark, args.scale, args.partitions)
-        print(f"sparkscaler-job {args.kind}: {summary}", flush=True)
+        # One write, newline included: spark-submit runs the driver with PYTHONUNBUFFERED, where
+        # print() writes the text and its newline apart, and a JVM log line written in between
+        # (SparkContext stopping) would split the summary line that the tests and the demo read.
+        sys.stdout.write(f"sparkscaler-job {args.kind}: {summary}\n")
+        sys.stdout.flush()
     finally:
         spark.stop()
 
