@@ -38,6 +38,7 @@ from _cluster import save
 from sparkscaler.backends.simulated import SimJobHistory, held_cores, job_contexts
 from sparkscaler.core import JobContext, JobRecord
 from sparkscaler.models.job_knowledge import JobKnowledge
+from sparkscaler.models.recorded_runs import load_recorded_runs
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 
@@ -120,17 +121,10 @@ def synthetic_runs(seed: int = 0) -> list[Run]:
 def recorded_runs() -> list[Run] | None:
     """The recorded real runs, or None while they are not there."""
     try:
-        from sparkscaler.models.recorded_runs import load_recorded_runs  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
         loaded = load_recorded_runs()
     except FileNotFoundError:
         return None
-    return [
-        Run(r.record, r.kind, r.workers, r.context_at, float(getattr(r, "cores_per_worker", 1)))
-        for r in loaded
-    ]
+    return [Run(r.record, r.kind, r.workers, r.context_at, r.cores_per_worker) for r in loaded]
 
 
 # ---------------------------------------------------------------------------------- measures
