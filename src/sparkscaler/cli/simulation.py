@@ -19,7 +19,9 @@ JobsOption = Annotated[
     typer.Option(
         "--jobs",
         help="Job source: synthetic | tpch:DIR (Decima's TPC-H profiles) | model:FILE "
-        "(a calibrated runtime model).",
+        "(a calibrated runtime model) | recorded[:RUNS] (the four PySpark jobs, each its own "
+        "signature, from the package's recorded real runs, or RUNS: a .jsonl of recorded runs, "
+        "a sparkscaler store or a directory of event logs; ,sizes=0.1-2 sets the sizes in GB).",
     ),
 ]
 
