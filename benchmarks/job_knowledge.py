@@ -18,7 +18,7 @@ simulated recurring jobs instead, so that the script itself can be checked.
   time. The error of the same knowledge with no live progress (the prediction at the start)
   is shown beside it: what progress adds.
 
-    .venv/bin/python benchmarks/job_knowledge.py [--synthetic] [--draws 20]
+    .venv/bin/python benchmarks/job_knowledge.py [--synthetic] [--runs RUNS.jsonl] [--draws 20]
 
 Writes ``benchmarks/results/job_knowledge.json`` and prints a table.
 """
@@ -30,6 +30,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from _cluster import save
 from sparkscaler.backends.simulated import SimJobHistory, held_cores, job_contexts
 from sparkscaler.core import JobContext, JobRecord
 from sparkscaler.models.job_knowledge import JobKnowledge
-from sparkscaler.models.recorded_runs import load_recorded_runs
+from sparkscaler.models.recorded_runs import RECORDED_RUNS, load_recorded_runs
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 
@@ -118,10 +119,10 @@ def synthetic_runs(seed: int = 0) -> list[Run]:
     return runs
 
 
-def recorded_runs() -> list[Run] | None:
+def recorded_runs(path: Path = RECORDED_RUNS) -> list[Run] | None:
     """The recorded real runs, or None while they are not there."""
     try:
-        loaded = load_recorded_runs()
+        loaded = load_recorded_runs(path)
     except FileNotFoundError:
         return None
     return [Run(r.record, r.kind, r.workers, r.context_at, r.cores_per_worker) for r in loaded]
@@ -214,8 +215,9 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="simulated runs, not recorded")
     parser.add_argument("--draws", type=int, default=20, help="random k-run histories per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=Path, default=RECORDED_RUNS, help="recorded runs (.jsonl)")
     args = parser.parse_args()
-    runs = None if args.synthetic else recorded_runs()
+    runs = None if args.synthetic else recorded_runs(args.runs)
     source = "recorded"
     if runs is None:
         runs, source = synthetic_runs(args.seed), "synthetic"

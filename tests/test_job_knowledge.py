@@ -242,3 +242,26 @@ def test_the_last_stages_use_no_more_slots_than_they_have_tasks() -> None:
     assert projections is not None
     assert [round(p.left_s, 6) for p in projections] == [40.0, 20.0, 10.0, 10.0]
     assert projections[0].progress == pytest.approx(200.0 / 240.0)
+
+
+def test_work_that_does_not_grow_with_size_is_told_apart_from_work_that_does() -> None:
+    """A small job's tasks spend much of their time on what its data does not change (the
+    recorded PySpark jobs at scale 0.05 and 0.2 take the same time): runs at two sizes give the
+    work's fixed part, so a run of another size is not predicted by scaling all of it."""
+
+    def run(i: int, size_gb: float) -> JobRecord:
+        work = 40.0 + 10.0 * size_gb  # task-seconds, in one 8-task stage, on 1 worker
+        return _record(i, size_gb, 1, 5.0 + work, serial_s=5.0, stages=((8, work),))
+
+    knowledge = JobKnowledge(min_runs=99).fit([run(0, 0.1), run(1, 1.0), run(2, 0.1)])
+    k = knowledge.signatures_["wordcount"]
+    assert k.estimator == "work"
+    assert k.work_fixed_s == pytest.approx(40.0, rel=1e-6)
+    assert k.work_per_gb == pytest.approx(10.0, rel=1e-6)
+    projection = knowledge.project(_job(size_gb=4.0), 1, 1.0)
+    assert projection is not None
+    assert projection.whole_s == pytest.approx(5.0 + 40.0 + 40.0, rel=0.02)
+    # One size only: nothing tells the parts apart, all of it scales with size.
+    alone = JobKnowledge().fit([run(0, 0.1), run(1, 0.1)]).signatures_["wordcount"]
+    assert alone.work_fixed_s == 0.0
+    assert alone.work_per_gb == pytest.approx(410.0)

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, Self
 
 import numpy as np
+from scipy.optimize import nnls
 
 from sparkscaler.core import JobContext, JobRecord, StageSummary
 from sparkscaler.models.runtime_model import RuntimeModel
@@ -102,17 +103,24 @@ class _Ernest:
 
 @dataclass(frozen=True)
 class _Work:
-    """The runs' own work: serial seconds fixed, each stage's task-seconds (per GB) over the
+    """The runs' own work: serial seconds fixed; task-seconds on a line in size (``fixed_s +
+    per_gb * size``), shared among the stages as in the latest run, each stage's share over the
     slots it can use, divided by the parallel efficiency the runs reached."""
 
     serial_s: float
-    #: (tasks, task-seconds per GB) of each stage of the latest run
+    #: (tasks, share of the task-seconds) of each stage of the latest run
     stages: tuple[tuple[int, float], ...]
+    fixed_s: float
+    per_gb: float
     efficiency: float
 
+    def ideal(self, size_gb: float, slots: float) -> float:
+        """Seconds of the stages one after another on ``slots``, with no loss."""
+        work = self.fixed_s + self.per_gb * size_gb
+        return sum(share * work / max(1.0, min(slots, t)) for t, share in self.stages)
+
     def split(self, size_gb: float, slots: float, cores_per_worker: float) -> tuple[float, float]:
-        ideal = sum(w * size_gb / max(1.0, min(slots, t)) for t, w in self.stages)
-        return self.serial_s, ideal / self.efficiency
+        return self.serial_s, self.ideal(size_gb, slots) / self.efficiency
 
 
 @dataclass(frozen=True)
@@ -132,16 +140,18 @@ class _Run:
         return min(max(0.0, self.record.serial_s), self.seconds)
 
     def stage_work(self) -> tuple[tuple[int, float], ...]:
-        """(tasks, task-seconds per GB) per stage; the whole run as one stage when the record
-        has no stages, and its parallel time on its slots when it has no task time either."""
+        """(tasks, task-seconds) per stage; the whole run as one stage when the record has no
+        stages, and its parallel time on its slots when it has no task time either."""
         if self.record.stages and sum(s.task_seconds for s in self.record.stages) > 0:
-            return tuple(
-                (max(1, s.tasks), s.task_seconds / self.size_gb) for s in self.record.stages
-            )
+            return tuple((max(1, s.tasks), s.task_seconds) for s in self.record.stages)
         work = self.record.task_seconds
         if work <= 0:
             work = (self.seconds - self.serial_s) * self.slots
-        return ((max(1, self.record.tasks), work / self.size_gb),)
+        return ((max(1, self.record.tasks), work),)
+
+    @property
+    def work_s(self) -> float:
+        return sum(w for _, w in self.stage_work())
 
 
 def run_slots(record: JobRecord, cores_per_worker: float) -> float:
@@ -182,26 +192,44 @@ def _fit_ernest(runs: Sequence[_Run], min_runs: int, cpw: float) -> _Ernest | No
     return _Ernest(model)
 
 
+#: Sizes must span at least this ratio before the work's fixed part is told from its per-GB part.
+SIZE_SPREAD = 1.5
+
+
+def work_line(runs: Sequence[_Run]) -> tuple[float, float]:
+    """Task-seconds as ``fixed + per_gb * size`` (both at least 0, least squares) over runs of
+    sizes that differ enough to tell the two apart: a small job's tasks spend much of their time
+    on what does not grow with its data (task start, JIT, small files), so scaling its work by
+    size alone over-predicts a larger run. Over runs of about one size: all of it per GB (the
+    median), the size's own share unknown."""
+    sizes = np.array([r.size_gb for r in runs])
+    work = np.array([r.work_s for r in runs])
+    if len(runs) >= 2 and sizes.max() >= SIZE_SPREAD * sizes.min():
+        coef, _ = nnls(np.column_stack([np.ones_like(sizes), sizes]), work)
+        if coef.sum() > 0:
+            return float(coef[0]), float(coef[1])
+    return 0.0, float(np.median(work / sizes))
+
+
 def _fit_work(runs: Sequence[_Run]) -> _Work | None:
-    """Serial part and efficiency: medians over the runs; stages: the latest run's, its work per
-    GB the runs' median (the stage shares of the latest run)."""
-    latest = runs[-1]
-    stages = latest.stage_work()
+    """Serial part and efficiency: medians over the runs; the task-seconds' line in size over
+    the runs (:func:`work_line`), shared among the stages as in the latest run."""
+    stages = runs[-1].stage_work()
     total = sum(w for _, w in stages)
     if total <= 0:
         return None
-    per_gb = float(np.median([sum(w for _, w in r.stage_work()) for r in runs]))
-    stages = tuple((t, w * per_gb / total) for t, w in stages)
-    efficiencies = []
-    for r in runs:
-        parallel = r.seconds - r.serial_s
-        if parallel > 0:
-            ideal = sum(w * r.size_gb / max(1.0, min(r.slots, t)) for t, w in stages)
-            efficiencies.append(ideal / parallel)
+    fixed, per_gb = work_line(runs)
+    shape = _Work(0.0, tuple((t, w / total) for t, w in stages), fixed, per_gb, 1.0)
+    efficiencies = [
+        shape.ideal(r.size_gb, r.slots) / (r.seconds - r.serial_s)
+        for r in runs
+        if r.seconds - r.serial_s > 0
+    ]
     if not efficiencies:
         return None
     serial = float(np.median([r.serial_s for r in runs]))
-    return _Work(serial, stages, max(1e-3, float(np.median(efficiencies))))
+    efficiency = max(1e-3, float(np.median(efficiencies)))
+    return _Work(serial, shape.stages, fixed, per_gb, efficiency)
 
 
 def _fit_prior(runs: Sequence[_Run], prior: RuntimeModel, cpw: float) -> _Ernest:
@@ -224,8 +252,10 @@ class SignatureKnowledge:
     errors: tuple[float, ...] = ()
     #: The typical (median) input of its runs, GB: the size of a job that does not say its own.
     size_gb: float = 1.0
-    #: Median task-seconds per GB of its runs (0: none known, the prior's parallel time stands in).
+    #: Its runs' task-seconds as ``work_fixed_s + work_per_gb * size`` (:func:`work_line`; both
+    #: 0: none known, the prior's parallel time stands in).
     work_per_gb: float = 0.0
+    work_fixed_s: float = 0.0
     #: The latest run's stages: what a running job has still to come.
     stages: tuple[StageSummary, ...] = ()
     serial_s: float = 0.0
@@ -248,6 +278,10 @@ class SignatureKnowledge:
         if not self.errors:
             return None
         return 100.0 * float(np.mean([abs(e) / (1.0 + e) for e in self.errors]))
+
+    def work_s(self, size_gb: float) -> float:
+        """Task-seconds expected of a run of ``size_gb``."""
+        return self.work_fixed_s + self.work_per_gb * size_gb
 
     def whole_s(self, size_gb: float, slots: float, cores_per_worker: float) -> float:
         """Expected whole run time of a run of ``size_gb`` on ``slots`` task slots."""
@@ -390,14 +424,16 @@ class JobKnowledge:
                     chosen = (name, model, ())
                     break
         if chosen is None:  # a run of no work and no time: scaled prior or bare duration
-            chosen = ("work", _Work(0.0, ((1, runs[-1].seconds / runs[-1].size_gb),), 1.0), ())
+            last = runs[-1]
+            chosen = ("work", _Work(0.0, ((1, 1.0),), 0.0, last.seconds / last.size_gb, 1.0), ())
         name, model, errors = chosen
         if len(errors) >= MIN_RESIDUALS:
             margin = max(0.0, float(np.quantile(errors, self.q)))
         else:
             margin = max(self._prior_margin(), self.default_margin)
         latest = runs[-1]
-        work = [sum(w for _, w in r.stage_work()) for r in runs if r.record.task_seconds > 0]
+        timed = [r for r in runs if r.record.task_seconds > 0]
+        fixed, per_gb = work_line(timed) if timed else (0.0, 0.0)
         return SignatureKnowledge(
             key=key,
             runs=len(runs),
@@ -406,7 +442,8 @@ class JobKnowledge:
             margin=margin,
             errors=errors,
             size_gb=float(np.median([r.size_gb for r in runs])),
-            work_per_gb=float(np.median(work)) if work else 0.0,
+            work_fixed_s=fixed,
+            work_per_gb=per_gb,
             stages=latest.record.stages,
             serial_s=float(np.median([r.serial_s for r in runs])),
         )
@@ -433,7 +470,7 @@ class JobKnowledge:
             return None
         cpw = cores_per_worker
         size = job.input_bytes / 1e9 if job.input_bytes else k.size_gb
-        expected = k.work_per_gb * size
+        expected = k.work_s(size)
         if expected <= 0:
             # No task time known: the model's time on one worker, all its cores busy.
             expected = k.model.split(size, cpw, cpw)[1] * cpw
