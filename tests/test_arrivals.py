@@ -18,6 +18,7 @@ import pytest
 
 from sparkscaler.sim.arrivals import (
     Arrivals,
+    bursty_growth,
     daily_weekly,
     daily_weekly_rate,
     from_alibaba_batch,
@@ -130,6 +131,7 @@ def test_window_selects_half_open_interval_and_shifts() -> None:
 GENERATORS: dict[str, Callable[[np.random.Generator, Path], Arrivals]] = {
     "poisson": lambda g, _: poisson(60.0, 10 * HOUR, g),
     "daily_weekly": lambda g, _: daily_weekly(60.0, 2 * DAY, g),
+    "bursty_growth": lambda g, _: bursty_growth(60.0, 2 * DAY, g),
     "demand_csv": lambda g, tmp: from_demand_csv(half_and_half(tmp), None, g, jobs_per_hour=600),
 }
 
@@ -431,3 +433,36 @@ def test_alibaba_real_trace_has_one_arrival_per_valid_job() -> None:
     assert 16.0 < arrivals.times[-1] / HOUR < 18.0  # the README: ~17 h
     assert arrivals.weights.mean() == pytest.approx(1.0)
     assert np.all(arrivals.weights > 0)
+
+
+# --- the generated bursty shape -----------------------------------------------------------
+
+
+def test_bursty_growth_keeps_its_mean_peaks_in_the_evening_and_grows() -> None:
+    week = 7 * DAY
+    arrivals = bursty_growth(60.0, week, rng(3), bursts_per_day=0.0)
+    expected = 60.0 * week / HOUR
+    assert abs(len(arrivals) - expected) < 5 * math.sqrt(expected)
+    hours = (arrivals.times % DAY) // HOUR
+    evening = np.count_nonzero((hours >= 19) & (hours < 23))
+    afternoon = np.count_nonzero((hours >= 13) & (hours < 17))
+    assert evening > 3 * afternoon
+    days = np.bincount((arrivals.times // DAY).astype(int), minlength=7)
+    assert days[4] > 1.15 * days[0]  # Friday against Monday: 50 % growth over the week
+    assert days[5] < 0.8 * days[4]  # and a quieter weekend
+
+
+def test_bursty_growth_bursts_multiply_the_rate_for_a_while() -> None:
+    calm = bursty_growth(60.0, 7 * DAY, rng(5), bursts_per_day=0.0)
+    bursty = bursty_growth(60.0, 7 * DAY, rng(5), bursts_per_day=3.0, burst_factor=6.0)
+    per_10min = lambda a: np.bincount((a.times // 600).astype(int), minlength=7 * 144)  # noqa: E731
+    # The mean stays (normalised), but the busiest 10 minutes are far busier with bursts.
+    assert abs(len(bursty) - len(calm)) < 5 * math.sqrt(len(calm))
+    assert per_10min(bursty).max() > 2 * per_10min(calm).max()
+
+
+def test_bursty_growth_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="burst_factor"):
+        bursty_growth(60.0, DAY, rng(), burst_factor=0.5)
+    with pytest.raises(ValueError, match="burst_minutes"):
+        bursty_growth(60.0, DAY, rng(), burst_minutes=(30.0, 10.0))

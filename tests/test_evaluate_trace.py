@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from sparkscaler.cli import app
 from sparkscaler.evaluation import continuous
-from sparkscaler.evaluation.harness import write_results
+from sparkscaler.evaluation.harness import DEFAULT_TRACES, Options, trace_cases, write_results
 
 runner = CliRunner()
 DAY_MIN = 24 * 60
@@ -201,3 +201,25 @@ def test_results_json_names_what_it_cannot_hold(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="cannot hold a object"):
         write_results({"suites": {}, "thing": object()}, tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["n"] == 3  # the old file stays
+
+
+def test_the_full_suite_adds_the_generated_shapes_and_the_reference_traces() -> None:
+    """The full suite: daily, the bursty shape and the recorded jobs, then each reference trace
+    in ../shared/data (the Alibaba 2018 machine-usage series read by its known format)."""
+    quick, _ = trace_cases(Options(quick=True))
+    assert [c.name for c in quick] == ["daily"]
+    cases, notes = trace_cases(Options())
+    by = {c.name: c for c in cases}
+    assert [c.name for c in cases[:3]] == ["daily", "bursty", "daily-recorded"]
+    assert by["bursty"].kind == "bursty" and by["daily-recorded"].jobs == "recorded"
+    present = [p for p in DEFAULT_TRACES if p.is_file()]
+    assert len(cases) == 3 + len(present)
+    assert len([n for n in notes if "not found" in n]) == len(DEFAULT_TRACES) - len(present)
+    alibaba2018 = next((p for p in present if "alibaba2018" in str(p)), None)
+    if alibaba2018 is None:
+        pytest.skip("../shared/data/traces/alibaba2018 is absent: its case is not checked")
+    case = by["alibaba2018"]
+    assert (case.kind, case.column, case.step_s) == ("csv", "cpu_util_percent", 300.0)
+    # 8 days of 5-minute steps: one evaluated week with no week before it, and a note says so.
+    assert case.duration_s == 7 * 86_400.0
+    assert any("alibaba2018" in n and "no preceding period" in n for n in notes)

@@ -98,14 +98,22 @@ def test_a_backlog_without_history_is_handled_by_the_reactive_part() -> None:
     assert f"reactive {reactive.target}" in decision.reason
 
 
-def test_a_learned_peak_raises_the_floor_before_the_load() -> None:
+def test_a_learned_peak_raises_the_floor_while_a_job_runs_not_while_idle() -> None:
     hybrid = HybridPolicy()
     past = np.arange(NOW - 28 * 86400, NOW, 300.0)
     hybrid.predictive_.fit_series(past, np.full(len(past), 5.0))  # 5 busy slots all day
-    decision = hybrid.decide(_obs(workers=1, running=0))
+    # One task running: the floor of the load forecast for the next minutes holds 5 workers
+    # ready for the jobs that arrive while this one runs.
+    decision = hybrid.decide(_obs(workers=1, running=1))
     assert decision.target == 5
     assert decision.reason.startswith("predictive floor decided")
     assert decision.forecast_tasks == pytest.approx(5.0, abs=0.5)  # the forecaster's, passed on
+    # An idle cluster: the forecast is still made and shown, but not applied.
+    idle = hybrid.decide(_obs(workers=1, running=0, time=NOW + 1))
+    assert idle.target == 1
+    assert idle.reason.startswith("reactive decided")
+    assert "predictive floor 5 (idle cluster: not applied)" in idle.reason
+    assert idle.forecast_tasks == pytest.approx(5.0, abs=0.5)
 
 
 def test_the_planner_takes_part_from_the_start_for_the_signatures_it_knows() -> None:
@@ -195,7 +203,7 @@ def test_save_and_load_keep_what_the_parts_learned(tmp_path: Path) -> None:
     hybrid.predictive_.fit_series(past, np.full(len(past), 4.0))
     hybrid.save(tmp_path / "hybrid.json")
     loaded = HybridPolicy.load(tmp_path / "hybrid.json")
-    obs = _obs(workers=1)
+    obs = _obs(workers=1, running=1)
     assert loaded.decide(obs).target == hybrid.decide(obs).target == 4
     planned = _obs(workers=1, jobs=(_job("a1", "etl", deadline_s=30.0),))
     assert loaded.decide(planned) == hybrid.decide(planned)

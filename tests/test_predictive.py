@@ -1,4 +1,4 @@
-"""The predictive (Random Forest) policy on seeded synthetic demand series.
+"""The predictive policy (a quantile forecast of busy slots as a floor) on seeded synthetic series.
 
 Series are at 5-minute steps from a Monday 00:00 UTC, so that day and week lags line up with
 the pattern whatever the machine's time zone does to the hour features. Nothing here is timed;
@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from sparkscaler.core import ClusterState, JobRecord, Observation, WorkerInfo
+from sparkscaler.models.capacity_forecast import SeasonalNaiveForecaster, pinball_loss
 from sparkscaler.policies.hpa import HpaPolicy
 from sparkscaler.policies.predictive import PredictivePolicy, demand_from_jobs
 from sparkscaler.sim.arrivals import daily_weekly, daily_weekly_rate
@@ -29,15 +31,17 @@ CORES = 4
 
 def _obs(
     time: float,
-    demand: int,
+    running: int,
     *,
+    pending: int = 0,
     workers: int = 10,
     busy: int = 0,
     min_workers: int = 0,
     max_workers: int | None = 50,
     stale: bool = False,
 ) -> Observation:
-    """``workers`` ALIVE workers of 4 cores, the first ``busy`` running one task each."""
+    """``workers`` ALIVE workers of 4 cores, the first ``busy`` running one task each, and the
+    load's ``running`` and ``pending`` tasks."""
     alive = tuple(
         WorkerInfo(
             id=f"worker-{i}",
@@ -55,7 +59,8 @@ def _obs(
     return Observation(
         time=time,
         cluster=ClusterState(workers=alive),
-        running_tasks=demand,
+        running_tasks=running,
+        pending_tasks=pending,
         min_workers=min_workers,
         max_workers=max_workers,
         stale=stale,
@@ -63,7 +68,7 @@ def _obs(
 
 
 def _weekly_series(weeks: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson demand around daily_weekly's office-hours rate (mean 40 slots on weekdays)."""
+    """Poisson busy slots around daily_weekly's office-hours rate (mean 40 on weekdays)."""
     offsets = np.arange(weeks * STEPS_PER_WEEK) * STEP
     rate = daily_weekly_rate(offsets, 40.0, peak_hour=14.0, daily_amplitude=0.9, weekend_factor=0.3)
     demand = np.random.default_rng(seed).poisson(rate).astype(float)
@@ -82,47 +87,71 @@ def _office_series(days: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def office_policy() -> PredictivePolicy:
     times, demand = _office_series(15)
-    return PredictivePolicy(retrain_every_s=None).fit_series(times, demand)
+    return PredictivePolicy(retrain_every_s=None, n_estimators=20).fit_series(times, demand)
 
 
 # ====================================================================== forecast quality
-def test_forecast_beats_same_hour_last_week() -> None:
-    times, demand = _weekly_series(5)
-    train = 4 * STEPS_PER_WEEK
-    policy = PredictivePolicy(error_window=STEPS_PER_WEEK).fit_series(times[:train], demand[:train])
+def test_forecast_beats_seasonal_naive_live() -> None:
+    times, busy = _weekly_series(4)
+    train = 3 * STEPS_PER_WEEK
+    policy = PredictivePolicy(
+        quantile=0.9, n_estimators=20, retrain_every_s=None, error_window=STEPS_PER_WEEK
+    ).fit_series(times[:train], busy[:train])
     assert policy.model_ is not None
-    for i in range(train, len(times)):  # the test week, live, one observation per step
-        out = policy.decide(_obs(times[i], int(demand[i])))
-    assert "forecast MAE" in out.reason, out.reason
+    test = train + 3 * STEPS_PER_DAY
+    for i in range(train, test):  # three days, live, one observation per step
+        out = policy.decide(_obs(times[i], int(busy[i])))
+    assert "quantile forest forecast q90" in out.reason and "pinball" in out.reason, out.reason
 
-    rf, naive = [], []
-    first_step = round(T0 / STEP)
-    for step, forecast, actual in policy.errors_:
-        i = step - first_step
-        assert actual == demand[i : i + H].max()
-        rf.append(abs(forecast - actual))
-        naive.append(abs(demand[i - STEPS_PER_WEEK : i - STEPS_PER_WEEK + H].max() - actual))
-    assert len(rf) >= STEPS_PER_WEEK - H - 1
-    mae_rf, mae_naive = float(np.mean(rf)), float(np.mean(naive))
-    assert policy.forecast_mae_ == pytest.approx(mae_rf)
-    assert mae_rf < mae_naive, f"RF MAE {mae_rf:.2f} vs same-hour-last-week {mae_naive:.2f}"
-    print(f"next-hour peak MAE: RF {mae_rf:.2f} slots, same hour last week {mae_naive:.2f}")
+    naive = SeasonalNaiveForecaster(STEP, 1, (0.9,)).fit(busy[:test])
+    made = np.array([step for step, _, _ in policy.errors_]) - round(T0 / STEP)
+    forecasts = np.array([f for _, f, _ in policy.errors_])
+    actual = np.array([a for _, _, a in policy.errors_])
+    assert np.array_equal(actual, busy[made])  # window of one step (no lead): that step's mean
+    assert len(made) >= 3 * STEPS_PER_DAY - 2
+    seasonal = naive.predict(busy[:test], 0, made)[:, 0]
+    assert policy.pinball_loss_ == pytest.approx(pinball_loss(actual, forecasts, 0.9))
+    assert policy.pinball_loss_ < pinball_loss(actual, seasonal, 0.9)
+    assert policy.coverage_ is not None and policy.coverage_ >= 0.85
+    print(f"q90 pinball: forest {policy.pinball_loss_:.2f}, seasonal naive "
+          f"{pinball_loss(actual, seasonal, 0.9):.2f} slots")  # fmt: skip
+
+
+def test_it_forecasts_busy_slots_not_the_backlog() -> None:
+    """A batch load: 4 tasks running and 60 waiting, all day. The capacity it keeps busy is 4
+    slots, whatever its width."""
+    policy = PredictivePolicy(min_history_s=86_400, n_estimators=10)
+    times = T0 + np.arange(2 * STEPS_PER_DAY) * STEP
+    for t in times:
+        policy.decide(_obs(t, 4, pending=60))
+    assert policy.forecast_ == pytest.approx(4.0)
+    out = policy.decide(_obs(times[-1] + STEP, 0, workers=1))
+    assert policy.forecast_workers_ == 1 and out.target == 1, out.reason
 
 
 # ====================================================================== preemptive
-def test_target_rises_ahead_of_the_morning_ramp(office_policy: PredictivePolicy) -> None:
-    policy = office_policy
-    day = T0 + 15 * 86_400  # the day after the training data
+def test_the_floor_rises_one_lead_time_ahead_of_the_morning_ramp() -> None:
+    times, busy = _office_series(8)
+    policy = PredictivePolicy(lead_s=600, retrain_every_s=None, n_estimators=20)
+    policy.fit_series(times, busy)
+    day = T0 + 8 * 86_400  # the day after the training data
     night = [policy.decide(_obs(day + h * 3600, 2)) for h in (3, 4, 5)]
     assert all(d.target <= 2 for d in night), [d.reason for d in night]
 
-    before = policy.decide(_obs(day + 7.5 * 3600, 2))  # 07:30, load still at night level
+    early = policy.decide(_obs(day + 7.5 * 3600, 2))  # 07:30: 08:00 is more than a lead away
+    assert early.target <= 2, early.reason
+    ahead = policy.decide(_obs(day + 7.85 * 3600, 2))  # 07:51: the window reaches 08:00
     assert math.ceil(2 / CORES) == 1
-    assert before.target >= 8, before.reason  # ~40 slots at 08:00 need 10 workers of 4
+    assert ahead.target >= 8, ahead.reason  # ~40 busy slots from 08:00 need 10 workers of 4
     assert policy.forecast_ is not None and policy.forecast_ > 30
-    assert policy.forecast_workers_ == before.target
-    assert before.forecast_tasks == policy.forecast_  # kept with the decision for the dashboard
-    assert "forecast peak" in before.reason
+    assert policy.forecast_workers_ == ahead.target
+    assert ahead.forecast_tasks == policy.forecast_  # kept with the decision for the dashboard
+    assert "in the next 15 min" in ahead.reason
+
+
+def test_a_loop_gives_its_provisioning_delay_as_the_lead() -> None:
+    assert PredictivePolicy.for_loop({}, provisioning_s=126.0).params.lead_s == 126.0
+    assert PredictivePolicy.for_loop({"lead_s": 30}, provisioning_s=126.0).params.lead_s == 30
 
 
 # ====================================================================== cautious scale-in
@@ -153,29 +182,29 @@ def test_stale_observation_holds() -> None:
     assert out.target == 3 and "stale" in out.reason
 
 
-# ====================================================================== short history
-def test_short_history_falls_back_to_reactive() -> None:
-    times, demand = _office_series(1)
-    policy = PredictivePolicy().fit_series(times, demand)
-    assert policy.model_ is None
-    out = policy.decide(_obs(times[-1] + STEP, 13, workers=2))
-    assert "fallback" in out.reason and "min_history_s" in out.reason, out.reason
-    assert out.target == math.ceil(13 / CORES)
-    assert out.model_version.endswith("reactive")
-
+# ====================================================================== cold start
+def test_cold_start_forecasts_from_one_day_as_seasonal_naive() -> None:
     fresh = PredictivePolicy().decide(_obs(T0, 9, workers=1))
-    assert "fallback" in fresh.reason and fresh.target == math.ceil(9 / CORES)
+    assert "no forecast" in fresh.reason and fresh.target == math.ceil(9 / CORES)
+
+    times, busy = _office_series(1)
+    policy = PredictivePolicy().fit_series(times, busy)
+    assert policy.model_ is None
+    out = policy.decide(_obs(times[-1] + 8.5 * 3600, 1, workers=1))  # 08:30 on day two
+    assert out.reason.startswith("seasonal naive forecast"), out.reason
+    assert out.model_version.endswith("seasonal-naive")
+    assert out.target >= 8  # yesterday's office hours: ~40 busy slots
 
 
 def test_online_training_starts_and_repeats_from_the_ring_buffer() -> None:
     policy = PredictivePolicy(
         min_history_s=6 * 3600, retrain_every_s=2 * 3600, buffer_s=86_400, n_estimators=10
     )
-    times, demand = _office_series(1)
+    times, busy = _office_series(1)
     trained: list[int | None] = []
-    for t, d in zip(times[: 12 * 12], demand[: 12 * 12], strict=True):
+    for t, d in zip(times[: 12 * 12], busy[: 12 * 12], strict=True):
         policy.decide(_obs(t, int(d)))
-        trained.append(policy.trained_until_)
+        trained.append(policy.forecaster_.trained_until_ if policy.model_ is not None else None)
     assert trained[6 * 12 - 1] is None  # not yet 6 h of completed steps
     assert policy.model_ is not None
     assert len({x for x in trained if x is not None}) >= 3  # first fit, then every 2 h
@@ -210,22 +239,26 @@ def _jobs(days: int, seed: int = 11) -> list[JobRecord]:
 
 def test_demand_from_jobs_conserves_task_seconds() -> None:
     jobs = _jobs(1)
-    times, demand = demand_from_jobs(jobs, STEP)
-    assert len(times) == len(demand) and np.all(np.diff(times) == STEP)
-    assert float(demand.sum() * STEP) == pytest.approx(sum(j.task_seconds for j in jobs))
+    times, busy = demand_from_jobs(jobs, STEP)
+    assert len(times) == len(busy) and np.all(np.diff(times) == STEP)
+    assert float(busy.sum() * STEP) == pytest.approx(sum(j.task_seconds for j in jobs))
     assert demand_from_jobs([], STEP)[0].size == 0
 
 
-def test_fit_from_job_records_produces_a_model() -> None:
-    jobs = _jobs(3)
+def test_fit_from_job_records_and_then_from_its_own_observations() -> None:
+    jobs = _jobs(4)
     policy = PredictivePolicy(n_estimators=20).fit(jobs)
-    assert policy.model_ is not None and policy.n_train_rows_ > 500
+    assert policy.model_ is not None and policy.forecaster_.n_train_rows_ > 500
     out = policy.decide(_obs(max(j.end_time for j in jobs) + STEP, 10))
-    assert "forecast peak" in out.reason, out.reason
+    assert out.reason.startswith("quantile forest forecast"), out.reason
     assert policy.forecast_ is not None and policy.forecast_ >= 0
+    # A loop refits its policy on the store's jobs whenever one finishes: the forecaster keeps
+    # the series it holds (its own observations hold those jobs) instead of rebuilding it.
+    model, latest = policy.model_, policy.latest_step_
+    assert policy.fit(jobs[:10]).model_ is model and policy.latest_step_ == latest
 
     empty = PredictivePolicy().fit([])
-    assert empty.model_ is None
+    assert empty.model_ is None and empty.latest_step_ is None
 
 
 # ====================================================================== persistence
@@ -242,11 +275,23 @@ def test_save_load_round_trip_gives_identical_decisions(tmp_path: Path) -> None:
     assert (tmp_path / "predictive.json.model.joblib").is_file()
     loaded = PredictivePolicy.load(path)
     assert loaded.get_params() == policy.get_params()
-    assert loaded.forecast_mae_ == policy.forecast_mae_
+    assert loaded.pinball_loss_ == policy.pinball_loss_ and loaded.coverage_ == policy.coverage_
 
     later = [_obs(start + 1800 + i * 120, int(rng.integers(0, 50)), busy=2) for i in range(60)]
     assert [loaded.decide(o) for o in later] == [policy.decide(o) for o in later]
-    assert loaded.trained_until_ == policy.trained_until_
+    assert loaded.forecaster_.trained_until_ == policy.forecaster_.trained_until_
+    assert loaded.model_ is not None
+
+
+def test_load_refuses_a_task_demand_model(tmp_path: Path) -> None:
+    """A version-1 model file forecast task demand: its numbers mean something else now."""
+    path = tmp_path / "p.json"
+    PredictivePolicy().fit_series(*_office_series(1)).save(path)
+    model = tmp_path / "p.json.model.joblib"
+    state = joblib.load(model)
+    joblib.dump({**state, "version": "1"}, model)
+    with pytest.raises(ValueError, match="refit"):
+        PredictivePolicy.load(path)
 
 
 def test_load_refuses_another_policys_file(tmp_path: Path) -> None:
@@ -258,9 +303,9 @@ def test_load_refuses_another_policys_file(tmp_path: Path) -> None:
 
 def test_unfitted_policy_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
-    PredictivePolicy(horizon_s=1800).save(path)
+    PredictivePolicy(lead_s=180).save(path)
     loaded = PredictivePolicy.load(path)
-    assert loaded.model_ is None and loaded.params.horizon_s == 1800
+    assert loaded.model_ is None and loaded.params.lead_s == 180
 
 
 # ====================================================================== params
@@ -269,8 +314,10 @@ def test_unfitted_policy_round_trips(tmp_path: Path) -> None:
     [
         {"bogus": 1},
         {"n_estimators": 0},
-        {"horizon_s": 60, "step_s": 300},
-        {"horizon_s": 2 * 86_400},
+        {"quantile": 0.4},
+        {"quantile": 1.0},
+        {"lead_s": -1},
+        {"buffer_s": 3600, "min_history_s": 0},
         {"min_history_s": -1},
         {"buffer_s": 86_400, "min_history_s": 2 * 86_400},
         {"max_features": 1.5},

@@ -83,11 +83,16 @@ def test_run_and_the_evaluation_build_the_same_hybrid(tmp_path: Path) -> None:
     def without_delay(policy: HybridPolicy) -> dict[str, Any]:
         params = policy.get_params()
         del params["planner"]["provisioning_s"]
+        del params["predictive"]["lead_s"]
         return params
 
     assert without_delay(run) == without_delay(evaluated)
     assert run.planner_.params.provisioning_s == LIVE_PROVISIONING_S > 0
     assert evaluated.planner_.params.provisioning_s == simulated_provisioning_s(cfg)
+    # The forecaster raises its floor one of the same delays ahead, at hybrid's quantile.
+    assert run.predictive_.params.lead_s == LIVE_PROVISIONING_S
+    assert evaluated.predictive_.params.lead_s == simulated_provisioning_s(cfg)
+    assert run.predictive_.params.quantile == evaluated.predictive_.params.quantile == 0.9
     assert run.planner_.prior_ is None  # learned from the store's jobs, none yet
     assert evaluated.planner_.prior_ is not None  # the calibration's
 

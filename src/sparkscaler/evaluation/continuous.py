@@ -8,7 +8,9 @@ real controller and guard, from the same seed, so each sees the same jobs at the
   their jobs from the calibrated runtime model (:class:`~sparkscaler.sim.workload.ModelJobs`),
   from the recorded real jobs (``jobs="recorded"``: several signatures, each with its own
   profile and runtime model, :class:`~sparkscaler.sim.workload.SignatureJobs`) or from TPC-H
-  profiles. The arrival rate is set so that the offered work is ``utilization`` of N workers.
+  profiles; ``bursty`` is a generated shape no policy was tuned on
+  (:func:`~sparkscaler.sim.arrivals.bursty_growth`: evening peaks, bursts, growth over the
+  week). The arrival rate is set so that the offered work is ``utilization`` of N workers.
   A job's deadline is ``deadline_factor`` times its run time alone on N workers.
 - the ``replay`` case takes its jobs from the user's history (the store's job records, or a
   directory of Spark event logs): each finished application becomes a job that arrives when it
@@ -19,9 +21,10 @@ real controller and guard, from the same seed, so each sees the same jobs at the
   ``deadline_factor`` times the run time it had.
 
 Learned policies start from what they would have had: the forecaster (``predictive``, and
-``hybrid``'s floor) is fitted on the demand of the *preceding* period of the same trace, served
-by a static cluster of N, when the trace has one (the NASA trace's previous week; another week
-of the synthetic shape; none for the 17-hour Alibaba trace, a demand trace shorter than two
+``hybrid``'s floor) is fitted on the busy slots of the *preceding* period of the same trace,
+served by a static cluster of N, when the trace has one (the NASA trace's previous week; another
+week of the synthetic shapes; none for the 17-hour Alibaba trace, the 8-day Alibaba 2018
+machine-usage series, a demand trace shorter than two
 periods, or a replay, where it starts cold and falls back to its reactive rule); the planners
 get the calibration's runtime model; the DQNs are trained beforehand in the env with the case's
 N, arrival rate and deadlines. With recorded jobs and in a replay, the policies learn as on a
@@ -36,7 +39,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,7 @@ from sparkscaler.policies.predictive import PredictivePolicy
 from sparkscaler.rl.env import EnvConfig
 from sparkscaler.sim.arrivals import (
     Arrivals,
+    bursty_growth,
     daily_weekly,
     from_alibaba_batch,
     from_demand,
@@ -90,7 +94,7 @@ class Case:
     """One stream of jobs to run every policy over."""
 
     name: str
-    kind: str  # "daily" | "csv" | "alibaba" | "replay"
+    kind: str  # "daily" | "bursty" | "csv" | "alibaba" | "replay"
     duration_s: float
     max_workers: int
     path: str | None = None
@@ -160,6 +164,8 @@ def _arrivals(case: Case, rate: float, seed: int, period: int) -> Arrivals | Non
     rng = np.random.default_rng([seed, 11, period + 1])
     if case.kind == "daily":
         return daily_weekly(rate, case.duration_s, rng)
+    if case.kind == "bursty":
+        return bursty_growth(rate, case.duration_s, rng)
     assert case.path is not None
     path = Path(case.path)
     if case.kind == "csv":
@@ -328,7 +334,8 @@ class _Replayed:
 
 
 def _warm_up(policy: Any, config: Config, data: CaseData, seed: int) -> None:
-    """Fit the forecaster on the demand of the period before, served by a static N."""
+    """Fit the forecaster on the busy slots of the period before, served by a static N (the
+    series it learns live: :mod:`~sparkscaler.policies.predictive`)."""
     forecaster = policy.predictive_ if isinstance(policy, HybridPolicy) else policy
     if not isinstance(forecaster, PredictivePolicy) or data.previous is None:
         return
@@ -337,8 +344,7 @@ def _warm_up(policy: Any, config: Config, data: CaseData, seed: int) -> None:
     line = before.timeline
     start = 1_767_571_200.0 - data.case.duration_s  # the period ends where the evaluated begins
     times = start + np.asarray(line["time_s"])
-    demand = np.asarray(line["running"]) + np.asarray(line["pending"])
-    forecaster.fit_series(times, demand)
+    forecaster.fit_series(times, np.asarray(line["running"], dtype=float))
 
 
 def _slowdowns(results: Sequence[JobResult], data: CaseData, cores: int, end: float) -> list[float]:
@@ -373,8 +379,12 @@ def run_case(
     calibration: Calibration,
     dqn_models: dict[str, str],
     seed: int,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One policy over one case: the numbers of the suite's table, and a timeline to plot."""
+    """One policy over one case: the numbers of the suite's table, and a timeline to plot.
+
+    ``params`` override the policy's parameters (as a config's ``policy.params``), for a
+    benchmark that weighs a setting against the defaults on the same workload."""
     started = time.perf_counter()
     cfg = case_config(config, data.case)
     duration = data.case.duration_s
@@ -390,7 +400,7 @@ def run_case(
     else:
         settings = policy_settings(key, calibration, dqn_models)
         context = simulated_context(cfg, calibration.runtime_model)
-        policy = context.build(settings.name, settings.params)
+        policy = context.build(settings.name, {**settings.params, **(params or {})})
         _warm_up(policy, cfg, data, seed)
         result = simulate_workload(
             cfg, jobs, policy, duration, seed=seed, learn=learns(data.case), history=data.history

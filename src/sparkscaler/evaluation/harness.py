@@ -43,7 +43,13 @@ PEERS = ("hpa", "dra", "dataproc")
 DEFAULT_TRACES = (
     Path("../shared/data/traces/nasa-http-1995/requests_per_minute.csv"),
     Path("../shared/data/traces/alibaba2017-batch/batch_task.csv"),
+    Path("../shared/data/traces/alibaba2018/machine_usage_days_1_to_8_grouped_300_seconds.csv"),
 )
+#: How to read a reference trace that has no time column, when ``--trace-column`` and
+#: ``--trace-step`` do not say: its demand column and step (s), by file name.
+REFERENCE_TRACE_FORMATS: dict[str, tuple[str, float]] = {
+    "machine_usage_days_1_to_8_grouped_300_seconds.csv": ("cpu_util_percent", 300.0),
+}
 WEEK_S = 7 * 86_400.0
 
 
@@ -115,8 +121,13 @@ def _trace_case(path: Path, options: Options, duration: float) -> tuple[continuo
     if is_alibaba_batch(path):
         name = _case_name(path, "alibaba")
         return continuous.Case(name, "alibaba", duration, options.max_workers, str(path)), ""
-    trace = read_demand(path, options.trace_column, options.trace_step_s, CLI_KNOBS)
+    column, step_s = REFERENCE_TRACE_FORMATS.get(path.name, (None, None))
+    column = options.trace_column or column
+    step_s = options.trace_step_s or step_s
+    trace = read_demand(path, column, step_s, CLI_KNOBS)
     name = _case_name(path, "nasa")
+    if path.name in REFERENCE_TRACE_FORMATS:
+        name = _case_name(path, "alibaba2018")
     note = ""
     if continuous.demand_periods(trace, duration) < 2:
         span = min(duration, trace.span_s)
@@ -144,7 +155,16 @@ def trace_cases(options: Options) -> tuple[list[continuous.Case], list[str]]:
     duration = 86_400.0 if options.quick else WEEK_S
     cases = [continuous.Case("daily", "daily", duration, options.max_workers)]
     notes = []
-    if options.quick and options.traces is None:
+    if not options.quick:
+        # Shapes generated here: one no policy was tuned on, and the recorded real jobs
+        # (several signatures the policies learn as they run) on the daily shape.
+        cases += [
+            continuous.Case("bursty", "bursty", duration, options.max_workers),
+            continuous.Case(
+                "daily-recorded", "daily", duration, options.max_workers, jobs="recorded"
+            ),
+        ]
+    elif options.traces is None:
         return cases, notes
     paths = options.traces if options.traces is not None else DEFAULT_TRACES
     for path in paths:

@@ -1,58 +1,66 @@
-"""Preemptive ML autoscaling: a Random Forest forecasts the next horizon's peak demand.
+"""Predictive scaling: a quantile forecast of the capacity the next lead time needs sets a floor.
 
-The seed's "preemptive" autoscaler: rather than waiting for a backlog, learn when the load comes
-(weekday, hour, the recent load, the same time yesterday and last week) and add workers *before*
-it arrives. The rule, every decision:
+The seed's "preemptive" autoscaler, in the form AWS and Azure predictive scaling give it: learn
+when the load comes (weekday, hour, recent history) and have the workers it will need running
+*before* it arrives, one lead time ahead (the provisioning delay plus executor start-up), as a
+floor under a reactive rule. The forecast raises the floor ahead of load; it never scales in on
+its own.
 
-- demand = running + pending tasks, in task slots. It is recorded, as the maximum seen per step
-  of ``step_s`` (300 s), into the policy's own bounded ring buffer (``buffer_s``, 28 days), so
-  that its lags are there live.
-- At the first observation of a new step ``b`` the forest forecasts the peak demand over the
-  next horizon, ``max(demand[b .. b + H - 1])`` with ``H = ceil(horizon_s / step_s)``, from
-  features of *completed* steps only: weekday, hour, minute of day, minute of day and minute of
-  week as sin/cos, the demand 1, 2 and 3 steps ago, the peak of the last horizon, and the demand
-  at the same time 1 day and 1 week ago together with the peak of the horizon that followed it
-  then. The forecast is cached for the rest of the step, so a decision costs one forest
-  evaluation per step (the trees are walked directly; ``RandomForestRegressor.predict`` spends
-  ~5 ms on joblib and input checks for one row, the trees themselves ~0.2 ms).
-- Workers: ``forecast workers = ceil(forecast / slots per worker)``, which equals the maximum
-  over the horizon of ``ceil(demand / slots)`` (ceil is monotone); the model predicts slots, not
-  workers, so it stays right when the worker size changes. ``reactive = ceil(demand now /
-  slots)``. The target is ``max(forecast workers, reactive)``: out ahead of the forecast load,
-  and never below the load that is already here (the forest cannot see a burst it never saw).
-- Cautious scale-in: fewer workers than now only when both the forecast and the current load
-  allow it (the max above), and never below the workers currently running tasks (``busy``).
-- Too little history (fewer than ``min_history_s`` of observed steps, 2 days): no model; the
-  reason says so and the target is the reactive rule (HPA's tasks metric at 100 %), still never
-  below the busy workers.
+What is forecast is the capacity the load needs, not its task demand
+(:mod:`sparkscaler.models.capacity_forecast` says why): the **busy task slots** of each step
+of ``step_s`` (the mean of ``running_tasks`` over the step's observations), recorded live into
+the policy's own bounded ring buffer (``buffer_s``, 28 days). Busy slots measure the work the
+load brought whatever the cluster's size, so what the policy provisions does not feed back
+into what it learns. A batch job's pending tasks (its width) do not count: the planner (in
+``hybrid``) or the reactive rule sizes a job that is already here.
+
+Every decision, with ``slots`` the task slots of a worker:
+
+- At the first observation of a new step ``b`` the forecaster
+  (:class:`~sparkscaler.models.capacity_forecast.CapacityForecaster`) forecasts the
+  ``quantile`` (the median by default; ``hybrid`` uses 0.9) and the median of the highest
+  busy-slot mean over steps ``b .. b + window - 1``, where ``window = 1 + ceil(lead_s /
+  step_s)`` so that the floor it sets holds one lead time past the step's end. From steps
+  before ``b`` only; cached for the rest of the step.
+- ``floor = ceil(forecast / slots)``: workers requested now are running by the time the load
+  the forecast covers arrives. ``reactive = ceil((running + pending) / slots)``: the load that
+  is already here. The target is ``max(floor, reactive)``; a falling forecast lowers only the
+  floor, so the cluster shrinks only as far as the reactive rule lets it, and never below the
+  workers running tasks (``busy``).
+- The forecaster: a quantile regression forest once the buffer holds ``min_history_s`` (3 days)
+  of observed steps; before that, cold start, the seasonal naive (the windows after the same
+  time yesterday and last week, +- 30 min, their empirical quantiles), which forecasts from
+  one day of history. With less than a day, no forecast: the reactive rule alone, and the
+  reason says so.
 - Bounds: clipped to ``[min_workers, max_workers]``. A stale observation holds the size and is
   not recorded.
 
-Forecast error. Each forecast made at step ``b`` is settled once the steps ``b .. b + H - 1``
-have been seen; the last ``error_window`` (forecast, actual) pairs are kept in ``errors_`` and
-their mean absolute error, in task slots, is ``forecast_mae_`` (named in the reason);
-``forecast_`` is the last forecast (slots) and ``forecast_workers_`` its worker count.
+Forecast score. Each forecast is settled once its window has been observed; the last
+``error_window`` (step, forecast, actual) triples are kept in ``errors_``, and the running
+pinball loss (``pinball_loss_``, slots) and coverage (``coverage_``, share of windows at or
+below the forecast; a calibrated forecast covers ``quantile``) are named in the reason.
+``forecast_`` is the current forecast (slots), ``forecast_median_`` its median and
+``forecast_workers_`` the floor.
 
-Learning. ``fit_series(times, demand)`` learns from a demand series (a trace, or the store's
-observations); ``fit(history)`` from finished jobs (:class:`JobRecord`): each job is taken to use
-``task_seconds / duration`` slots evenly from submit to end, and each step's demand is the
-time-weighted sum over the jobs running in it. That average hides bursts shorter than a step, so
-job-built series under-state the peaks a little; a series of observations does not. Both reset
-the learned state and seed the ring buffer with the series. Online, the forest is retrained from
-the ring buffer after every ``retrain_every_s`` of observed steps (a day; ``None``: never), or as
-soon as the buffer first holds ``min_history_s``. That retraining is the one impure, slower part
-of ``decide`` (about a second for four weeks of 5-minute steps, once a day of observations); like
-everything else in ``decide`` it does no I/O, and :meth:`retrain` lets a caller do it off the
-decision path.
+Learning. ``fit_series(times, busy)`` learns from a series of busy task slots (a trace, or the
+store's observations' running tasks); ``fit(history)`` from finished jobs (:class:`JobRecord`):
+each job keeps ``task_seconds / duration`` slots busy evenly from submit to end, and each
+step's busy slots are the time-weighted sum over the jobs running in it. ``fit_series`` resets
+the learned state and seeds the ring buffer with the series; ``fit`` does so only while the
+buffer is empty (a loop refits its policy whenever jobs finish, and the policy's own
+observations already hold them). Online, the forecaster is refitted from the ring buffer after
+every ``retrain_every_s`` of observed steps (a day; ``None``: never), and as soon as the buffer
+first holds ``min_history_s``. That refit (one to three seconds for one to four weeks of
+5-minute steps on this machine) is the one slower part of ``decide``; like everything else in
+``decide`` it does no I/O, and :meth:`retrain` lets a caller do it off the decision path.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -60,34 +68,21 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.models.capacity_forecast import (
+    DAY_S,
+    FEATURES,
+    WEEK_S,
+    CapacityForecaster,
+    coverage,
+    pinball_loss,
+    window_max,
+    window_steps,
+)
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.units import Duration
 
-if TYPE_CHECKING:  # scikit-learn is the 'ml' extra: imported where a forest is made or read
-    from sklearn.ensemble import RandomForestRegressor
-
-DAY_S = 86_400.0
-WEEK_S = 7 * DAY_S
-
-#: Column order of the feature matrix (also written into saved models).
-FEATURES: tuple[str, ...] = (
-    "weekday",
-    "hour",
-    "minute_of_day",
-    "day_sin",
-    "day_cos",
-    "week_sin",
-    "week_cos",
-    "lag_1",
-    "lag_2",
-    "lag_3",
-    "recent_peak",
-    "lag_day",
-    "lag_day_peak",
-    "lag_week",
-    "lag_week_peak",
-)
-_LAG1, _LAG2, _LAG3, _RECENT, _DAY, _DAY_PEAK, _WEEK, _WEEK_PEAK = range(7, 15)
+if TYPE_CHECKING:
+    from sparkscaler.models.runtime_model import RuntimeModel
 
 
 def _ceil(x: float) -> int:
@@ -96,25 +91,33 @@ def _ceil(x: float) -> int:
 
 
 class PredictiveParams(PolicyParams):
-    step_s: Duration = Field(300.0, gt=0, description="step of the demand series, seconds")
-    horizon_s: Duration = Field(
-        3600.0, gt=0, le=DAY_S, description="forecast the peak demand over this much ahead"
+    step_s: Duration = Field(300.0, gt=0, description="step of the busy-slot series, seconds")
+    lead_s: Duration = Field(
+        0.0,
+        ge=0,
+        le=DAY_S,
+        description="how long a requested worker takes to run tasks (provisioning + executor "
+        "start-up): the floor is raised this far ahead; a loop gives its own",
     )
+    quantile: float = Field(0.5, ge=0.5, lt=1, description="the forecast quantile provisioned")
     n_estimators: int = Field(50, ge=1, le=1000)
-    max_depth: int | None = Field(12, ge=1)
-    min_samples_leaf: int = Field(3, ge=1)
+    max_depth: int | None = Field(10, ge=1)
+    min_samples_leaf: int = Field(10, ge=1)
     max_features: float = Field(0.5, gt=0, le=1, description="fraction of features per split")
     random_state: int = 0
     min_history_s: Duration = Field(
-        2 * DAY_S, ge=0, description="observed history needed before the forest is used"
+        3 * DAY_S,
+        ge=0,
+        description="observed history before the quantile forest is used (seasonal naive "
+        "before it)",
     )
     retrain_every_s: Duration | None = Field(
-        DAY_S, gt=0, description="retrain online after this much observed time; None: never"
+        DAY_S, gt=0, description="refit online after this much observed time; None: never"
     )
     buffer_s: Duration = Field(
-        28 * DAY_S, gt=0, description="demand kept in the ring buffer (lags, retraining)"
+        28 * DAY_S, gt=0, description="busy slots kept in the ring buffer (lags, refits)"
     )
-    error_window: int = Field(288, ge=1, description="forecast/actual pairs kept for the MAE")
+    error_window: int = Field(288, ge=1, description="settled forecasts kept for the score")
     cores_per_worker: int | None = Field(
         None, ge=1, description="task slots per worker; default: what the workers report"
     )
@@ -122,72 +125,68 @@ class PredictiveParams(PolicyParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.horizon_s < self.step_s:
-            raise ValueError(f"horizon_s ({self.horizon_s:g}) must be >= step_s ({self.step_s:g})")
-        if self.buffer_s < max(self.min_history_s, self.horizon_s + self.step_s):
+        if self.buffer_s < max(self.min_history_s, DAY_S):
             raise ValueError(
                 f"buffer_s ({self.buffer_s:g}) must hold min_history_s ({self.min_history_s:g}) "
-                f"and a horizon plus a step"
+                f"and a day"
             )
         if self.buffer_s / self.step_s > 10_000_000:
             raise ValueError("buffer_s / step_s must be at most 10 million steps")
         return self
 
 
-def _time_row(epoch_s: float) -> tuple[float, ...]:
-    """Weekday, hour, minute of day and their cyclic forms, in local time (as Observation)."""
-    t = dt.datetime.fromtimestamp(epoch_s)
-    minute = t.hour * 60 + t.minute + t.second / 60.0
-    week_minute = t.weekday() * 1440 + minute
-    a, w = 2 * math.pi * minute / 1440.0, 2 * math.pi * week_minute / 10080.0
-    return (
-        float(t.weekday()),
-        float(t.hour),
-        float(t.hour * 60 + t.minute),
-        math.sin(a),
-        math.cos(a),
-        math.sin(w),
-        math.cos(w),
-    )
-
-
-def _peaks(padded: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-    """Max over ``padded[s : s + width]`` for each start, ignoring NaN (NaN if all missing)."""
-    return np.fmax.reduce(padded[starts[:, None] + np.arange(width)], axis=1)
-
-
-def _first_present(*columns: np.ndarray) -> np.ndarray:
-    out = columns[0].copy()
-    for col in columns[1:]:
-        out = np.where(np.isnan(out), col, out)
-    return out
-
-
 class PredictivePolicy(Policy):
-    """Random-Forest forecast of the next horizon's peak demand, preemptive, cautious to shrink."""
+    """A quantile forecast of the busy slots one lead time ahead as a floor under the load."""
 
     name = "predictive"
     Params = PredictiveParams
-    version = "1"
+    version = "2"
+
+    @classmethod
+    def for_loop(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+    ) -> Self:
+        """Raises its floor one of the loop's provisioning delays ahead (unless ``params`` sets
+        a ``lead_s`` of its own)."""
+        return cls(**{"lead_s": provisioning_s, **params})
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
-        self._horizon_steps = max(1, _ceil(p.horizon_s / p.step_s))
-        self._day_steps = max(1, round(DAY_S / p.step_s))
-        self._week_steps = max(1, round(WEEK_S / p.step_s))
+        self._window = window_steps(p.lead_s, p.step_s)
+        self._quantiles = (0.5, p.quantile) if p.quantile > 0.5 else (0.5,)
+        # Steps a forecast reads: last week's window and its neighbourhood, and the last hour.
+        self._reach = round(WEEK_S / p.step_s) + self._window + 2 * round(3600.0 / p.step_s)
         self._reset()
+
+    def _forecaster(self) -> CapacityForecaster:
+        p = self.params
+        return CapacityForecaster(
+            step_s=p.step_s,
+            window=self._window,
+            quantiles=self._quantiles,
+            n_estimators=p.n_estimators,
+            max_depth=p.max_depth,
+            min_samples_leaf=p.min_samples_leaf,
+            max_features=p.max_features,
+            random_state=p.random_state,
+            min_history_s=p.min_history_s,
+        )
 
     def _reset(self) -> None:
         size = max(1, _ceil(self.params.buffer_s / self.params.step_s))
-        self.buffer_demand_ = np.full(size, np.nan)  # demand per step, ring-indexed
+        self.buffer_sum_ = np.zeros(size)  # busy slots summed over a step's observations
+        self.buffer_count_ = np.zeros(size, dtype=np.int64)  # observations in the step
         self.buffer_step_ = np.full(size, -1, dtype=np.int64)  # the step each slot holds
         self.latest_step_: int | None = None
-        self.model_: RandomForestRegressor | None = None
-        self.trained_until_: int | None = None  # last step the model was trained on
-        self.n_train_rows_ = 0
+        self.forecaster_ = self._forecaster().fit(np.empty(0))  # seasonal naive, no history
         self.steps_since_fit_ = 0
-        self.forecast_: float | None = None  # slots, for the cached step
+        self.forecast_: float | None = None  # slots at the chosen quantile, for the cached step
+        self.forecast_median_: float | None = None
         self.forecast_step_: int | None = None
         self.forecast_workers_: int | None = None
         self.pending_: deque[tuple[int, float]] = deque()  # (step, forecast) not settled yet
@@ -196,136 +195,102 @@ class PredictivePolicy(Policy):
     # ------------------------------------------------------------------ learned summaries
 
     @property
-    def forecast_mae_(self) -> float | None:
-        """Mean absolute error (task slots) of the last ``error_window`` settled forecasts."""
+    def model_(self) -> Any:
+        """The quantile forest, or None while the forecaster is the seasonal naive."""
+        return self.forecaster_.model_
+
+    @property
+    def pinball_loss_(self) -> float | None:
+        """Mean pinball loss (slots) of the last ``error_window`` settled forecasts."""
         if not self.errors_:
             return None
-        return float(np.mean([abs(f - a) for _, f, a in self.errors_]))
+        _, f, a = np.asarray(self.errors_).T
+        return pinball_loss(a, f, self.params.quantile)
+
+    @property
+    def coverage_(self) -> float | None:
+        """Share of the last ``error_window`` windows whose busy slots the forecast covered."""
+        if not self.errors_:
+            return None
+        _, f, a = np.asarray(self.errors_).T
+        return coverage(a, f)
 
     @property
     def history_s_(self) -> float:
         """Observed time in the ring buffer (steps with data x step)."""
         if self.latest_step_ is None:
             return 0.0
-        present = (self.buffer_step_ > self.latest_step_ - len(self.buffer_step_)) & ~np.isnan(
-            self.buffer_demand_
+        present = (self.buffer_step_ > self.latest_step_ - len(self.buffer_step_)) & (
+            self.buffer_count_ > 0
         )
         return float(np.count_nonzero(present)) * self.params.step_s
 
     @property
     def model_version(self) -> str:
-        if self.model_ is None:
-            return f"{self.version}:reactive"
-        return f"{self.version}:rf-{self.trained_until_}-{self.n_train_rows_}rows"
-
-    # ------------------------------------------------------------------ features
-
-    def _features(self, grid: np.ndarray, first_step: int, rows: np.ndarray) -> np.ndarray:
-        """Feature matrix for ``rows`` (indices into ``grid``; grid[j] is step first_step + j).
-
-        Only steps before each row are read. Missing lags are filled: recent lags from each
-        other (then yesterday, last week, 0), yesterday from last week and the other way round.
-        """
-        h, day, week = self._horizon_steps, self._day_steps, self._week_steps
-        pad = week + h
-        padded = np.concatenate([np.full(pad, np.nan), grid])
-        r = rows + pad
-        lag1, lag2, lag3 = padded[r - 1], padded[r - 2], padded[r - 3]
-        recent = _peaks(padded, r - h, h)
-        lag_day, day_peak = padded[r - day], _peaks(padded, r - day, h)
-        lag_week, week_peak = padded[r - week], _peaks(padded, r - week, h)
-
-        base = _first_present(lag1, lag2, lag3, recent, lag_day, lag_week)
-        base = np.nan_to_num(base, nan=0.0)
-        lag1, lag2, lag3 = (_first_present(x, base) for x in (lag1, lag2, lag3))
-        recent = _first_present(recent, base)
-        lag_day_f = _first_present(lag_day, lag_week, base)
-        day_peak_f = _first_present(day_peak, week_peak, recent)
-        lag_week = _first_present(lag_week, lag_day_f)
-        week_peak = _first_present(week_peak, day_peak_f)
-
-        step = self.params.step_s
-        times = np.array([_time_row((first_step + int(i)) * step) for i in rows]).reshape(-1, 7)
-        lags = np.column_stack(
-            [lag1, lag2, lag3, recent, lag_day_f, day_peak_f, lag_week, week_peak]
-        )
-        return np.hstack([times, lags])
-
-    def _targets(self, grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        h = self._horizon_steps
-        padded = np.concatenate([grid, np.full(h, np.nan)])
-        return _peaks(padded, rows, h)
+        f = self.forecaster_
+        if f.model_ is None:
+            return f"{self.version}:seasonal-naive"
+        return f"{self.version}:qrf-{f.trained_until_}-{f.n_train_rows_}rows"
 
     # ------------------------------------------------------------------ fitting
 
-    def _train(self, grid: np.ndarray, first_step: int) -> None:
-        """Fit the forest on a complete grid; rows need their whole target horizon inside it."""
-        h = self._horizon_steps
+    def _fit_grid(self, grid: np.ndarray, first_step: int) -> None:
+        self.forecaster_ = self._forecaster().fit(grid, first_step)
         self.steps_since_fit_ = 0
-        observed = float(np.count_nonzero(~np.isnan(grid))) * self.params.step_s
-        if observed < self.params.min_history_s or len(grid) <= h:
-            return
-        rows = np.arange(1, len(grid) - h + 1)
-        y = self._targets(grid, rows)
-        keep = ~np.isnan(y)
-        rows, y = rows[keep], y[keep]
-        if len(rows) < 2:
-            return
-        x = self._features(grid, first_step, rows)
-        from sklearn.ensemble import RandomForestRegressor
-
-        p = self.params
-        model = RandomForestRegressor(
-            n_estimators=p.n_estimators,
-            max_depth=p.max_depth,
-            min_samples_leaf=p.min_samples_leaf,
-            max_features=p.max_features,
-            random_state=p.random_state,
-            n_jobs=1,
-        )
-        model.fit(x, y)
-        self.model_ = model
-        self.trained_until_ = first_step + len(grid) - 1
-        self.n_train_rows_ = len(rows)
         self.forecast_step_ = None  # the cached forecast came from the old model
 
-    def fit_series(self, times: Sequence[float] | np.ndarray, demand: Sequence[float]) -> Self:
-        """Learn from a demand series: epoch seconds and demand in task slots at each.
+    def fit_series(self, times: Sequence[float] | np.ndarray, busy: Sequence[float]) -> Self:
+        """Learn from a series of busy task slots: epoch seconds and running tasks at each.
 
-        Points are binned into steps of ``step_s`` (the maximum per step, as live); steps with
-        no point are missing. Resets the learned state and seeds the ring buffer.
+        Points are averaged per step of ``step_s`` (as live); steps with no point are missing.
+        Resets the learned state and seeds the ring buffer.
         """
         t = np.asarray(times, dtype=float)
-        d = np.asarray(demand, dtype=float)
+        d = np.asarray(busy, dtype=float)
         if t.ndim != 1 or t.shape != d.shape:
-            raise ValueError(
-                f"times and demand must be 1-D of one length, got {t.shape}, {d.shape}"
-            )
+            raise ValueError(f"times and busy must be 1-D of one length, got {t.shape}, {d.shape}")
         if not len(t):
-            raise ValueError("empty demand series")
+            raise ValueError("empty busy-slot series")
         if not (np.all(np.isfinite(t)) and np.all(np.isfinite(d))):
-            raise ValueError("times and demand must be finite")
+            raise ValueError("times and busy slots must be finite")
         if np.any(d < 0):
-            raise ValueError("demand must not be negative")
+            raise ValueError("busy slots must not be negative")
         steps = np.floor(t / self.params.step_s).astype(np.int64)
         first = int(steps.min())
-        grid = np.full(int(steps.max()) - first + 1, np.nan)
-        np.fmax.at(grid, steps - first, d)
+        size = int(steps.max()) - first + 1
+        total = np.bincount(steps - first, weights=d, minlength=size)
+        count = np.bincount(steps - first, minlength=size)
         self._reset()
-        self._seed_buffer(grid, first)
-        self._train(grid, first)
+        keep = min(size, len(self.buffer_step_))
+        span = np.arange(first + size - keep, first + size, dtype=np.int64)
+        slots = span % len(self.buffer_step_)
+        self.buffer_step_[slots] = span
+        self.buffer_sum_[slots] = total[-keep:]
+        self.buffer_count_[slots] = count[-keep:]
+        self.latest_step_ = int(span[-1])
+        self._fit_grid(self._window_series(int(span[0]), int(span[-1]) + 1), int(span[0]))
         return self
 
     def fit(self, history: Sequence[JobRecord]) -> Self:
-        """Learn from finished jobs (see the module doc for how demand is rebuilt)."""
-        times, demand = demand_from_jobs(history, self.params.step_s)
-        if not len(times):
-            self._reset()
+        """Learn from finished jobs (see the module doc for how busy slots are rebuilt), unless
+        the ring buffer holds a series already (observed live, or given to ``fit_series``).
+
+        A loop refits its policy on the store's jobs whenever jobs finish; the forecaster's own
+        observations hold the busy slots of those jobs, measured rather than rebuilt, and it
+        refits from them on its own schedule. Rebuilding it from the jobs each time would cost a
+        forest fit per finished job, and would throw away a series the jobs cover only in part
+        (a simulation hands over a sample of them). So the jobs teach a forecaster that has
+        seen nothing yet: a loop's start.
+        """
+        if self.latest_step_ is not None:
             return self
-        return self.fit_series(times, demand)
+        times, busy = demand_from_jobs(history, self.params.step_s)
+        if not len(times):
+            return self
+        return self.fit_series(times, busy)
 
     def retrain(self) -> bool:
-        """Retrain from the ring buffer's completed steps; True if a model came out."""
+        """Refit from the ring buffer's completed steps; True if a forest came out."""
         if self.latest_step_ is None:
             return False
         size = len(self.buffer_step_)
@@ -334,70 +299,55 @@ class PredictivePolicy(Policy):
         if last < first:
             self.steps_since_fit_ = 0
             return False
-        grid = self._window(first, last + 1)
-        before = self.model_
-        self._train(grid, first)
-        return self.model_ is not before
+        self._fit_grid(self._window_series(first, last + 1), first)
+        return self.model_ is not None
 
     # ------------------------------------------------------------------ ring buffer
 
-    def _seed_buffer(self, grid: np.ndarray, first: int) -> None:
-        size = len(self.buffer_step_)
-        tail = grid[-size:]
-        steps = np.arange(first + len(grid) - len(tail), first + len(grid), dtype=np.int64)
-        slots = steps % size
-        self.buffer_step_[slots] = steps
-        self.buffer_demand_[slots] = tail
-        self.latest_step_ = int(steps[-1])
-
-    def _record(self, step: int, demand: float) -> bool:
-        """Remember the step's peak demand; True when ``step`` is a new latest step."""
+    def _record(self, step: int, busy: float) -> bool:
+        """Add one observation's busy slots to its step; True when ``step`` is a new latest."""
         size = len(self.buffer_step_)
         slot = step % size
         held = int(self.buffer_step_[slot])
-        if held == step:
-            old = self.buffer_demand_[slot]
-            self.buffer_demand_[slot] = demand if np.isnan(old) else max(old, demand)
-        elif held < step:
+        if held < step:
             self.buffer_step_[slot] = step
-            self.buffer_demand_[slot] = demand
-        else:  # older than the buffer reaches
+            self.buffer_sum_[slot] = 0.0
+            self.buffer_count_[slot] = 0
+        elif held > step:  # older than the buffer reaches
             return False
+        self.buffer_sum_[slot] += busy
+        self.buffer_count_[slot] += 1
         if self.latest_step_ is None or step > self.latest_step_:
             self.latest_step_ = step
             return True
         return False
 
-    def _window(self, start: int, stop: int) -> np.ndarray:
-        """Demand of steps ``start .. stop - 1`` from the ring (NaN where not held)."""
+    def _window_series(self, start: int, stop: int) -> np.ndarray:
+        """Busy-slot means of steps ``start .. stop - 1`` from the ring (NaN where not held)."""
         steps = np.arange(start, stop, dtype=np.int64)
         slots = steps % len(self.buffer_step_)
-        return np.where(self.buffer_step_[slots] == steps, self.buffer_demand_[slots], np.nan)
+        held = (self.buffer_step_[slots] == steps) & (self.buffer_count_[slots] > 0)
+        count = np.maximum(self.buffer_count_[slots], 1)
+        return np.where(held, self.buffer_sum_[slots] / count, np.nan)
 
     # ------------------------------------------------------------------ forecasting
 
-    def forecast_at(self, step: int) -> float | None:
-        """The forest's forecast (slots) of the peak over steps ``step .. step + H - 1``."""
-        if self.model_ is None:
+    def forecast_at(self, step: int) -> tuple[float, float] | None:
+        """(median, chosen quantile) of the busy slots of the window from ``step``, in slots;
+        None without the history to forecast it."""
+        series = self._window_series(step - self._reach, step)
+        out = self.forecaster_.predict(series, step - self._reach, np.array([self._reach]))[0]
+        if np.any(np.isnan(out)):
             return None
-        reach = self._week_steps + self._horizon_steps
-        grid = np.append(self._window(step - reach, step), np.nan)
-        x = self._features(grid, step - reach, np.array([reach]))
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        trees = self.model_.estimators_
-        try:  # the trees' own arrays: what predict() averages, without its per-call overhead
-            total = sum(float(tree.tree_.predict(x32)[0, 0]) for tree in trees) / len(trees)
-        except AttributeError:  # a scikit-learn without Tree.predict
-            total = float(self.model_.predict(x)[0])
-        return max(0.0, total)
+        return max(0.0, float(out[0])), max(0.0, float(out[-1]))
 
     def _on_new_step(self, step: int) -> None:
-        h = self._horizon_steps
-        while self.pending_ and self.pending_[0][0] + h <= step:
+        w = self._window
+        while self.pending_ and self.pending_[0][0] + w <= step:
             made, forecast = self.pending_.popleft()
-            actual = float(np.fmax.reduce(self._window(made, made + h)))
+            actual = window_max(self._window_series(made, made + w), w)[0]
             if not np.isnan(actual):
-                self.errors_.append((made, forecast, actual))
+                self.errors_.append((made, forecast, float(actual)))
         self.steps_since_fit_ += 1
         p = self.params
         if p.retrain_every_s is not None:
@@ -408,10 +358,14 @@ class PredictivePolicy(Policy):
             )
             if due:
                 self.retrain()
-        self.forecast_ = self.forecast_at(step)
-        self.forecast_step_ = step
+        self._forecast(step)
         if self.forecast_ is not None:
             self.pending_.append((step, self.forecast_))
+
+    def _forecast(self, step: int) -> None:
+        out = self.forecast_at(step)
+        self.forecast_median_, self.forecast_ = out if out is not None else (None, None)
+        self.forecast_step_ = step
 
     # ------------------------------------------------------------------ deciding
 
@@ -428,39 +382,45 @@ class PredictivePolicy(Policy):
             forecast_tasks=self.forecast_,
         )
 
+    def _score(self) -> str:
+        loss, cover = self.pinball_loss_, self.coverage_
+        if loss is None or cover is None:
+            return "not scored yet"
+        return f"pinball {loss:.2f} slots, coverage {cover:.0%} of {len(self.errors_)}"
+
     def decide(self, observation: Observation) -> Decision:
         obs, p = observation, self.params
         current = obs.workers
         if obs.stale:
             return self._make(current, f"stale observation: holding {current} worker(s)")
-        demand = obs.running_tasks + obs.pending_tasks
         step = math.floor(obs.time / p.step_s)
-        if self._record(step, float(demand)):
+        if self._record(step, float(obs.running_tasks)):
             self._on_new_step(step)
-        elif self.forecast_step_ != step:  # an out-of-order or retrained step: not cached
-            self.forecast_ = self.forecast_at(step)
-            self.forecast_step_ = step
+        elif self.forecast_step_ != step:  # an out-of-order or refitted step: not cached
+            self._forecast(step)
 
         slots = self._slots_per_worker(obs)
+        demand = obs.running_tasks + obs.pending_tasks
         reactive = _ceil(demand / slots)
         busy = sum(1 for w in obs.cluster.alive if w.busy)
         now = f"{demand} task(s) on {slots} slot(s)/worker need {reactive}"
-        if self.model_ is None or self.forecast_ is None:
+        if self.forecast_ is None or self.forecast_median_ is None:
             self.forecast_workers_ = None
             raw = reactive
             reason = (
-                f"history {self.history_s_ / 3600:.1f} h < min_history_s "
-                f"{p.min_history_s / 3600:g} h: reactive fallback, {now}"
+                f"no forecast (history {self.history_s_ / 3600:.1f} h, a day needed): "
+                f"reactive, {now}"
             )
         else:
-            fw = _ceil(self.forecast_ / slots)
-            self.forecast_workers_ = fw
-            raw = max(fw, reactive)
-            mae = self.forecast_mae_
+            floor = _ceil(self.forecast_ / slots)
+            self.forecast_workers_ = floor
+            raw = max(floor, reactive)
+            ahead = self._window * p.step_s / 60
+            method = self.forecaster_.method_
             reason = (
-                f"forecast peak {self.forecast_:.1f} slots in next {p.horizon_s / 60:g} min "
-                f"-> {fw}; {now}; forecast MAE "
-                + (f"{mae:.1f} slots ({len(self.errors_)})" if mae is not None else "n/a")
+                f"{method} forecast q{p.quantile * 100:g} {self.forecast_:.1f} busy slots "
+                f"(median {self.forecast_median_:.1f}) in the next {ahead:g} min -> floor "
+                f"{floor}; {now}; {self._score()}"
             )
         target = raw
         if target < current and target < busy:
@@ -478,7 +438,7 @@ class PredictivePolicy(Policy):
         return path.with_name(path.name + ".model.joblib")
 
     def save(self, path: Path) -> None:
-        """A JSON header at ``path`` and the forest and buffers in ``<path>.model.joblib``."""
+        """A JSON header at ``path`` and the forecaster and buffers in ``<path>.model.joblib``."""
         import joblib
         import sklearn
 
@@ -491,21 +451,23 @@ class PredictivePolicy(Policy):
             "learned": {
                 "model_file": model_path.name,
                 "model_version": self.model_version,
-                "forecast_mae": self.forecast_mae_,
+                "pinball_loss": self.pinball_loss_,
+                "coverage": self.coverage_,
                 "features": list(FEATURES),
                 "sklearn": sklearn.__version__,
             },
         }
         state = {
             "name": self.name,
-            "model": self.model_,
-            "trained_until": self.trained_until_,
-            "n_train_rows": self.n_train_rows_,
+            "version": self.version,
+            "forecaster": self.forecaster_,
             "steps_since_fit": self.steps_since_fit_,
-            "buffer_demand": self.buffer_demand_,
+            "buffer_sum": self.buffer_sum_,
+            "buffer_count": self.buffer_count_,
             "buffer_step": self.buffer_step_,
             "latest_step": self.latest_step_,
             "forecast": self.forecast_,
+            "forecast_median": self.forecast_median_,
             "forecast_step": self.forecast_step_,
             "forecast_workers": self.forecast_workers_,
             "pending": list(self.pending_),
@@ -528,16 +490,21 @@ class PredictivePolicy(Policy):
         state = joblib.load(model_path)
         if not isinstance(state, dict) or state.get("name") != cls.name:
             raise ValueError(f"{model_path} does not hold a {cls.name!r} model")
-        if len(state["buffer_demand"]) != len(policy.buffer_demand_):
+        if state.get("version") != cls.version:
+            raise ValueError(
+                f"{model_path} holds a version {state.get('version', '1')!r} forecaster "
+                f"(a forecast of task demand); this is version {cls.version}: refit it"
+            )
+        if len(state["buffer_sum"]) != len(policy.buffer_sum_):
             raise ValueError(f"{model_path}: ring buffer size does not match buffer_s / step_s")
-        policy.model_ = state["model"]
-        policy.trained_until_ = state["trained_until"]
-        policy.n_train_rows_ = int(state["n_train_rows"])
+        policy.forecaster_ = state["forecaster"]
         policy.steps_since_fit_ = int(state["steps_since_fit"])
-        policy.buffer_demand_ = np.asarray(state["buffer_demand"], dtype=float)
+        policy.buffer_sum_ = np.asarray(state["buffer_sum"], dtype=float)
+        policy.buffer_count_ = np.asarray(state["buffer_count"], dtype=np.int64)
         policy.buffer_step_ = np.asarray(state["buffer_step"], dtype=np.int64)
         policy.latest_step_ = state["latest_step"]
         policy.forecast_ = state["forecast"]
+        policy.forecast_median_ = state["forecast_median"]
         policy.forecast_step_ = state["forecast_step"]
         policy.forecast_workers_ = state["forecast_workers"]
         policy.pending_ = deque(tuple(x) for x in state["pending"])
@@ -548,11 +515,11 @@ class PredictivePolicy(Policy):
 
 
 def demand_from_jobs(history: Sequence[JobRecord], step_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """A per-step demand series (step start times, task slots) rebuilt from finished jobs.
+    """A per-step busy-slot series (step start times, task slots) rebuilt from finished jobs.
 
-    A job uses ``task_seconds / duration`` slots evenly while it runs; a step's demand is the
-    time-weighted sum over the jobs that overlap it. Jobs without a positive duration or task
-    time are skipped.
+    A job keeps ``task_seconds / duration`` slots busy evenly while it runs; a step's busy
+    slots are the time-weighted sum over the jobs that overlap it. Jobs without a positive
+    duration or task time are skipped.
     """
     jobs = [
         (j.submit_time, j.end_time, j.task_seconds / (j.end_time - j.submit_time))

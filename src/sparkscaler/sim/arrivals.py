@@ -195,6 +195,63 @@ def daily_weekly(
     return _unit(thinning(rate_per_s, rate_max, duration_s, rng))
 
 
+def bursty_growth(
+    mean_rate_per_hour: float,
+    duration_s: float,
+    rng: np.random.Generator,
+    *,
+    bursts_per_day: float = 2.0,
+    burst_factor: float = 4.0,
+    burst_minutes: tuple[float, float] = (20.0, 90.0),
+    growth: float = 0.5,
+    start_weekday: int = 0,
+) -> Arrivals:
+    """A demand shape unlike the office day: late-evening peaks, bursts, and growth.
+
+    Made to test policies on a pattern none of them was tuned on: the daily cycle peaks at
+    21:00 (batch after the business day) with a smaller 09:00 shoulder, weekends at 0.6; on
+    top, ``bursts_per_day`` bursts (Poisson, at random times) multiply the rate by
+    ``burst_factor`` for ``burst_minutes`` (uniform); and the rate grows linearly by ``growth``
+    over the span, so that yesterday always under-states today. The rate is normalised so that
+    its mean over the span is ``mean_rate_per_hour``.
+    """
+    _check_finite("mean_rate_per_hour", mean_rate_per_hour)
+    _check_finite("duration_s", duration_s, positive=True)
+    _check_finite("bursts_per_day", bursts_per_day)
+    _check_finite("growth", growth)
+    if burst_factor < 1.0 or not math.isfinite(burst_factor):
+        raise ValueError(f"burst_factor must be a finite number >= 1, got {burst_factor}")
+    low, high = burst_minutes
+    if not 0.0 < low <= high:
+        raise ValueError(f"burst_minutes must be 0 < low <= high, got {burst_minutes}")
+    n_bursts = rng.poisson(bursts_per_day * duration_s / SECONDS_PER_DAY)
+    starts = rng.uniform(0.0, duration_s, n_bursts)
+    ends = starts + 60.0 * rng.uniform(low, high, n_bursts)
+
+    def shape(t: np.ndarray) -> np.ndarray:
+        hour = (t % SECONDS_PER_DAY) / SECONDS_PER_HOUR
+        weekday = (start_weekday + np.floor(t / SECONDS_PER_DAY).astype(int)) % 7
+        evening = np.exp(-0.5 * ((hour - 21.0 + 12.0) % 24.0 - 12.0) ** 2 / 2.0**2)
+        morning = 0.4 * np.exp(-0.5 * ((hour - 9.0 + 12.0) % 24.0 - 12.0) ** 2 / 1.5**2)
+        daily = 0.25 + evening + morning
+        weekly = np.where(weekday >= 5, 0.6, 1.0)
+        trend = 1.0 + growth * t / duration_s
+        burst = np.ones_like(t)
+        for a, b in zip(starts, ends, strict=True):
+            burst = np.where((t >= a) & (t < b), burst_factor, burst)
+        return daily * weekly * trend * burst
+
+    grid = np.arange(0.0, duration_s, 60.0)
+    scale = mean_rate_per_hour / SECONDS_PER_HOUR / max(float(np.mean(shape(grid))), 1e-12)
+
+    def rate_per_s(t: np.ndarray) -> np.ndarray:
+        return scale * shape(t)
+
+    # The shape's peak is bounded by its parts (daily at most 0.25 + 1 + 0.4): the thinning bound.
+    bound = scale * 1.65 * (1.0 + growth) * burst_factor
+    return _unit(thinning(rate_per_s, bound, duration_s, rng))
+
+
 def from_demand_csv(
     path: str | Path,
     duration_s: float | None,
