@@ -204,16 +204,16 @@ def test_results_json_names_what_it_cannot_hold(tmp_path: Path) -> None:
 
 
 def test_the_full_suite_adds_the_generated_shapes_and_the_reference_traces() -> None:
-    """The full suite: daily, the bursty shape and the recorded jobs, then each reference trace
-    in ../shared/data (the Alibaba 2018 machine-usage series read by its known format)."""
+    """The full suite: daily and the bursty shape, then each reference trace in
+    ../shared/data (the Alibaba 2018 machine-usage series read by its known format)."""
     quick, _ = trace_cases(Options(quick=True))
     assert [c.name for c in quick] == ["daily"]
     cases, notes = trace_cases(Options())
     by = {c.name: c for c in cases}
-    assert [c.name for c in cases[:3]] == ["daily", "bursty", "daily-recorded"]
-    assert by["bursty"].kind == "bursty" and by["daily-recorded"].jobs == "recorded"
+    assert [c.name for c in cases[:2]] == ["daily", "bursty"]
+    assert by["bursty"].kind == "bursty"
     present = [p for p in DEFAULT_TRACES if p.is_file()]
-    assert len(cases) == 3 + len(present)
+    assert len(cases) == 2 + len(present)
     assert len([n for n in notes if "not found" in n]) == len(DEFAULT_TRACES) - len(present)
     alibaba2018 = next((p for p in present if "alibaba2018" in str(p)), None)
     if alibaba2018 is None:
