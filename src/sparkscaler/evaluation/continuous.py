@@ -24,8 +24,8 @@ Learned policies start from what they would have had: the forecaster (``predicti
 ``hybrid``'s floor) is fitted on the busy slots of the *preceding* period of the same trace,
 served by a static cluster of N, when the trace has one (the NASA trace's previous week; another
 week of the synthetic shapes; none for the 17-hour Alibaba trace, the 8-day Alibaba 2018
-machine-usage series, a demand trace shorter than two
-periods, or a replay, where it starts cold and falls back to its reactive rule); the planners
+machine-usage series, a demand trace shorter than two periods, or a replay, where it starts
+cold and falls back to its reactive rule); the planners
 get the calibration's runtime model; the DQNs are trained beforehand in the env with the case's
 N, arrival rate and deadlines. With recorded jobs and in a replay, the policies learn as on a
 real cluster (:func:`learns`): the store holds the recorded runs from the start (a replay: no

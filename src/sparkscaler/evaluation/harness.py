@@ -125,9 +125,7 @@ def _trace_case(path: Path, options: Options, duration: float) -> tuple[continuo
     column = options.trace_column or column
     step_s = options.trace_step_s or step_s
     trace = read_demand(path, column, step_s, CLI_KNOBS)
-    name = _case_name(path, "nasa")
-    if path.name in REFERENCE_TRACE_FORMATS:
-        name = _case_name(path, "alibaba2018")
+    name = _case_name(path, "alibaba2018" if path.name in REFERENCE_TRACE_FORMATS else "nasa")
     note = ""
     if continuous.demand_periods(trace, duration) < 2:
         span = min(duration, trace.span_s)
