@@ -900,6 +900,9 @@ def test_workers_the_backend_provisions_count_until_the_master_lists_them(fake_s
     ]
     assert (obs.workers, obs.cluster.alive_workers, obs.cluster.provisioning_workers) == (4, 2, 2)
     assert obs.cluster.cores_total == 4  # a provisioning worker offers nothing yet
+    # Not even the one the backend already calls ALIVE (its tasks would be unknown, None).
+    provisioning = [w for w in obs.cluster.workers if w.state == "PROVISIONING"]
+    assert [(w.cores_used, w.running_tasks) for w in provisioning] == [(0, 0), (0, 0)]
 
 
 def test_a_backend_that_cannot_list_its_workers_is_an_error_not_stale(fake_spark) -> None:

@@ -132,7 +132,9 @@ class SparkObserver:
             return cluster
         listed = {w.host for w in cluster.workers}
         extra = tuple(
-            dataclasses.replace(w, state="PROVISIONING", cores_used=0, memory_used_mb=0)
+            dataclasses.replace(
+                w, state="PROVISIONING", cores_used=0, memory_used_mb=0, running_tasks=0
+            )
             for w in asked
             if w.state in ("PROVISIONING", "ALIVE") and w.host not in listed
         )
