@@ -3,19 +3,21 @@
 Issue 14's goal on the trace suite: ``hybrid`` misses no more deadlines than the best of
 ``hpa``, ``dra`` and ``dataproc``, at no more than 1.25 times the oracle's worker-hours. This
 runs the suite's own cases (:func:`sparkscaler.evaluation.harness.trace_cases`: the daily
-shape, the generated bursty shape, the daily shape with the recorded real jobs, NASA, Alibaba
-2017, Alibaba 2018; the traces from ``../shared/data`` where present) exactly as
-``sparkscaler evaluate trace`` does (:func:`~sparkscaler.evaluation.continuous.run_case`, seed
-0, N = 10), for the oracle, the rule policies, ``planner`` and ``hybrid``, plus any number of
-``hybrid`` variants given as JSON parameters (``--variant NAME='{"predictive": {...}}'``), and
-prints per case whether each meets the goal.
+shape, the generated bursty shape, NASA, Alibaba 2017, Alibaba 2018; the traces from
+``../shared/data`` where present) exactly as ``sparkscaler evaluate trace`` does
+(:func:`~sparkscaler.evaluation.continuous.run_case`, seed 0, N = 10), for the oracle, the
+rule policies, ``planner`` and ``hybrid``, plus any number of ``hybrid`` variants given as
+JSON parameters (``--variant NAME='{"predictive": {...}}'``), and prints per case whether each
+meets the goal. ``--scaling`` sets the guard for every run (a longer scale-in stabilisation
+keeps idle workers warm for longer, for instance).
 
     flock /tmp/sparkscaler-heavy.lock .venv/bin/python benchmarks/trace_goals.py \\
         [--cases daily,nasa] [--policies hpa,hybrid] \\
-        [--variant q8='{"predictive": {"quantile": 0.8}}']
+        [--variant q8='{"predictive": {"quantile": 0.8}}'] \\
+        [--scaling '{"scale_in_stabilization_s": 300}'] [--out NAME]
 
-Writes ``benchmarks/results/trace_goals.json``. A week per policy and case takes 20-60 s of
-CPU; the whole suite with the default policies about 15 minutes on 2 cores.
+Writes ``benchmarks/results/trace_goals.json`` (or ``NAME.json``). A week per policy and case
+takes 20-60 s of CPU; the whole suite with the default policies about 15 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ RATIO_GOAL = 1.25
 
 
 def _run(
-    data: continuous.CaseData, key: str, params: dict[str, Any] | None, seed: int
+    config: Config,
+    data: continuous.CaseData,
+    key: str,
+    params: dict[str, Any] | None,
+    seed: int,
 ) -> dict[str, Any]:
     calibration = Calibration.load()
-    row = continuous.run_case(Config(), key.split("=")[0], data, calibration, {}, seed, params)
+    row = continuous.run_case(config, key.split("=")[0], data, calibration, {}, seed, params)
     row["policy"] = key
     row.pop("timeline", None)
     return row
@@ -77,6 +83,13 @@ def main() -> None:
         metavar="NAME=JSON",
         help="a hybrid variant: its name and its parameters as JSON",
     )
+    parser.add_argument(
+        "--scaling",
+        default="{}",
+        metavar="JSON",
+        help="guard settings for every run (the config's scaling section), e.g. "
+        "'{\"scale_in_stabilization_s\": 300}'",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="trace_goals", help="name under benchmarks/results/")
@@ -89,7 +102,8 @@ def main() -> None:
     calibration = Calibration.load()
     grid = Options().grid()
     sizes = calibration.default_sizes(60.0 * min(grid.deadlines_min), min(grid.max_workers))
-    datas = [continuous.build_case(c, Config(), calibration, sizes, args.seed) for c in cases]
+    config = Config.model_validate({"scaling": json.loads(args.scaling)})
+    datas = [continuous.build_case(c, config, calibration, sizes, args.seed) for c in cases]
     runs: list[tuple[str, dict[str, Any] | None]] = [
         (p, None) for p in args.policies.split(",") if p
     ]
@@ -101,7 +115,7 @@ def main() -> None:
     started = time.perf_counter()
     jobs = [(d, key, params) for d in datas for key, params in runs]
     rows = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-        delayed(_run)(d, key, params, args.seed) for d, key, params in jobs
+        delayed(_run)(config, d, key, params, args.seed) for d, key, params in jobs
     )
     results: dict[str, list[dict[str, Any]]] = {d.case.name: [] for d in datas}
     for row in rows:
@@ -112,6 +126,7 @@ def main() -> None:
         )
 
     out: dict[str, Any] = {"seed": args.seed, "notes": notes, "variants": args.variant}
+    out["scaling"] = json.loads(args.scaling)
     out["cases"] = {}
     for name, case_rows in results.items():
         order = {key: i for i, (key, _) in enumerate(runs)}
