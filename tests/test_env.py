@@ -154,6 +154,42 @@ def test_paper_reward_with_a_running_job_by_hand() -> None:
     assert not terminated
 
 
+def test_paper_cost_reward_is_the_paper_terms_less_one() -> None:
+    """The same eight terms as ``paper``, shifted so that no step pays: each step is in [-2, 0]."""
+    rewards = {}
+    for reward in ("paper", "paper-cost"):
+        env = make_env(max_workers=5, deadline_s=300.0, jobs=OneJob(2, 100.0), reward=reward)
+        env.reset(seed=0)
+        rewards[reward] = [env.step(a)[1] for a in (0, 2, 0)]
+    assert rewards["paper-cost"] == pytest.approx([r - 1.0 for r in rewards["paper"]])
+    assert all(-2.0 <= r <= 0.0 for r in rewards["paper-cost"])
+
+
+def _fixed_return(reward: str, action: int) -> tuple[float, int]:
+    """The return and length of an episode that repeats ``action``: a job of 8 tasks of 60 s
+    against T = 240 s, on N = 4 workers that start in 60-120 s."""
+    env = make_env(
+        max_workers=4, deadline_s=240.0, provisioning="vm", jobs=OneJob(8, 60.0), reward=reward
+    )
+    env.reset(seed=0)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        _, r, terminated, truncated, info = env.step(action)
+        total, steps, done = total + r, steps + 1, terminated or truncated
+    return total, info["misses"]
+
+
+def test_paper_reward_pays_more_for_missing_the_deadline_on_one_worker() -> None:
+    """The paper reward's problem (docs/dqn.md): every step pays, so the slow episode on one
+    worker that misses T returns more than the fast one on N that meets it; ``paper-cost``
+    ranks them the other way."""
+    stay, stay_missed = _fixed_return("paper", 0)
+    go, go_missed = _fixed_return("paper", delta_action(3, 4))
+    assert stay_missed == 1 and go_missed == 0
+    assert stay > go
+    assert _fixed_return("paper-cost", 0)[0] < _fixed_return("paper-cost", delta_action(3, 4))[0]
+
+
 def test_cost_sla_reward_pays_for_workers_and_one_penalty_per_missed_job() -> None:
     env = make_env(
         max_workers=4,

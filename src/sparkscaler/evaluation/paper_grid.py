@@ -54,6 +54,7 @@ POLICY_KEYS = (
     "dataproc",
     "regression",
     "dqn-paper-online",
+    "dqn-paper-cost-online",
     "dqn-paper",
     "dqn-improved-online",
     "dqn-improved",
@@ -126,7 +127,7 @@ def cell_config(config: Config, max_workers: int, key: str = "") -> Config:
         "max_workers": max_workers,
         "min_workers": min(config.scaling.min_workers, 1),
     }
-    if key.startswith("dqn-"):
+    if key.startswith("dqn"):
         update["interval_s"] = DQN_INTERVAL_S
     return config.model_copy(update={"scaling": config.scaling.model_copy(update=update)})
 
@@ -229,7 +230,7 @@ def _online_dqn(
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
 
-    from sparkscaler.rl.training import DQN_KWARGS, MaskObservation, variant_mask
+    from sparkscaler.rl.training import ONLINE_DQN_KWARGS, MaskObservation, variant_mask
 
     deadline = jobs[0].deadline_s
     assert deadline is not None
@@ -241,9 +242,10 @@ def _online_dqn(
     total = len(jobs) * math.ceil(ROUND_CAP * deadline / config.scaling.interval_s)
     # Explore over about the first block of rounds of a usual length, as the paper's agent did.
     explore = BLOCK * math.ceil(deadline / config.scaling.interval_s)
-    kwargs = {**DQN_KWARGS, "exploration_fraction": min(1.0, explore / total)}
+    kwargs = {**ONLINE_DQN_KWARGS, "exploration_fraction": min(1.0, explore / total)}
     torch.set_num_threads(1)
-    env.reset(seed=seed)
+    # No reset here: ``learn`` resets the env with the model's seed, and every reset takes the
+    # next round's job, so one here would shift the rounds by one against the other policies.
     model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     model.learn(total_timesteps=total, callback=StopTrainingOnMaxEpisodes(len(jobs)))
     return log.rounds[: len(jobs)]
