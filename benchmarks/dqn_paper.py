@@ -107,6 +107,11 @@ def main() -> None:
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES))
     parser.add_argument("--timesteps", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-envs", type=int, default=4, help="vector envs for pretraining")
+    parser.add_argument("--subproc", action="store_true", help="one process per env")
+    parser.add_argument(
+        "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
+    )
     parser.add_argument("--rounds", type=int, default=paper_grid.ROUNDS)
     parser.add_argument("--plot", action="store_true", help=f"write {PLOT}")
     parser.add_argument("--name", default="dqn_paper", help="benchmarks/results/NAME.json")
@@ -127,10 +132,22 @@ def main() -> None:
             env = paper_grid.env_config(
                 cell, calibration, sizes, N, [60.0 * t for t in DEADLINES_MIN], variant
             )
-            trained = train_dqn(env, variant, args.timesteps, args.seed, Path(tmp) / f"{key}.zip")  # type: ignore[arg-type]
+            if args.cost_weight is not None:
+                env = replace(env, cost_weight=args.cost_weight)
+            trained = train_dqn(
+                env,
+                variant,  # type: ignore[arg-type]
+                args.timesteps,
+                args.seed,
+                Path(tmp) / f"{key}.zip",
+                n_envs=args.n_envs,
+                subprocesses=args.subproc,
+            )
             models[f"{key}@{N}"] = str(trained.model_path)
             training[key] = {
                 "timesteps": args.timesteps,
+                "n_envs": args.n_envs,
+                "vec_env": "SubprocVecEnv" if args.subproc else "DummyVecEnv",
                 "episodes": trained.episodes,
                 "wall_time_s": round(trained.wall_time_s, 1),
                 "final_mean_reward": round(trained.final_mean_reward, 4),
@@ -195,7 +212,9 @@ def main() -> None:
             args.name,
             {
                 "command": f"benchmarks/dqn_paper.py --policies {args.policies} "
-                f"--timesteps {args.timesteps} --seed {args.seed}",
+                f"--timesteps {args.timesteps} --seed {args.seed} --n-envs {args.n_envs}"
+                + (" --subproc" if args.subproc else "")
+                + (f" --cost-weight {args.cost_weight}" if args.cost_weight is not None else ""),
                 "settings": {
                     "N": N,
                     "deadlines_min": list(DEADLINES_MIN),

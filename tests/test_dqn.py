@@ -12,10 +12,21 @@ import numpy as np
 import pytest
 
 from sparkscaler.backends.simulated import SimObserver
-from sparkscaler.core import ClusterState, Features, Observation, WorkerInfo
+from sparkscaler.config import PolicySettings
+from sparkscaler.core import (
+    ClusterState,
+    Features,
+    JobContext,
+    Observation,
+    StageProgress,
+    WorkerInfo,
+)
+from sparkscaler.models.job_knowledge import JobKnowledge
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.encoding import OBS_NAMES, delta_action, observation_vector
 from sparkscaler.rl.env import EnvConfig, SparkClusterEnv
+from sparkscaler.rl.store_learning import continue_training, store_transitions
 from sparkscaler.rl.training import (
     TrainResult,
     evaluate_model,
@@ -23,7 +34,7 @@ from sparkscaler.rl.training import (
     train_dqn,
     variant_mask,
 )
-from sparkscaler.sim.workload import SyntheticJobs
+from sparkscaler.sim.workload import ModelJobs, SyntheticJobs
 
 #: Small and clear: 3 workers, one job of 20-60 tasks of 5-10 s that one worker cannot finish
 #: within the 240 s deadline; missing it costs 10, a worker-interval costs about 0.003.
@@ -117,8 +128,57 @@ def test_observation_vector_by_hand() -> None:
         "hour_sin": math.sin(2 * math.pi * 18 / 24),
         "hour_cos": math.cos(2 * math.pi * 18 / 24),
         "weekday": 2 / 6,
+        # no job knowledge given
+        "finish_now": 0.0,
+        "finish_max": 0.0,
+        "work_left": 0.0,
     }
     assert named == pytest.approx(expected, abs=1e-6)
+
+
+def _model() -> RuntimeModel:
+    """An Ernest model of a job that takes 20 s + 10 s per GB per worker."""
+    sizes = [1.0, 2.0, 4.0, 1.0, 2.0, 4.0, 1.0, 2.0, 4.0]
+    workers = [1, 1, 1, 2, 2, 2, 4, 4, 4]
+    seconds = [20 + 10 * s / n for s, n in zip(sizes, workers, strict=True)]
+    return RuntimeModel().fit(sizes, workers, seconds)
+
+
+def test_job_fields_project_the_job_most_at_risk_with_the_knowledge() -> None:
+    knowledge = JobKnowledge(prior=_model()).fit([])
+    encoding = EnvConfig(max_workers=4).encoding
+    stage = StageProgress(0, tasks=40, done=10, running=1, task_seconds=50.0)
+    on_time = JobContext("a", "a", "", 10.0, 300.0, 4e9, "declared", (stage,), cores=1)
+    late = JobContext("b", "b", "", 50.0, 120.0, 4e9, "declared", (stage,), cores=1)
+    obs = observation(workers=1, jobs=(on_time, late), oldest_job_elapsed_s=50.0)
+    named = dict(zip(OBS_NAMES, observation_vector(obs, encoding, knowledge), strict=True))
+    now, top = knowledge.projections(late, [1, 4], 1.0)  # type: ignore[misc]
+    assert named["finish_now"] == pytest.approx(min(2.0, now.left_s / 70.0) / 2, abs=1e-6)
+    assert named["finish_max"] == pytest.approx(min(2.0, top.left_s / 70.0) / 2, abs=1e-6)
+    assert named["work_left"] == pytest.approx(1 - now.progress, abs=1e-6)
+    assert 0 < named["finish_max"] < named["finish_now"] <= 1
+    # past its deadline a job is as late as can be; without knowledge the fields are 0
+    past = observation(workers=1, jobs=(JobContext("c", "c", "", 130.0, 120.0, 4e9),))
+    assert observation_vector(past, encoding, knowledge)[-3:-1].tolist() == [1.0, 1.0]
+    assert observation_vector(obs, encoding)[-3:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_env_projects_job_fields_with_its_job_sources_model() -> None:
+    """The env's job fields are those a DQN policy given the same model (as a loop gives it)
+    computes on the live observation; a scale-out brings the projected finish forward."""
+    model = _model()
+    config = EnvConfig(max_workers=4, provisioning="local", jobs=ModelJobs(model, (20.0, 40.0)))
+    env = SparkClusterEnv(config)
+    obs, _ = env.reset(seed=0)
+    policy = DqnPolicy.for_loop({}, runtime_model=model)
+    knowledge = policy.knowledge_
+    finish = []
+    for action in (0, delta_action(3, 4), 0, 0):
+        live = SimObserver(env.sim).observe()  # type: ignore[arg-type]
+        np.testing.assert_array_equal(observation_vector(live, config.encoding, knowledge), obs)
+        finish.append(dict(zip(OBS_NAMES, obs.tolist(), strict=True))["finish_now"])
+        obs, *_ = env.step(action)
+    assert finish[0] > 0 and finish[-1] < finish[0]
 
 
 @pytest.mark.usefixtures("utc")
@@ -252,3 +312,74 @@ def test_without_a_model_the_policy_keeps_the_current_size(tmp_path: Path) -> No
         DqnPolicy(model_path=str(tmp_path / "missing.zip"))
     with pytest.raises(ValueError, match="extra"):
         DqnPolicy(model=1)
+
+
+# ------------------------------------------------------------------ learning from the store
+def _recorded_store(path: Path) -> Path:
+    """A store a loop on the simulator wrote: a few jobs with T = 240 s under the dra policy,
+    on the cluster SMALL describes."""
+    from sparkscaler.sim.arrivals import Arrivals
+    from sparkscaler.sim.workload import make_workload
+    from sparkscaler.store import Store
+    from sparkscaler.wiring import make_sim, simulated_loop
+
+    config = SMALL.loop_config().model_copy(update={"policy": PolicySettings(name="dra")})
+    rng = np.random.default_rng(0)
+    jobs = make_workload(
+        Arrivals(np.array([0.0, 200.0, 400.0]), np.ones(3)), SMALL.jobs, rng, 240.0
+    )
+    sim = make_sim(config, jobs, seed=0)
+    with Store(path) as store:
+        loop = simulated_loop(config, sim, store)
+        sim.run_until(0.0)
+        while not (sim.idle and sim.now > 400.0):
+            loop.step()
+            sim.run_until(sim.now + config.scaling.interval_s)
+        loop.close()
+    return path
+
+
+def test_store_transitions_are_the_loops_steps(tmp_path: Path) -> None:
+    store = _recorded_store(tmp_path / "store.db")
+    mask = variant_mask("improved")
+    data = store_transitions(store, SMALL, mask)
+    assert len(data) > 20
+    assert data.obs.shape == data.next_obs.shape == (len(data), len(OBS_NAMES))
+    np.testing.assert_array_equal(data.obs[1:], data.next_obs[:-1])  # consecutive steps
+    assert set(data.actions.tolist()) <= set(range(SMALL.n_actions))
+    assert {delta_action(1, 3), delta_action(-1, 3)} & set(data.actions.tolist())
+    # cost-sla: every step pays for its workers, nothing pays more than a miss
+    assert (data.rewards < 0).all() and (data.rewards > -SMALL.miss_penalty - 1).all()
+    assert data.dones.sum() >= 1
+
+
+def test_continue_training_from_the_store_records_its_sources(
+    trained: TrainResult, tmp_path: Path
+) -> None:
+    store = _recorded_store(tmp_path / "store.db")
+    out = tmp_path / "continued.zip"
+    meta = continue_training(trained.model_path, store, out, gradient_steps=50, seed=0)
+    assert [s["source"] for s in meta["trained_on"]] == ["simulator", "store"]
+    simulated, recorded = meta["trained_on"]
+    assert simulated["timesteps"] == TIMESTEPS and simulated["jobs"]["type"] == "SyntheticJobs"
+    assert recorded["transitions"] > 20 and recorded["gradient_steps"] == 50
+    assert json.loads(out.with_suffix(".json").read_text())["trained_on"] == meta["trained_on"]
+    before, after = DqnPolicy.load(trained.model_path), DqnPolicy.load(out)
+    vector = before.vector(observation(workers=2, pending_tasks=5))
+    assert not np.allclose(before.q_values(vector), after.q_values(vector))
+    assert after.version != before.version
+
+
+def test_cli_trains_a_model_on_from_the_store(trained: TrainResult, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sparkscaler.cli import app
+
+    store = _recorded_store(tmp_path / "store.db")
+    out = tmp_path / "cli.zip"
+    args = ["train", "dqn", "--from-store", str(store), "--model", str(trained.model_path)]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--gradient-steps", "20"])
+    assert result.exit_code == 0, result.output
+    assert "transitions" in result.output and out.is_file()
+    missing = CliRunner().invoke(app, ["train", "dqn", "--from-store", str(store)])
+    assert missing.exit_code == 2 and "--model" in missing.output

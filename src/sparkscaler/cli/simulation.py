@@ -192,10 +192,29 @@ def train_dqn_command(
     seed: Annotated[
         int | None, typer.Option(help="Seed.", show_default="simulation.seed, 0")
     ] = None,
+    from_store: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-store",
+            help="Keep training --model on this store's transitions (a real cluster's "
+            "observations and decisions) instead of in the simulator.",
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The model (.zip) that --from-store keeps training.")
+    ] = None,
+    gradient_steps: Annotated[
+        int, typer.Option(min=1, help="Batches to train on the store's transitions.")
+    ] = 1_000,
     config: ConfigOption = None,
 ) -> None:
-    """Train the DQN agent in sparkscaler/SparkCluster-v0, sized by the config (N, interval, T)."""
+    """Train the DQN agent in sparkscaler/SparkCluster-v0, sized by the config (N, interval, T);
+    or, with --from-store, keep training a model on a store's transitions."""
     from sparkscaler.errors import MissingExtraError
+
+    if from_store is not None:
+        _continue_from_store(from_store, model, out, gradient_steps, seed or 0)
+        return
 
     try:
         from sparkscaler.evaluation.simulation import parse_jobs
@@ -237,4 +256,29 @@ def train_dqn_command(
     console.print(
         f"wrote {result.model_path} and {result.metadata_path}; use it with "
         f"policy: {{name: dqn, params: {{model_path: {result.model_path}}}}}"
+    )
+
+
+def _continue_from_store(
+    store: Path, model: Path | None, out: Path, gradient_steps: int, seed: int
+) -> None:
+    from sparkscaler.errors import MissingExtraError
+
+    try:
+        from sparkscaler.rl.store_learning import continue_training
+    except ImportError as error:
+        raise MissingExtraError("training the DQN", "rl", error.name) from None
+    if model is None:
+        raise fail("--from-store needs --model, the model to keep training", 2)
+    if out.suffix != ".zip":
+        raise fail(f"--out must end in .zip (got {out})", 2)
+    try:
+        meta = continue_training(model, store, out, gradient_steps, seed)
+    except (OSError, ValueError) as error:
+        raise fail(str(error), 2) from None
+    source = meta["trained_on"][-1]
+    console.print(
+        f"trained {model} on {source['transitions']} transitions of {store} "
+        f"({gradient_steps} batches, {source['wall_time_s']:.1f} s); wrote {out} and "
+        f"{out.with_suffix('.json')}"
     )

@@ -169,10 +169,13 @@ def _controller_round(config: Config, job: JobSpec, key: str, ctx: RunContext, s
 
 
 class _Rounds:
-    """A job source that hands out the cell's rounds in order (for the online DQN's env)."""
+    """A job source that hands out the cell's rounds in order (for the online DQN's env); its
+    ``model`` is the runtime model the env's job knowledge projects with, as every other
+    policy of the cell is given it."""
 
-    def __init__(self, jobs: Sequence[JobSpec]) -> None:
+    def __init__(self, jobs: Sequence[JobSpec], model: Any = None) -> None:
         self.jobs = list(jobs)
+        self.model = model
         self.next = 0
 
     def sample(self, rng: np.random.Generator) -> JobSpec:
@@ -237,7 +240,9 @@ def _online_dqn(
     base = env_config(
         config, ctx.calibration, ctx.sizes, config.scaling.max_workers, [deadline], variant
     )
-    log = _RoundLog(SparkClusterEnv(replace(base, jobs=_Rounds(jobs))), jobs)
+    log = _RoundLog(
+        SparkClusterEnv(replace(base, jobs=_Rounds(jobs, ctx.calibration.runtime_model))), jobs
+    )
     env = MaskObservation(log, variant_mask(variant))  # type: ignore[arg-type]
     total = len(jobs) * math.ceil(ROUND_CAP * deadline / config.scaling.interval_s)
     # Explore over about the first block of rounds of a usual length, as the paper's agent did.

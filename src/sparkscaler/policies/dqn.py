@@ -9,6 +9,11 @@ change, clipped to the trained env's [min_workers, max_workers]. The guard it ru
 one it was trained behind (the env steps the same controller), so its cooldowns and
 stabilisation are part of what the agent learned to expect.
 
+The job fields of the observation (``finish_now``, ``finish_max``, ``work_left``) are projected
+with the planner's :class:`~sparkscaler.models.job_knowledge.JobKnowledge`: the loop's runtime
+model as its prior (:meth:`DqnPolicy.for_loop`), refitted on the finished jobs
+(:meth:`DqnPolicy.fit`), as the planner's is. A variant that masks them ignores them.
+
 Files: the SB3 zip and a JSON sidecar (``.json`` beside it) with the training metadata.
 """
 
@@ -16,14 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from sparkscaler.core import Decision, Observation
+from sparkscaler.core import Decision, JobRecord, Observation
+from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.encoding import OBS_NAMES, Encoding, action_target, observation_vector
+
+if TYPE_CHECKING:
+    from sparkscaler.models.runtime_model import RuntimeModel
 
 
 class DqnParams(PolicyParams):
@@ -40,14 +50,35 @@ class DqnPolicy(Policy):
     file_suffix = ".zip"
     Params = DqnParams
 
-    def __init__(self, **params: Any) -> None:
+    @classmethod
+    def for_loop(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+    ) -> Self:
+        """Projects the job fields with the loop's runtime model as the prior."""
+        return cls(runtime_model=runtime_model, **params)
+
+    def __init__(self, *, runtime_model: RuntimeModel | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.model_: Any = None
         self.metadata_: dict[str, Any] | None = None
         self.encoding_: Encoding | None = None
         self.mask_: np.ndarray | None = None
+        self.prior_ = runtime_model
         if self.params.model_path:
             self._load_model(Path(self.params.model_path))
+        cpw = float(self.encoding_.cores_per_worker) if self.encoding_ else 1.0
+        self.knowledge_ = JobKnowledge(prior=self.prior_, cores_per_worker=cpw).fit([])
+
+    def fit(self, history: Sequence[JobRecord]) -> Self:
+        """Refit the job knowledge the job fields are projected with on the finished jobs."""
+        self.knowledge_ = JobKnowledge(
+            prior=self.prior_, cores_per_worker=self.knowledge_.cores_per_worker
+        ).fit(history)
+        return self
 
     # ------------------------------------------------------------------ model
     def _load_model(self, path: Path) -> None:
@@ -90,7 +121,7 @@ class DqnPolicy(Policy):
     def vector(self, observation: Observation) -> np.ndarray:
         """The masked observation vector the network sees."""
         assert self.encoding_ is not None and self.mask_ is not None
-        return observation_vector(observation, self.encoding_) * self.mask_
+        return observation_vector(observation, self.encoding_, self.knowledge_) * self.mask_
 
     def q_values(self, vector: np.ndarray) -> np.ndarray:
         import torch

@@ -9,7 +9,14 @@ Observation (float32, all scaled to about [-1, 1]): ``cu cs mt ma bi bo`` (the p
 features, /100), workers / N, provisioning / N, backlog (pending tasks per slot of N workers,
 clipped at 1), deadline slack (T - t) / T clipped to [-1, 1] (0 with no job), sin and cos of the
 hour of day, weekday / 6. The calendar is the observation's local time (as
-:func:`sparkscaler.core.time_features`).
+:func:`sparkscaler.core.time_features`). Then what is known of the running jobs, given a
+:class:`~sparkscaler.models.job_knowledge.JobKnowledge` (the planner's per-signature run-time
+knowledge, :meth:`~sparkscaler.models.job_knowledge.JobKnowledge.project`), for the job with a
+deadline most at risk: ``finish_now``, its projected time left on the current workers (ALIVE and
+PROVISIONING) over its time left to T, and ``finish_max`` the same on N workers, each ratio
+clipped to [0, 2] and halved (so 0.5 is "just in time", 1 "twice too slow, or past T"), and
+``work_left``, the share of its work still to do. They are 0 without a job with a deadline that
+the knowledge can project, or without knowledge: a variant that does not see them loses nothing.
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
 N .. 2N-2 = scale in by 1 .. N-1.
@@ -25,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from sparkscaler.core import Observation
+from sparkscaler.core import JobContext, Observation
+from sparkscaler.models.job_knowledge import JobKnowledge
 
 OBS_NAMES = (
     "cu",
@@ -41,9 +49,14 @@ OBS_NAMES = (
     "hour_sin",
     "hour_cos",
     "weekday",
+    "finish_now",
+    "finish_max",
+    "work_left",
 )
+#: The fields that carry job knowledge (0 unless :func:`observation_vector` is given some).
+JOB_FIELDS = ("finish_now", "finish_max", "work_left")
 #: The bounds of each feature in :data:`OBS_NAMES` order (the env's observation space).
-OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0], dtype=np.float32)
+OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0] + [0.0] * 3, dtype=np.float32)
 OBS_HIGH = np.ones(len(OBS_NAMES), dtype=np.float32)
 #: How each feature is scaled, for the metadata saved beside a trained model.
 OBS_SCALING = {
@@ -60,6 +73,10 @@ OBS_SCALING = {
     "hour_sin": "sin(2 pi h / 24), h = local hour of day with fraction",
     "hour_cos": "cos(2 pi h / 24)",
     "weekday": "local weekday (0 = Monday) / 6",
+    "finish_now": "min(2, projected s left on current workers / s left to T) / 2, for the job "
+    "most at risk; 0 if none is known",
+    "finish_max": "the same on max_workers",
+    "work_left": "1 - that job's projected progress (task-seconds done over done plus left)",
 }
 
 
@@ -94,8 +111,51 @@ def deadline_slack(obs: Observation) -> float:
     return float(np.clip((obs.deadline_s - obs.oldest_job_elapsed_s) / obs.deadline_s, -1.0, 1.0))
 
 
-def observation_vector(obs: Observation, encoding: Encoding) -> np.ndarray:
-    """The observation (float32, :data:`OBS_NAMES` order) a network sees of an Observation."""
+def _ratio(left_s: float, to_deadline_s: float) -> float:
+    """min(2, left / time to T) / 2; 1 once T has passed."""
+    if to_deadline_s <= 0:
+        return 1.0
+    return min(2.0, left_s / to_deadline_s) / 2.0
+
+
+def job_fields(
+    obs: Observation, encoding: Encoding, knowledge: JobKnowledge | None
+) -> tuple[float, float, float]:
+    """``finish_now``, ``finish_max`` and ``work_left`` (module docstring)."""
+    if knowledge is None:
+        return 0.0, 0.0, 0.0
+    cpw = obs.cluster.cores_per_worker or float(encoding.cores_per_worker)
+    now = max(1, obs.workers)
+    worst: tuple[float, float, float] | None = None
+    for job in obs.jobs:
+        deadline = _deadline(job, obs)
+        if deadline is None:
+            continue
+        found = knowledge.projections(job, sorted({now, encoding.max_workers}), cpw)
+        if found is None:
+            continue
+        by_n = {p.workers: p for p in found}
+        to_go = deadline - job.elapsed_s
+        fields = (
+            _ratio(by_n[now].left_s, to_go),
+            _ratio(by_n[encoding.max_workers].left_s, to_go),
+            1.0 - by_n[now].progress,
+        )
+        if worst is None or fields[0] > worst[0]:
+            worst = fields
+    return worst or (0.0, 0.0, 0.0)
+
+
+def _deadline(job: JobContext, obs: Observation) -> float | None:
+    """The job's own T, else the observation's (the loop's default)."""
+    return job.deadline_s if job.deadline_s else obs.deadline_s or None
+
+
+def observation_vector(
+    obs: Observation, encoding: Encoding, knowledge: JobKnowledge | None = None
+) -> np.ndarray:
+    """The observation (float32, :data:`OBS_NAMES` order) a network sees of an Observation;
+    the job fields need ``knowledge``."""
     c = obs.cluster
     t = dt.datetime.fromtimestamp(obs.time)
     hour = t.hour + t.minute / 60.0 + (t.second + t.microsecond / 1e6) / 3600.0
@@ -109,6 +169,7 @@ def observation_vector(obs: Observation, encoding: Encoding) -> np.ndarray:
         math.sin(2 * math.pi * hour / 24.0),
         math.cos(2 * math.pi * hour / 24.0),
         t.weekday() / 6.0,
+        *job_fields(obs, encoding, knowledge),
     ]
     return np.clip(np.asarray(values, dtype=np.float32), OBS_LOW, OBS_HIGH)
 

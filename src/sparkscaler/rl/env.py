@@ -9,8 +9,15 @@ window are the config's ``scaling`` rules), the backend acts, and the simulator 
 a random input size that must finish within T; or a window of arrivals for continuous load.
 
 Observation: the vector of :mod:`sparkscaler.policies.encoding` (the mapping a trained policy
-applies to a live observation) of the loop's own observation of the simulator. The simulator's
-``start_epoch`` is a Monday 00:00 UTC, so on a UTC machine simulated time 0 is Monday midnight.
+applies to a live observation) of the loop's own observation of the simulator. Its job fields
+project the running job with a :class:`~sparkscaler.models.job_knowledge.JobKnowledge` whose
+prior is the job source's runtime model where it has one (a ``model`` that is a
+:class:`~sparkscaler.models.runtime_model.RuntimeModel`, as :class:`~sparkscaler.sim.workload.
+ModelJobs` has): the model a loop in the simulator gives its policy, so a trained DQN sees in
+evaluation the fields it trained on. Without one they are 0. The knowledge does not learn from
+one episode to the next: a seeded reset gives the same episode whatever ran before. The
+simulator's ``start_epoch`` is a Monday 00:00 UTC, so on a UTC machine simulated time 0 is
+Monday midnight.
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
 N .. 2N-2 = scale in by 1 .. N-1. A move past the bounds is clipped to them; a move the guard
@@ -50,6 +57,8 @@ from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.config import ClusterSettings, Config, ScalingSettings, SimulationSettings
 from sparkscaler.controller import Controller
 from sparkscaler.core import Decision, Observation
+from sparkscaler.models.job_knowledge import JobKnowledge
+from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy
 from sparkscaler.policies.encoding import (
     OBS_HIGH,
@@ -194,6 +203,25 @@ def config_from_dict(data: dict[str, Any], jobs: JobSource | None = None) -> Env
     return EnvConfig(**values, jobs=jobs)
 
 
+def reward(
+    config: EnvConfig, obs: Observation, workers_before: int, delta: int, new_misses: int
+) -> float:
+    """The config's reward (module docstring) of a step that ended in ``obs``: ``workers_before``
+    the cluster's size when the action was taken, ``delta`` the change the guard let through,
+    ``new_misses`` the jobs that passed their deadline during the step. A function of what an
+    observation carries, so that a real cluster's history is rewarded as the env rewards."""
+    c = config
+    if c.reward in ("paper", "paper-cost"):
+        node = 1.0 - 2.0 * (workers_before + delta - 1) / (c.max_workers - 1)
+        resources = [f / 100.0 for f in obs.features.as_tuple()]
+        terms = float(np.mean([node, *resources, deadline_slack(obs)]))
+        return terms if c.reward == "paper" else terms - 1.0
+    state = obs.cluster
+    paying = state.alive_workers + state.provisioning_workers + state.decommissioning_workers
+    cost = paying / c.max_workers * c.interval_s / 3600.0 * c.cost_weight
+    return float(-cost - c.miss_penalty * new_misses)
+
+
 class AgentPolicy(Policy):
     """The agent as the loop's policy: it asks for what the env's current action says, as a
     trained DQN does (:meth:`sparkscaler.policies.dqn.DqnPolicy.decide`); the guard does the
@@ -248,6 +276,11 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self._loop_config = self.config.loop_config()
         self._agent = AgentPolicy(self.config.encoding)
         self._missed: set[int] = set()
+        model = getattr(self.config.jobs, "model", None)
+        self.prior = model if isinstance(model, RuntimeModel) else None
+        self.knowledge = JobKnowledge(
+            prior=self.prior, cores_per_worker=float(self.config.cores_per_worker)
+        ).fit([])
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -278,7 +311,7 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         )
         self._missed = set()
         self.sim.run_until(0.0)
-        return observation_vector(self._observer.take(), self.config.encoding), self._info()
+        return self._vector(self._observer.take()), self._info()
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.sim is None or self.loop is None:
@@ -296,12 +329,12 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         reward = self._reward(obs, outcome.current, outcome.target - outcome.current, new_misses)
         terminated = sim.idle
         truncated = not terminated and sim.now >= c.max_episode_s
-        return observation_vector(obs, c.encoding), reward, terminated, truncated, self._info()
+        return self._vector(obs), reward, terminated, truncated, self._info()
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self.sim is None:
             return None
-        vector = observation_vector(self.observe(), self.config.encoding)
+        vector = self._vector(self.observe())
         obs = dict(zip(OBS_NAMES, vector, strict=True))
         return " ".join(f"{k}={v:.2f}" for k, v in obs.items())
 
@@ -313,6 +346,9 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
             self.loop = None
 
     # ------------------------------------------------------------------ internals
+    def _vector(self, obs: Observation) -> np.ndarray:
+        return observation_vector(obs, self.config.encoding, self.knowledge)
+
     def _count_new_misses(self) -> int:
         """Jobs that passed their deadline since the last step (finished late or still running)."""
         sim = self.sim
@@ -322,16 +358,7 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         return len(new)
 
     def _reward(self, obs: Observation, workers_before: int, delta: int, new_misses: int) -> float:
-        c = self.config
-        if c.reward in ("paper", "paper-cost"):
-            node = 1.0 - 2.0 * (workers_before + delta - 1) / (c.max_workers - 1)
-            resources = [f / 100.0 for f in obs.features.as_tuple()]
-            terms = float(np.mean([node, *resources, deadline_slack(obs)]))
-            return terms if c.reward == "paper" else terms - 1.0
-        state = obs.cluster
-        paying = state.alive_workers + state.provisioning_workers + state.decommissioning_workers
-        cost = paying / c.max_workers * c.interval_s / 3600.0 * c.cost_weight
-        return float(-cost - c.miss_penalty * new_misses)
+        return reward(self.config, obs, workers_before, delta, new_misses)
 
     def observe(self) -> Observation:
         """The simulator's observation now, as a policy running on it sees it."""

@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 from sparkscaler.policies.encoding import OBS_NAMES, OBS_SCALING
-from sparkscaler.rl.env import EnvConfig, SparkClusterEnv, config_from_dict, config_to_dict
+from sparkscaler.rl.env import ENV_ID, EnvConfig, SparkClusterEnv, config_from_dict, config_to_dict
 
 Variant = Literal["paper", "paper-cost", "improved"]
 
@@ -171,27 +171,43 @@ def train_dqn(
     seed: int,
     out: Path,
     progress: bool = False,
+    n_envs: int = 1,
+    subprocesses: bool = False,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a DQN for ``timesteps`` env steps and write ``out`` (zip) and its ``.json``.
 
     The variant sets the reward (``config.reward`` is replaced) and the observation mask.
-    Seeded: the same config, variant, timesteps and seed give the same model on one machine.
+    ``n_envs`` environments step side by side (SB3's ``make_vec_env``; env i seeded with
+    ``seed + i``), in one process each with ``subprocesses`` (``SubprocVecEnv``), and every
+    vector step trains ``n_envs`` times as many batches, so that each transition is learned from
+    as often as with one env. ``hyperparameters`` override :data:`DQN_KWARGS`.
+    Seeded: the same arguments give the same model on one machine.
     """
     import torch
     from stable_baselines3 import DQN
-    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     if timesteps <= 0:
         raise ValueError("timesteps must be positive")
+    if n_envs < 1:
+        raise ValueError("n_envs must be at least 1")
     out = Path(out)
     if out.suffix != ".zip":
         raise ValueError(f"out must be a .zip path, not {out}")
     mask = variant_mask(variant)
     config = variant_config(config, variant)
-    env = Monitor(make_env(config, mask))
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **DQN_KWARGS)
+    kwargs = {**DQN_KWARGS, **(hyperparameters or {})}
+    kwargs["gradient_steps"] = kwargs["gradient_steps"] * n_envs
+    env = make_vec_env(
+        make_env,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs={"config": config, "mask": mask},
+        vec_env_cls=SubprocVecEnv if subprocesses else DummyVecEnv,
+    )
+    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64x64 network: threads cost more than they save
     started = time.perf_counter()
@@ -201,9 +217,22 @@ def train_dqn(
         torch.set_num_threads(threads)
     wall = time.perf_counter() - started
 
-    rewards = [float(r) for r in env.get_episode_rewards()]
-    lengths = [int(n) for n in env.get_episode_lengths()]
-    ends = np.cumsum(lengths).tolist()
+    # The episodes of all envs in the order they ended (the envs step in lockstep), at the
+    # training step they ended.
+    episodes = sorted(
+        (int(end) * n_envs, i, float(r), int(n))
+        for i, (rs, ns) in enumerate(
+            zip(
+                env.env_method("get_episode_rewards"),
+                env.env_method("get_episode_lengths"),
+                strict=True,
+            )
+        )
+        for r, n, end in zip(rs, ns, np.cumsum(ns), strict=True)
+    )
+    ends = [t for t, _, _, _ in episodes]
+    rewards = [r for _, _, r, _ in episodes]
+    lengths = [n for _, _, _, n in episodes]
     metadata: dict[str, Any] = {
         "name": "dqn",
         "params": {"model_path": str(out)},
@@ -216,7 +245,9 @@ def train_dqn(
         "n_actions": config.n_actions,
         "actions": "0 = none; 1..N-1 = scale out by 1..N-1; N..2N-2 = scale in by 1..N-1",
         "algorithm": "stable-baselines3 DQN, MlpPolicy",
-        "hyperparameters": DQN_KWARGS,
+        "hyperparameters": kwargs,
+        "n_envs": n_envs,
+        "vec_env": "SubprocVecEnv" if subprocesses else "DummyVecEnv",
         "seed": seed,
         "timesteps": timesteps,
         "training_wall_time_s": round(wall, 3),
@@ -224,6 +255,19 @@ def train_dqn(
         "learning_curve": {"timesteps": ends, "episode_rewards": rewards, "lengths": lengths},
         "trained_at": time.time(),
     }
+    # Every data source the model learned from, in order; more are appended by
+    # :func:`sparkscaler.rl.store_learning.continue_training`.
+    metadata["trained_on"] = [
+        {
+            "source": "simulator",
+            "env_id": ENV_ID,
+            "jobs": metadata["env_config"]["jobs"],
+            "reward": config.reward,
+            "timesteps": timesteps,
+            "seed": seed,
+            "n_envs": n_envs,
+        }
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     sidecar = out.with_suffix(".json")
