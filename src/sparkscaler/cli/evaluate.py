@@ -24,6 +24,20 @@ def _pair(text: str | None) -> tuple[float, float] | None:
     return pair
 
 
+def _master(url: str | None) -> str | None:
+    """Reject a malformed or unreachable ``--spark`` master before any work."""
+    if url is None:
+        return None
+    from sparkscaler.errors import SparkscalerError
+    from sparkscaler.evaluation.spark_session import check_master
+
+    try:
+        check_master(url)
+    except SparkscalerError as error:
+        raise typer.BadParameter(str(error)) from None
+    return url
+
+
 def evaluate(
     suites: Annotated[
         list[str] | None,
@@ -103,6 +117,23 @@ def evaluate(
             "--n-jobs", "-j", help="Parallel processes; -1: one per core.", show_default=True
         ),
     ] = -1,
+    spark: Annotated[
+        str | None,
+        typer.Option(
+            "--spark",
+            metavar="MASTER_URL",
+            callback=_master,
+            help="Run the tasks on the Spark standalone cluster at spark://HOST:PORT (through "
+            "joblibspark, the 'spark-eval' extra) instead of local processes; the results are "
+            "the same as a local run's with the same seed. Every worker must run this Python "
+            "(its path, or PYSPARK_PYTHON's) with sparkscaler and the same library versions "
+            "importable, and see --out at the same path (DQN models are written and read "
+            "there). --n-jobs tasks run at once (the app takes that many cores); -1: as many "
+            "as the cluster's free cores. results.json is written once, at the end of each "
+            "phase (training, then runs).",
+            show_default="local processes",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run policies side by side on the same seeded workloads in the simulator, with the oracle.
@@ -112,6 +143,7 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from sparkscaler.errors import SparkscalerError
     from sparkscaler.evaluation.continuous import load_history
     from sparkscaler.evaluation.harness import SUITES, Options, check_policies
     from sparkscaler.evaluation.harness import evaluate as run_evaluation
@@ -151,6 +183,7 @@ def evaluate(
         trace_column=trace_column,
         trace_step_s=step_s,
         policies=tuple(policy) if policy else None,
+        spark=spark,
     )
     columns = (
         TextColumn("evaluating"),
@@ -173,6 +206,8 @@ def evaluate(
             )
         except (OSError, ValueError) as error:
             raise fail(str(error), 2) from None
+        except SparkscalerError as error:  # the Spark master gave the evaluation no executor
+            raise fail(str(error), error.exit_code) from None
     for note in report["notes"]:
         err.print(f"note: {escape(note)}")
     _print_headline(report)

@@ -2,16 +2,20 @@
 
 Every run is a task — train one DQN, or run one policy over one paper-grid cell or one trace
 case — that depends only on its arguments and the seed, so tasks run in any order on any number
-of processes (joblib) and the results are the same bit for bit. DQNs are trained first (the
-cells that use them wait for them); everything else follows in one parallel batch.
+of processes (joblib), or on a Spark cluster (joblibspark: :mod:`.spark_session`), and the
+results are the same bit for bit. DQNs are trained first (the cells that use them wait for
+them); everything else follows in one parallel batch.
 
 A full evaluation takes hours, so ``results.json`` and ``results.csv`` are rewritten after every
 task (atomically: a reader, or a crash, never sees half a file) with ``"complete": false`` until
-the end; a failure then loses only the tasks still running. The report is drawn once, at the end.
+the end; a failure then loses only the tasks still running. On Spark they are rewritten after
+each batch instead: joblibspark returns a batch's results all together. The report is drawn
+once, at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import importlib.metadata
@@ -21,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
@@ -71,6 +75,9 @@ class Options:
     trace_step_s: float | None = None
     #: The policies to run (the oracle always runs: it is the floor); None: every one.
     policies: tuple[str, ...] | None = None
+    #: A Spark master (spark://HOST:PORT) to run the tasks on, through joblibspark; None: local
+    #: processes. ``n_jobs`` is then the tasks at once (-1: the cores the cluster gives).
+    spark: str | None = None
 
     @property
     def timesteps(self) -> int:
@@ -212,12 +219,30 @@ def _call(task: Task) -> tuple[tuple[Any, ...], Any]:
 def _run_parallel(
     tasks: list[Task], n_jobs: int, done: Callable[[tuple[Any, ...], Any], None]
 ) -> None:
-    """Run ``tasks``, calling ``done(key, result)`` in this process as each one finishes."""
+    """Run ``tasks`` on joblib's active backend, calling ``done(key, result)`` in this process
+    as each one finishes; on a backend that can only return them all at once (joblibspark's),
+    as they come in the end."""
     if not tasks:
         return
-    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    try:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    except ValueError:  # "Backend ... does not support return_as=generator_unordered"
+        runner = Parallel(n_jobs=n_jobs, return_as="list")
     for key, value in runner(delayed(_call)(t) for t in tasks):
         done(key, value)
+
+
+@contextlib.contextmanager
+def _backend(options: Options) -> Iterator[int]:
+    """joblib's backend for the tasks, local processes or ``options.spark``; yields how many
+    tasks run at once."""
+    if options.spark is None:
+        yield options.n_jobs if options.n_jobs != -1 else (os.cpu_count() or 1)
+        return
+    from sparkscaler.evaluation.spark_session import spark_backend
+
+    with spark_backend(options.spark, options.n_jobs) as n_jobs:
+        yield n_jobs
 
 
 def versions() -> dict[str, str]:
@@ -401,14 +426,13 @@ def evaluate(
     """Run the chosen suites and write ``results.json``, ``results.csv`` and ``report.html``."""
     started = time.perf_counter()
     check_policies(options.policies or ())
-    out = Path(out)
+    out = Path(out).absolute()  # tasks write and read models there, from any working directory
     calibration = Calibration.load(options.model)
     grid = options.grid()
     sizes = options.sizes or calibration.default_sizes(
         60.0 * min(grid.deadlines_min), min(grid.max_workers)
     )
     notes: list[str] = []
-    n_jobs = options.n_jobs if options.n_jobs != -1 else (os.cpu_count() or 1)
 
     train: list[Task] = []
     continuous_keys = options.chosen(continuous.POLICY_KEYS)
@@ -540,9 +564,10 @@ def evaluate(
         tick(str(key[0]))
 
     (out / "models").mkdir(parents=True, exist_ok=True)  # only now: the inputs are all read
-    write_results(summarise(), out)  # a value JSON cannot hold fails now, not after the runs
-    _run_parallel(train, n_jobs, finished)
-    _run_parallel(runs, n_jobs, finished)
+    with _backend(options) as n_jobs:
+        write_results(summarise(), out)  # a value JSON cannot hold fails now, not after the runs
+        _run_parallel(train, n_jobs, finished)
+        _run_parallel(runs, n_jobs, finished)
     report = summarise()
     report["complete"] = True
     write_results(report, out)
