@@ -32,6 +32,7 @@ PolicyName = StrEnum("PolicyName", {name: name for name in POLICY_NAMES})  # typ
 
 class Variant(StrEnum):
     paper = "paper"
+    paper_cost = "paper-cost"
     improved = "improved"
 
 
@@ -186,7 +187,12 @@ def train_dqn_command(
         Path, typer.Option("--out", "-o", help="Model file (.zip); metadata beside it.")
     ] = Path("models/dqn.zip"),
     variant: Annotated[
-        Variant, typer.Option(help="paper: the OLA 2019 state and reward; improved: ours.")
+        Variant,
+        typer.Option(
+            help="paper: the OLA 2019 state and reward (our reading); paper-cost: the same, "
+            "each step's reward less 1, so that a long, late round costs more (docs/dqn.md); "
+            "improved: ours, with job knowledge."
+        ),
     ] = Variant.improved,
     jobs: JobsOption = "synthetic",
     seed: Annotated[
