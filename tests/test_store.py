@@ -310,6 +310,10 @@ def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
         0,
     )
     assert [r["time"] for r in store.decisions(limit=2)] == [T0 + 10, T0 + 5]
+    # The transitions' view: oldest first, strictly after ``since``, with the observation.
+    since = store.decisions_since(T0)
+    assert [(r["time"], r["observation_id"]) for r in since] == [(T0 + 5, None), (T0 + 10, obs_id)]
+    assert [r["time"] for r in store.decisions_since()] == [T0, T0 + 5, T0 + 10]
 
 
 def test_jobs_upsert_and_since(store: Store) -> None:

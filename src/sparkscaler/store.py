@@ -233,6 +233,11 @@ class Store:
         """The most recent decisions, newest first."""
         return self._rows("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
 
+    def decisions_since(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every decision after ``since`` (epoch s), oldest first, with the observation it was
+        made on (``observation_id``): the actions of the loop's transitions."""
+        return self._rows("SELECT * FROM decisions WHERE time > ? ORDER BY id", (since,))
+
     def observations(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         """Observations after ``since`` (epoch s), oldest first."""
         return self._rows(

@@ -115,13 +115,7 @@ def store_transitions(
         raise FileNotFoundError(f"{path}: no such store")
     with Store(path) as store:
         rows = store.observations(since=since, limit=10_000_000)
-        decisions = {
-            d["observation_id"]: d
-            # the store has no query of decisions by observation
-            for d in store._rows(
-                "SELECT observation_id, current, target FROM decisions WHERE time > ?", (since,)
-            )
-        }
+        decisions = {d["observation_id"]: d for d in store.decisions_since(since)}
         records = store.jobs()
     encoding = config.encoding
     knowledge = JobKnowledge(cores_per_worker=float(config.cores_per_worker)).fit(records)
