@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.encoding import OBS_NAMES, delta_action, observation_vector
+from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.rl.env import EnvConfig, SparkClusterEnv
 from sparkscaler.rl.store_learning import continue_training, store_transitions
 from sparkscaler.rl.training import (
@@ -35,6 +37,7 @@ from sparkscaler.rl.training import (
     variant_mask,
 )
 from sparkscaler.sim.workload import ModelJobs, SyntheticJobs
+from sparkscaler.wiring import simulated_provisioning_s
 
 #: Small and clear: 3 workers, one job of 20-60 tasks of 5-10 s that one worker cannot finish
 #: within the 240 s deadline; missing it costs 10, a worker-interval costs about 0.003.
@@ -132,8 +135,11 @@ def test_observation_vector_by_hand() -> None:
         "finish_now": 0.0,
         "finish_max": 0.0,
         "work_left": 0.0,
+        "plan": 0.0,  # no planner target given
     }
     assert named == pytest.approx(expected, abs=1e-6)
+    planned = observation_vector(obs, config.encoding, plan=3)
+    assert planned[OBS_NAMES.index("plan")] == pytest.approx(0.75)
 
 
 def _model() -> RuntimeModel:
@@ -159,8 +165,9 @@ def test_job_fields_project_the_job_most_at_risk_with_the_knowledge() -> None:
     assert 0 < named["finish_max"] < named["finish_now"] <= 1
     # past its deadline a job is as late as can be; without knowledge the fields are 0
     past = observation(workers=1, jobs=(JobContext("c", "c", "", 130.0, 120.0, 4e9),))
-    assert observation_vector(past, encoding, knowledge)[-3:-1].tolist() == [1.0, 1.0]
-    assert observation_vector(obs, encoding)[-3:].tolist() == [0.0, 0.0, 0.0]
+    fields = [OBS_NAMES.index(name) for name in ("finish_now", "finish_max", "work_left")]
+    assert observation_vector(past, encoding, knowledge)[fields[:2]].tolist() == [1.0, 1.0]
+    assert observation_vector(obs, encoding)[fields].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_env_projects_job_fields_with_its_job_sources_model() -> None:
@@ -212,7 +219,7 @@ def test_metadata_is_written(trained: TrainResult) -> None:
     assert meta["env_config"]["jobs"]["type"] == "SyntheticJobs"
     assert meta["obs_names"] == list(OBS_NAMES)
     assert set(meta["obs_scaling"]) == set(OBS_NAMES)
-    assert meta["obs_mask"] == [1.0] * len(OBS_NAMES)
+    assert meta["obs_mask"] == [0.0 if n == "plan" else 1.0 for n in OBS_NAMES]
     assert meta["seed"] == 0 and meta["timesteps"] == TIMESTEPS
     assert meta["training_wall_time_s"] > 0
     curve = meta["learning_curve"]
@@ -283,6 +290,74 @@ def test_decide_maps_actions_with_clipping(
     assert decision.target == target
     assert words in decision.reason
     assert "Q=7.000" in decision.reason
+
+
+def test_residual_action_zero_follows_the_planner_step_by_step() -> None:
+    """A residual env's action 0 is the planner's decision: its episode is the one of a plain
+    env whose every action is the planner's change, the planner deciding on the same state."""
+    model = _model()
+    config = EnvConfig(
+        max_workers=4, provisioning="local", reward="cost-sla", jobs=ModelJobs(model, (20.0, 40.0))
+    )
+    residual = SparkClusterEnv(replace(config, action_base="planner"))
+    plain = SparkClusterEnv(config)
+    provisioning = simulated_provisioning_s(config.loop_config())
+    planner = PlannerPolicy.for_loop({}, runtime_model=model, provisioning_s=provisioning)
+    plan_at = OBS_NAMES.index("plan")
+    moves = set()
+    for seed in (0, 1):
+        obs_r, _ = residual.reset(seed=seed)
+        obs_p, _ = plain.reset(seed=seed)
+        done = False
+        while not done:
+            target = planner.decide(plain.observe()).target
+            assert obs_r[plan_at] == pytest.approx(target / 4)
+            assert obs_p[plan_at] == 0.0  # a plain env shows no plan
+            delta = target - plain.observe().workers
+            moves.add(delta)
+            obs_r, r_r, term, trunc, info_r = residual.step(0)
+            obs_p, r_p, _, _, info_p = plain.step(delta_action(delta, 4))
+            assert (r_r, info_r) == (r_p, info_p)
+            done = term or trunc
+    assert {d for d in moves if d > 0} and 0 in moves  # the planner scaled out, and held
+
+
+@pytest.fixture(scope="module")
+def residual(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    config = EnvConfig(max_workers=4, max_episode_s=600.0, jobs=ModelJobs(_model(), (20.0, 40.0)))
+    out = tmp_path_factory.mktemp("dqn") / "residual.zip"
+    return train_dqn(config, "residual", 300, seed=0, out=out, progress=False)
+
+
+@pytest.mark.parametrize(("delta", "words"), [(0, "kept"), (1, "+1"), (-3, "-3")])
+def test_residual_policy_moves_the_planners_target(
+    residual: TrainResult, delta: int, words: str
+) -> None:
+    """A residual model's policy plans with the loop's model, shows the network the plan and
+    applies its action to it; the reason names both."""
+    meta = residual.metadata
+    assert meta["env_config"]["action_base"] == "planner" and meta["reward"] == "cost-sla"
+    assert meta["obs_mask"] == [1.0] * len(OBS_NAMES)
+    model = _model()
+    policy = DqnPolicy.for_loop(
+        {"model_path": str(residual.model_path)}, runtime_model=model, provisioning_s=130.0
+    )
+    planner = PlannerPolicy.for_loop({}, runtime_model=model, provisioning_s=130.0)
+    q = np.zeros(meta["n_actions"], dtype=np.float32)
+    q[delta_action(delta, 4)] = 5.0
+    seen: list[np.ndarray] = []
+    policy.q_values = lambda vector: seen.append(vector) or q  # type: ignore[method-assign]
+    stage = StageProgress(0, tasks=40, done=4, running=1, task_seconds=20.0)
+    job = JobContext("a", "a", "", 30.0, 200.0, 30e9, "declared", (stage,), cores=1)
+    obs = observation(workers=1, jobs=(job,), oldest_job_elapsed_s=30.0, deadline_s=200.0)
+    base = planner.decide(obs)
+    assert base.target > 1  # the job needs more than the one worker it has
+    decision = policy.decide(obs)
+    assert decision.target == min(max(base.target + delta, 1), 4)
+    assert seen[-1][OBS_NAMES.index("plan")] == pytest.approx(base.target / 4)
+    assert f"the planner's {base.target} {words}" in decision.reason
+    assert f"planner: {base.reason}" in decision.reason
+    assert decision.model_version.endswith(base.model_version)
 
 
 def test_save_and_load_round_trip(trained: TrainResult, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_make_passes_keyword_settings_through() -> None:
     assert isinstance(env, SparkClusterEnv)
     assert env.config.max_workers == 4 and env.config.reward == "cost-sla"
     assert env.action_space.n == 7
-    assert env.observation_space.shape == (len(OBS_NAMES),) == (16,)
+    assert env.observation_space.shape == (len(OBS_NAMES),) == (17,)
 
 
 @pytest.mark.parametrize("n", range(2, 11))

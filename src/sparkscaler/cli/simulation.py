@@ -34,6 +34,7 @@ class Variant(StrEnum):
     paper = "paper"
     paper_cost = "paper-cost"
     improved = "improved"
+    residual = "residual"
 
 
 def calibrate(
@@ -191,7 +192,8 @@ def train_dqn_command(
         typer.Option(
             help="paper: the OLA 2019 state and reward (our reading); paper-cost: the same, "
             "each step's reward less 1, so that a long, late round costs more (docs/dqn.md); "
-            "improved: ours, with job knowledge."
+            "improved: ours, with job knowledge; residual: the improved state and reward, each "
+            "action a change to the planner's target (action 0 = the planner's decision)."
         ),
     ] = Variant.improved,
     jobs: JobsOption = "synthetic",

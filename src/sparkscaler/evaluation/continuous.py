@@ -306,21 +306,21 @@ def env_config(
     sizes: tuple[float, float],
 ) -> EnvConfig:
     """The env a DQN for this case is trained in: its N, arrival rate, jobs and deadlines."""
-    from sparkscaler.rl.training import VARIANT_REWARD
+    from sparkscaler.rl.training import variant_config
 
     case = data.case
     source: JobSource = (
         _Replayed(data.workload) if case.kind == "replay" else _job_source(case, calibration, sizes)
     )
-    return EnvConfig.from_config(
+    env = EnvConfig.from_config(
         case_config(config, case),
         min_workers=min(config.scaling.min_workers, 1),
-        reward=VARIANT_REWARD[variant],
         arrival_rate_per_hour=data.rate_per_hour,
         max_episode_s=6 * 3600.0,
         deadline_factor=case.deadline_factor,
         jobs=source,
     )
+    return variant_config(env, variant)
 
 
 class _Replayed:

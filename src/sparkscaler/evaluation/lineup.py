@@ -11,7 +11,7 @@ names:
 - ``regression``: the paper's two-step linear regression; its instance model
   ``workers ~ size + time`` refitted, as the paper's ``modelZ.R`` does, on the calibration runs;
 - ``planner`` and ``hybrid``: the calibration's runtime model from the start;
-- ``dqn-paper`` / ``dqn-paper-cost`` / ``dqn-improved``: a DQN of that variant
+- ``dqn-paper`` / ``dqn-paper-cost`` / ``dqn-improved`` / ``dqn-residual``: a DQN of that variant
   (:mod:`sparkscaler.rl.training`) trained beforehand in the simulator;
 - ``dqn-paper-online`` / ``dqn-paper-cost-online`` / ``dqn-improved-online``: a DQN that starts
   untrained and learns during the rounds, as the paper's agent did (paper-grid only; it acts in
@@ -42,7 +42,7 @@ from sparkscaler.store import Store
 
 ORACLE = "oracle"
 ONLINE_SUFFIX = "-online"
-DQN_VARIANTS = ("paper", "paper-cost", "improved")
+DQN_VARIANTS = ("paper", "paper-cost", "improved", "residual")
 
 
 def load_runs(path: str | Path) -> list[RunRecord]:

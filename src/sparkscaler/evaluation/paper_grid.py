@@ -211,18 +211,18 @@ def env_config(
     variant: str,
 ) -> EnvConfig:
     """The Gymnasium env of a paper-grid cell: the cell's cluster, the calibrated jobs."""
-    from sparkscaler.rl.training import VARIANT_REWARD
+    from sparkscaler.rl.training import variant_config
 
-    return EnvConfig.from_config(
+    env = EnvConfig.from_config(
         config,
         max_workers=max_workers,
         min_workers=min(config.scaling.min_workers, 1),
         deadline_s=float(deadlines_s[0]),
         deadline_choices_s=tuple(float(d) for d in deadlines_s),
-        reward=VARIANT_REWARD[variant],
         max_episode_s=ROUND_CAP * max(deadlines_s),
         jobs=ModelJobs(calibration.runtime_model, sizes),
     )
+    return variant_config(env, variant)
 
 
 def _online_dqn(

@@ -14,6 +14,12 @@ with the planner's :class:`~sparkscaler.models.job_knowledge.JobKnowledge`: the 
 model as its prior (:meth:`DqnPolicy.for_loop`), refitted on the finished jobs
 (:meth:`DqnPolicy.fit`), as the planner's is. A variant that masks them ignores them.
 
+A residual model (trained with ``action_base="planner"``, the ``residual`` variant) corrects a
+planner: the policy runs a :class:`~sparkscaler.policies.planner.PlannerPolicy` built as the
+loop's own planner would be (the loop's runtime model and provisioning delay, refitted on the
+same finished jobs), shows its target to the network (the ``plan`` field) and applies the
+action's change to that target. The reason names both.
+
 Files: the SB3 zip and a JSON sidecar (``.json`` beside it) with the training metadata.
 """
 
@@ -31,6 +37,7 @@ from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.policies.base import Policy, PolicyParams
 from sparkscaler.policies.encoding import OBS_NAMES, Encoding, action_target, observation_vector
+from sparkscaler.policies.planner import PlannerPolicy
 
 if TYPE_CHECKING:
     from sparkscaler.models.runtime_model import RuntimeModel
@@ -58,26 +65,41 @@ class DqnPolicy(Policy):
         runtime_model: RuntimeModel | None = None,
         provisioning_s: float = 0.0,
     ) -> Self:
-        """Projects the job fields with the loop's runtime model as the prior."""
-        return cls(runtime_model=runtime_model, **params)
+        """Projects the job fields with the loop's runtime model as the prior; a residual
+        model's planner plans with it and the loop's provisioning delay."""
+        return cls(runtime_model=runtime_model, provisioning_s=provisioning_s, **params)
 
-    def __init__(self, *, runtime_model: RuntimeModel | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        *,
+        runtime_model: RuntimeModel | None = None,
+        provisioning_s: float = 0.0,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.model_: Any = None
         self.metadata_: dict[str, Any] | None = None
         self.encoding_: Encoding | None = None
         self.mask_: np.ndarray | None = None
+        self.planner_: PlannerPolicy | None = None
         self.prior_ = runtime_model
         if self.params.model_path:
             self._load_model(Path(self.params.model_path))
         cpw = float(self.encoding_.cores_per_worker) if self.encoding_ else 1.0
         self.knowledge_ = JobKnowledge(prior=self.prior_, cores_per_worker=cpw).fit([])
+        if self.metadata_ and self.metadata_["env_config"].get("action_base") == "planner":
+            self.planner_ = PlannerPolicy.for_loop(
+                {}, runtime_model=runtime_model, provisioning_s=provisioning_s
+            )
 
     def fit(self, history: Sequence[JobRecord]) -> Self:
-        """Refit the job knowledge the job fields are projected with on the finished jobs."""
+        """Refit the job knowledge the job fields are projected with (and a residual model's
+        planner) on the finished jobs."""
         self.knowledge_ = JobKnowledge(
             prior=self.prior_, cores_per_worker=self.knowledge_.cores_per_worker
         ).fit(history)
+        if self.planner_ is not None:
+            self.planner_.fit(history)
         return self
 
     # ------------------------------------------------------------------ model
@@ -118,10 +140,12 @@ class DqnPolicy(Policy):
         digest = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:8]
         self.version = f"{metadata.get('variant', '?')}-{digest}"
 
-    def vector(self, observation: Observation) -> np.ndarray:
-        """The masked observation vector the network sees."""
+    def vector(self, observation: Observation, plan: int | None = None) -> np.ndarray:
+        """The masked observation vector the network sees (``plan``: a residual model's
+        planner target)."""
         assert self.encoding_ is not None and self.mask_ is not None
-        return observation_vector(observation, self.encoding_, self.knowledge_) * self.mask_
+        vector = observation_vector(observation, self.encoding_, self.knowledge_, plan)
+        return vector * self.mask_
 
     def q_values(self, vector: np.ndarray) -> np.ndarray:
         import torch
@@ -144,11 +168,22 @@ class DqnPolicy(Policy):
                 "no DQN model loaded (set policy.params.model_path to a model trained with "
                 "`sparkscaler train dqn`); keeping the current size",
             )
-        q = self.q_values(self.vector(observation))
+        base = self.planner_.decide(observation) if self.planner_ is not None else None
+        plan = base.target if base is not None else None
+        q = self.q_values(self.vector(observation, plan))
         action = int(np.argmax(q))
         variant = self.metadata_.get("variant", "?") if self.metadata_ else "?"
         detail = f" (DQN {variant} variant, Q={q[action]:.3f})"
-        return self._decision(*action_target(action, current, self.encoding_, detail))
+        target, words = action_target(action, current, self.encoding_, detail, base=plan)
+        if base is None:
+            return self._decision(target, words)
+        return Decision(
+            target=target,
+            policy=self.name,
+            reason=f"{words}; planner: {base.reason}",
+            model_version=f"{self.version}+{base.model_version}",
+            predicted_s=base.predicted_s,
+        )
 
     # ------------------------------------------------------------------ files
     def save(self, path: Path) -> None:

@@ -17,9 +17,11 @@ PROVISIONING) over its time left to T, and ``finish_max`` the same on N workers,
 clipped to [0, 2] and halved (so 0.5 is "just in time", 1 "twice too slow, or past T"), and
 ``work_left``, the share of its work still to do. They are 0 without a job with a deadline that
 the knowledge can project, or without knowledge: a variant that does not see them loses nothing.
+Last, ``plan``: the target of the planner a residual agent corrects, / N (0 without one).
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
-N .. 2N-2 = scale in by 1 .. N-1.
+N .. 2N-2 = scale in by 1 .. N-1. The change is made to the current size, or, for a residual
+agent, to the planner's target: its action 0 is the planner's decision.
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ OBS_NAMES = (
     "finish_now",
     "finish_max",
     "work_left",
+    "plan",
 )
 #: The fields that carry job knowledge (0 unless :func:`observation_vector` is given some).
 JOB_FIELDS = ("finish_now", "finish_max", "work_left")
 #: The bounds of each feature in :data:`OBS_NAMES` order (the env's observation space).
-OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0] + [0.0] * 3, dtype=np.float32)
+OBS_LOW = np.array([0.0] * 9 + [-1.0, -1.0, -1.0, 0.0] + [0.0] * 4, dtype=np.float32)
 OBS_HIGH = np.ones(len(OBS_NAMES), dtype=np.float32)
 #: How each feature is scaled, for the metadata saved beside a trained model.
 OBS_SCALING = {
@@ -77,6 +80,7 @@ OBS_SCALING = {
     "most at risk; 0 if none is known",
     "finish_max": "the same on max_workers",
     "work_left": "1 - that job's projected progress (task-seconds done over done plus left)",
+    "plan": "the planner's target / max_workers, for a residual agent; 0 otherwise",
 }
 
 
@@ -152,10 +156,13 @@ def _deadline(job: JobContext, obs: Observation) -> float | None:
 
 
 def observation_vector(
-    obs: Observation, encoding: Encoding, knowledge: JobKnowledge | None = None
+    obs: Observation,
+    encoding: Encoding,
+    knowledge: JobKnowledge | None = None,
+    plan: int | None = None,
 ) -> np.ndarray:
     """The observation (float32, :data:`OBS_NAMES` order) a network sees of an Observation;
-    the job fields need ``knowledge``."""
+    the job fields need ``knowledge``, the ``plan`` field the planner's target."""
     c = obs.cluster
     t = dt.datetime.fromtimestamp(obs.time)
     hour = t.hour + t.minute / 60.0 + (t.second + t.microsecond / 1e6) / 3600.0
@@ -170,6 +177,7 @@ def observation_vector(
         math.cos(2 * math.pi * hour / 24.0),
         t.weekday() / 6.0,
         *job_fields(obs, encoding, knowledge),
+        (plan or 0) / encoding.max_workers,
     ]
     return np.clip(np.asarray(values, dtype=np.float32), OBS_LOW, OBS_HIGH)
 
@@ -199,15 +207,20 @@ def describe_action(delta: int) -> str:
 
 
 def action_target(
-    action: int, current: int, encoding: Encoding, detail: str = ""
+    action: int, current: int, encoding: Encoding, detail: str = "", base: int | None = None
 ) -> tuple[int, str]:
-    """The worker count an action asks for from ``current``, clipped to the encoding's
-    [min_workers, max_workers], and the action in words: ``detail`` after the move, then
-    whether it was clipped."""
+    """The worker count an action asks for, clipped to the encoding's [min_workers,
+    max_workers], and the action in words: ``detail`` after the move, then whether it was
+    clipped. The action's change is made to ``base`` (a residual agent's planner target) when
+    given, else to ``current``."""
     delta = action_delta(action, encoding.max_workers)
-    target = min(max(current + delta, encoding.min_workers), encoding.max_workers)
-    words = describe_action(delta) + detail
-    if target != current + delta:
+    start = current if base is None else base
+    target = min(max(start + delta, encoding.min_workers), encoding.max_workers)
+    if base is None:
+        words = describe_action(delta) + detail
+    else:
+        words = f"the planner's {base} {f'{delta:+d}' if delta else 'kept'}{detail}"
+    if target != start + delta:
         bound = "max" if target == encoding.max_workers else "min"
         words += f"; clipped to {target} ({bound}_workers)"
     return target, words

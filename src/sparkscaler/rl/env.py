@@ -21,7 +21,11 @@ Monday midnight.
 
 Actions, in the paper's order: 0 = do nothing; 1 .. N-1 = scale out by 1 .. N-1;
 N .. 2N-2 = scale in by 1 .. N-1. A move past the bounds is clipped to them; a move the guard
-holds (a cooldown) or shortens (stabilisation) is what happens, and what is rewarded.
+holds (a cooldown) or shortens (stabilisation) is what happens, and what is rewarded. With
+``action_base="planner"`` (a residual agent) the move is made to the target of a planner that
+plans with the job source's runtime model and the loop's provisioning delay, as the planner in
+a simulated loop does, rather than to the current size: action 0 is the planner's decision, and
+the ``plan`` field of the observation is that target.
 
 Rewards:
 
@@ -45,9 +49,10 @@ Rewards:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import gymnasium as gym
 import numpy as np
@@ -56,7 +61,7 @@ from gymnasium import spaces
 from sparkscaler.backends.simulated import SimObserver
 from sparkscaler.config import ClusterSettings, Config, ScalingSettings, SimulationSettings
 from sparkscaler.controller import Controller
-from sparkscaler.core import Decision, Observation
+from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.models.runtime_model import RuntimeModel
 from sparkscaler.policies.base import Policy
@@ -69,14 +74,16 @@ from sparkscaler.policies.encoding import (
     deadline_slack,
     observation_vector,
 )
+from sparkscaler.policies.planner import PlannerPolicy
 from sparkscaler.sim.arrivals import Arrivals, poisson
 from sparkscaler.sim.cluster import LOCAL_EXECUTOR_STARTUP_S, SimCluster
 from sparkscaler.sim.workload import JobSource, SyntheticJobs, make_workload
 from sparkscaler.store import Store
-from sparkscaler.wiring import make_sim, simulated_loop
+from sparkscaler.wiring import make_sim, simulated_loop, simulated_provisioning_s
 
 ENV_ID = "sparkscaler/SparkCluster-v0"
 REWARDS = ("paper", "paper-cost", "cost-sla")
+ACTION_BASES = ("current", "planner")
 #: The guard's rules where no config gives them: the config's own defaults.
 _SCALING = ScalingSettings()
 
@@ -109,6 +116,8 @@ class EnvConfig:
     max_episode_s: float = 3600.0
     cost_weight: float = 1.0
     miss_penalty: float = 10.0
+    #: What an action's change is made to: the current size, or a planner's target (residual).
+    action_base: Literal["current", "planner"] = "current"
     jobs: JobSource = field(default_factory=SyntheticJobs)
 
     def __post_init__(self) -> None:
@@ -118,6 +127,10 @@ class EnvConfig:
             raise ValueError("need 0 <= min_workers <= initial_workers <= max_workers")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {self.reward!r}")
+        if self.action_base not in ACTION_BASES:
+            raise ValueError(
+                f"action_base must be one of {', '.join(ACTION_BASES)}, not {self.action_base!r}"
+            )
 
     @property
     def encoding(self) -> Encoding:
@@ -222,6 +235,27 @@ def reward(
     return float(-cost - c.miss_penalty * new_misses)
 
 
+class PlanBase:
+    """The planner a residual agent corrects, asked once per observation: the env asks it for
+    the ``plan`` field of the state, and the loop's next step for the base of the action, both
+    of the same observation."""
+
+    def __init__(self, planner: PlannerPolicy) -> None:
+        self.planner = planner
+        self._last: tuple[Observation, Decision] | None = None
+
+    def fit(self, history: Sequence[JobRecord]) -> None:
+        """Learn the episode's finished jobs, as the planner in a simulated loop does (the env
+        calls ``fit([])`` at each reset: a seeded reset gives the same episode)."""
+        self.planner.fit(history)
+        self._last = None
+
+    def decide(self, observation: Observation) -> Decision:
+        if self._last is None or self._last[0] is not observation:
+            self._last = (observation, self.planner.decide(observation))
+        return self._last[1]
+
+
 class AgentPolicy(Policy):
     """The agent as the loop's policy: it asks for what the env's current action says, as a
     trained DQN does (:meth:`sparkscaler.policies.dqn.DqnPolicy.decide`); the guard does the
@@ -229,13 +263,22 @@ class AgentPolicy(Policy):
 
     name = "agent"
 
-    def __init__(self, encoding: Encoding) -> None:
+    def __init__(self, encoding: Encoding, base: PlanBase | None = None) -> None:
         super().__init__()
         self.encoding = encoding
+        self.base = base
         self.action = 0
 
+    def fit(self, history: Sequence[JobRecord]) -> Self:
+        if self.base is not None:
+            self.base.fit(history)
+        return self
+
     def decide(self, observation: Observation) -> Decision:
-        return self._decision(*action_target(self.action, observation.workers, self.encoding))
+        base = self.base.decide(observation).target if self.base is not None else None
+        return self._decision(
+            *action_target(self.action, observation.workers, self.encoding, base=base)
+        )
 
 
 class _SharedObservation:
@@ -274,10 +317,18 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
         self.loop: Controller | None = None
         self._observer: _SharedObservation | None = None
         self._loop_config = self.config.loop_config()
-        self._agent = AgentPolicy(self.config.encoding)
         self._missed: set[int] = set()
         model = getattr(self.config.jobs, "model", None)
         self.prior = model if isinstance(model, RuntimeModel) else None
+        self.plan_base: PlanBase | None = None
+        if self.config.action_base == "planner":
+            planner = PlannerPolicy.for_loop(
+                {},
+                runtime_model=self.prior,
+                provisioning_s=simulated_provisioning_s(self._loop_config),
+            )
+            self.plan_base = PlanBase(planner)
+        self._agent = AgentPolicy(self.config.encoding, self.plan_base)
         self.knowledge = JobKnowledge(
             prior=self.prior, cores_per_worker=float(self.config.cores_per_worker)
         ).fit([])
@@ -310,6 +361,8 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
             self._loop_config, self.sim, store, policy=self._agent, observer=self._observer
         )
         self._missed = set()
+        if self.plan_base is not None:
+            self.plan_base.fit([])
         self.sim.run_until(0.0)
         return self._vector(self._observer.take()), self._info()
 
@@ -347,7 +400,8 @@ class SparkClusterEnv(gym.Env[np.ndarray, np.int64]):
 
     # ------------------------------------------------------------------ internals
     def _vector(self, obs: Observation) -> np.ndarray:
-        return observation_vector(obs, self.config.encoding, self.knowledge)
+        plan = self.plan_base.decide(obs).target if self.plan_base is not None else None
+        return observation_vector(obs, self.config.encoding, self.knowledge, plan)
 
     def _count_new_misses(self) -> int:
         """Jobs that passed their deadline since the last step (finished late or still running)."""

@@ -5,7 +5,7 @@ model (``out``, a zip) and its metadata (``out.with_suffix(".json")``): the env 
 variant, the observation names, scaling and mask, the seed, timesteps, wall time and the learning
 curve (episode rewards from a ``Monitor``).
 
-Three variants:
+Four variants:
 
 - ``paper`` (OLA 2019): the paper's state, the six resource features and the worker count; the
   env's other fields (provisioning, backlog, slack, calendar) are masked to 0, and the mask is
@@ -21,6 +21,11 @@ Three variants:
   benchmarks measure (worker-time paid, including provisioning and draining workers, and one
   penalty per missed deadline), and the slack, backlog and provisioning fields are what an agent
   needs to see a deadline coming and a worker already on its way.
+- ``residual``: the improved variant's state and reward, acting on the planner's target rather
+  than on the current size (``action_base="planner"`` in :mod:`sparkscaler.rl.env`): action 0 is
+  the planner's decision, and the agent learns when to add to it or take from it (residual
+  reinforcement learning). An agent that must find the planner's sizing by trial from scratch
+  learns "go to N" first (docs/dqn.md); one that starts from it learns only the corrections.
 """
 
 from __future__ import annotations
@@ -38,18 +43,27 @@ import numpy as np
 from sparkscaler.policies.encoding import OBS_NAMES, OBS_SCALING
 from sparkscaler.rl.env import ENV_ID, EnvConfig, SparkClusterEnv, config_from_dict, config_to_dict
 
-Variant = Literal["paper", "paper-cost", "improved"]
+Variant = Literal["paper", "paper-cost", "improved", "residual"]
 
 #: The observation fields each variant sees; the others are masked to 0.
 VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
     "paper": ("cu", "cs", "mt", "ma", "bi", "bo", "workers"),
     "paper-cost": ("cu", "cs", "mt", "ma", "bi", "bo", "workers"),
-    "improved": OBS_NAMES,
+    "improved": tuple(n for n in OBS_NAMES if n != "plan"),
+    "residual": OBS_NAMES,
 }
 VARIANT_REWARD: dict[str, Literal["paper", "paper-cost", "cost-sla"]] = {
     "paper": "paper",
     "paper-cost": "paper-cost",
     "improved": "cost-sla",
+    "residual": "cost-sla",
+}
+#: What each variant's action changes: the current size, or the planner's target.
+VARIANT_BASE: dict[str, Literal["current", "planner"]] = {
+    "paper": "current",
+    "paper-cost": "current",
+    "improved": "current",
+    "residual": "planner",
 }
 
 #: DQN settings for a small discrete problem (tens of steps per episode, at most 19 actions):
@@ -97,10 +111,10 @@ def variant_mask(variant: Variant) -> np.ndarray:
     return np.array([1.0 if name in seen else 0.0 for name in OBS_NAMES], dtype=np.float32)
 
 
-def variant_config(config: EnvConfig, variant: Variant) -> EnvConfig:
-    """The config with the variant's reward."""
-    variant_mask(variant)
-    return replace(config, reward=VARIANT_REWARD[variant])
+def variant_config(config: EnvConfig, variant: str) -> EnvConfig:
+    """The config with the variant's reward and action base."""
+    variant_mask(variant)  # type: ignore[arg-type]
+    return replace(config, reward=VARIANT_REWARD[variant], action_base=VARIANT_BASE[variant])
 
 
 class MaskObservation(gym.ObservationWrapper[np.ndarray, np.int64, np.ndarray]):
@@ -243,7 +257,8 @@ def train_dqn(
         "obs_scaling": OBS_SCALING,
         "obs_mask": mask.tolist(),
         "n_actions": config.n_actions,
-        "actions": "0 = none; 1..N-1 = scale out by 1..N-1; N..2N-2 = scale in by 1..N-1",
+        "actions": "0 = none; 1..N-1 = scale out by 1..N-1; N..2N-2 = scale in by 1..N-1"
+        + ("" if config.action_base == "current" else ", all from the planner's target"),
         "algorithm": "stable-baselines3 DQN, MlpPolicy",
         "hyperparameters": kwargs,
         "n_envs": n_envs,
@@ -323,6 +338,7 @@ def evaluate_model(path: Path, episodes: int, seed: int, config: EnvConfig | Non
 __all__ = [
     "DQN_KWARGS",
     "ONLINE_DQN_KWARGS",
+    "VARIANT_BASE",
     "VARIANT_FEATURES",
     "MaskObservation",
     "TrainResult",
