@@ -18,6 +18,7 @@ worker", "go to N at once") under each reward, on the grid's own 100 rounds (doc
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from dataclasses import replace
@@ -112,6 +113,13 @@ def main() -> None:
     parser.add_argument(
         "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
     )
+    parser.add_argument(
+        "--hyperparameters",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
+    )
     parser.add_argument("--rounds", type=int, default=paper_grid.ROUNDS)
     parser.add_argument("--plot", action="store_true", help=f"write {PLOT}")
     parser.add_argument("--name", default="dqn_paper", help="benchmarks/results/NAME.json")
@@ -142,10 +150,12 @@ def main() -> None:
                 Path(tmp) / f"{key}.zip",
                 n_envs=args.n_envs,
                 subprocesses=args.subproc,
+                hyperparameters=args.hyperparameters,
             )
             models[f"{key}@{N}"] = str(trained.model_path)
             training[key] = {
                 "timesteps": args.timesteps,
+                "hyperparameters": args.hyperparameters,
                 "n_envs": args.n_envs,
                 "vec_env": "SubprocVecEnv" if args.subproc else "DummyVecEnv",
                 "episodes": trained.episodes,

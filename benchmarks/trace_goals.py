@@ -9,12 +9,16 @@ shape, the generated bursty shape, NASA, Alibaba 2017, Alibaba 2018; the traces 
 rule policies, ``planner`` and ``hybrid``, plus any number of ``hybrid`` variants given as
 JSON parameters (``--variant NAME='{"predictive": {...}}'``), and prints per case whether each
 meets the goal. ``--scaling`` sets the guard for every run (a longer scale-in stabilisation
-keeps idle workers warm for longer, for instance).
+keeps idle workers warm for longer, for instance). A ``dqn-<variant>`` policy (``dqn-residual``,
+``dqn-improved`` ...) is first trained per case in that case's env, as the evaluation trains it
+(:func:`~sparkscaler.evaluation.continuous.env_config`, ``--dqn-timesteps`` steps on
+``--n-envs`` vector envs), and the model paths and training times are kept in the results.
 
     flock /tmp/sparkscaler-heavy.lock .venv/bin/python benchmarks/trace_goals.py \\
         [--cases daily,nasa] [--policies hpa,hybrid] \\
         [--variant q8='{"predictive": {"quantile": 0.8}}'] \\
-        [--scaling '{"scale_in_stabilization_s": 300}'] [--out NAME]
+        [--scaling '{"scale_in_stabilization_s": 300}'] [--out NAME] \\
+        [--policies planner,dqn-residual --dqn-timesteps 30000]
 
 Writes ``benchmarks/results/trace_goals.json`` (or ``NAME.json``). A week per policy and case
 takes 20-60 s of CPU; the whole suite with the default policies about 15 minutes on 2 cores.
@@ -25,9 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
-from _cluster import save
+from _cluster import RESULTS, save
 from joblib import Parallel, delayed
 from rich.console import Console
 from rich.table import Table
@@ -35,7 +40,7 @@ from rich.table import Table
 from sparkscaler.config import Config
 from sparkscaler.evaluation import continuous
 from sparkscaler.evaluation.harness import Options, trace_cases
-from sparkscaler.evaluation.lineup import ORACLE, Calibration
+from sparkscaler.evaluation.lineup import DQN_VARIANTS, ORACLE, Calibration
 
 PEERS = ("hpa", "dra", "dataproc")
 POLICIES = (ORACLE, *PEERS, "planner", "hybrid")
@@ -48,9 +53,10 @@ def _run(
     key: str,
     params: dict[str, Any] | None,
     seed: int,
+    models: dict[str, str],
 ) -> dict[str, Any]:
     calibration = Calibration.load()
-    row = continuous.run_case(config, key.split("=")[0], data, calibration, {}, seed, params)
+    row = continuous.run_case(config, key.split("=")[0], data, calibration, models, seed, params)
     row["policy"] = key
     row.pop("timeline", None)
     return row
@@ -92,6 +98,18 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--dqn-timesteps", type=int, default=30_000)
+    parser.add_argument("--n-envs", type=int, default=4, help="vector envs to train a DQN on")
+    parser.add_argument(
+        "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
+    )
+    parser.add_argument(
+        "--hyperparameters",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
+    )
     parser.add_argument("--out", default="trace_goals", help="name under benchmarks/results/")
     args = parser.parse_args()
 
@@ -113,9 +131,18 @@ def main() -> None:
 
     console = Console()
     started = time.perf_counter()
+    variants = [v for v in DQN_VARIANTS if f"dqn-{v}" in args.policies.split(",")]
+    trainings = Parallel(n_jobs=args.jobs)(
+        delayed(_train)(config, d, v, calibration, sizes, args) for d in datas for v in variants
+    )
+    models: dict[str, dict[str, str]] = {d.case.name: {} for d in datas}
+    for t in trainings:
+        models[t["case"]][f"dqn-{t['variant']}"] = t["model"]
+        console.print(f"trained dqn-{t['variant']} for {t['case']} in {t['wall_s']:.0f} s")
     jobs = [(d, key, params) for d in datas for key, params in runs]
     rows = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-        delayed(_run)(config, d, key, params, args.seed) for d, key, params in jobs
+        delayed(_run)(config, d, key, params, args.seed, models[d.case.name])
+        for d, key, params in jobs
     )
     results: dict[str, list[dict[str, Any]]] = {d.case.name: [] for d in datas}
     for row in rows:
@@ -127,6 +154,7 @@ def main() -> None:
 
     out: dict[str, Any] = {"seed": args.seed, "notes": notes, "variants": args.variant}
     out["scaling"] = json.loads(args.scaling)
+    out["dqn_training"] = trainings
     out["cases"] = {}
     for name, case_rows in results.items():
         order = {key: i for i, (key, _) in enumerate(runs)}
@@ -156,6 +184,43 @@ def main() -> None:
     out["wall_s"] = round(time.perf_counter() - started, 1)
     path = save(args.out, out)
     console.print(f"wrote {path} ({out['wall_s']:.0f} s)")
+
+
+def _train(
+    config: Config,
+    data: continuous.CaseData,
+    variant: str,
+    calibration: Calibration,
+    sizes: tuple[float, float],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Train the case's DQN of ``variant`` as the evaluation does (its env, seed)."""
+    from sparkscaler.rl.training import train_dqn
+
+    env = continuous.env_config(config, data, variant, calibration, sizes)
+    if args.cost_weight is not None:
+        env = replace(env, cost_weight=args.cost_weight)
+    path = RESULTS / "models" / f"{args.out}-{data.case.name}-{variant}.zip"
+    result = train_dqn(
+        env,
+        variant,  # type: ignore[arg-type]
+        args.dqn_timesteps,
+        args.seed,
+        path,
+        n_envs=args.n_envs,
+        hyperparameters=args.hyperparameters,
+    )
+    return {
+        "case": data.case.name,
+        "variant": variant,
+        "model": str(path),
+        "timesteps": args.dqn_timesteps,
+        "n_envs": args.n_envs,
+        "cost_weight": env.cost_weight,
+        "hyperparameters": args.hyperparameters,
+        "wall_s": round(result.wall_time_s, 1),
+        "final_mean_reward": result.final_mean_reward,
+    }
 
 
 if __name__ == "__main__":
