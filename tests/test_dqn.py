@@ -338,6 +338,7 @@ def test_residual_policy_moves_the_planners_target(
     meta = residual.metadata
     assert meta["env_config"]["action_base"] == "planner" and meta["reward"] == "cost-sla"
     assert meta["obs_mask"] == [1.0] * len(OBS_NAMES)
+    assert meta["hyperparameters"]["n_steps"] == 10  # the residual variant's own settings
     model = _model()
     policy = DqnPolicy.for_loop(
         {"model_path": str(residual.model_path)}, runtime_model=model, provisioning_s=130.0

@@ -42,7 +42,7 @@ from sparkscaler.sim.traces import CLI_KNOBS, TraceError, is_alibaba_batch, read
 
 SUITES = ("paper-grid", "trace", "replay")
 #: Our policies, among which "our best" is chosen for the goals; the rest are peers.
-OURS = ("planner", "predictive", "hybrid", "dqn-improved")
+OURS = ("planner", "predictive", "hybrid", "dqn-improved", "dqn-residual")
 PEERS = ("hpa", "dra", "dataproc")
 DEFAULT_TRACES = (
     Path("../shared/data/traces/nasa-http-1995/requests_per_minute.csv"),

@@ -58,6 +58,7 @@ POLICY_KEYS = (
     "dqn-paper",
     "dqn-improved-online",
     "dqn-improved",
+    "dqn-residual",
     "planner",
     "predictive",
     "hybrid",

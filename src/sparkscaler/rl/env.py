@@ -114,7 +114,9 @@ class EnvConfig:
     jobs_per_episode: int = 1
     arrival_rate_per_hour: float = 0.0
     max_episode_s: float = 3600.0
-    cost_weight: float = 1.0
+    #: The ``cost-sla`` weight of worker-time; None: the variant's (``VARIANT_COST_WEIGHT`` in
+    #: :mod:`sparkscaler.rl.training`), else 1.
+    cost_weight: float | None = None
     miss_penalty: float = 10.0
     #: What an action's change is made to: the current size, or a planner's target (residual).
     action_base: Literal["current", "planner"] = "current"
@@ -231,7 +233,8 @@ def reward(
         return terms if c.reward == "paper" else terms - 1.0
     state = obs.cluster
     paying = state.alive_workers + state.provisioning_workers + state.decommissioning_workers
-    cost = paying / c.max_workers * c.interval_s / 3600.0 * c.cost_weight
+    weight = 1.0 if c.cost_weight is None else c.cost_weight
+    cost = paying / c.max_workers * c.interval_s / 3600.0 * weight
     return float(-cost - c.miss_penalty * new_misses)
 
 

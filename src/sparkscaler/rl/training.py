@@ -102,6 +102,28 @@ ONLINE_DQN_KWARGS: dict[str, Any] = {
     "exploration_final_eps": 0.0,
 }
 
+#: Settings a variant trains with by default, over :data:`DQN_KWARGS`. A residual agent's
+#: offsets matter only through what they do to the round's end (a miss, or the workers paid for
+#: until then), so it learns from 10-step returns with a slower-moving target: on paper-grid
+#: N = 5 (cost weight 30, 60k steps) they take it from 1.24x the oracle's worker-minutes to
+#: 1.17x at the same failures (docs/dqn.md).
+VARIANT_KWARGS: dict[str, dict[str, Any]] = {
+    "residual": {
+        "n_steps": 10,
+        "gamma": 0.99,
+        "target_update_interval": 250,
+        "exploration_final_eps": 0.02,
+        "learning_starts": 1000,
+    },
+}
+
+#: The ``cost-sla`` weight of worker-time a variant trains with unless the env config sets one.
+#: A residual agent at weight 1 learns to add workers to every plan (1.33x the oracle on
+#: paper-grid N = 5, as "go to N"); at 3 it keeps closer to the plan (1.25x on paper-grid, and
+#: on the daily trace 23 misses at 723 worker-hours against 23 at 806 with weight 1), and at 10
+#: the daily trace's misses double (docs/dqn.md).
+VARIANT_COST_WEIGHT: dict[str, float] = {"residual": 3.0}
+
 
 def variant_mask(variant: Variant) -> np.ndarray:
     """1 for each observation field the variant sees, 0 for the others (OBS_NAMES order)."""
@@ -112,9 +134,17 @@ def variant_mask(variant: Variant) -> np.ndarray:
 
 
 def variant_config(config: EnvConfig, variant: str) -> EnvConfig:
-    """The config with the variant's reward and action base."""
+    """The config with the variant's reward, action base and (where it sets none) cost weight."""
     variant_mask(variant)  # type: ignore[arg-type]
-    return replace(config, reward=VARIANT_REWARD[variant], action_base=VARIANT_BASE[variant])
+    weight = config.cost_weight
+    if weight is None:
+        weight = VARIANT_COST_WEIGHT.get(variant, 1.0)
+    return replace(
+        config,
+        reward=VARIANT_REWARD[variant],
+        action_base=VARIANT_BASE[variant],
+        cost_weight=weight,
+    )
 
 
 class MaskObservation(gym.ObservationWrapper[np.ndarray, np.int64, np.ndarray]):
@@ -195,7 +225,8 @@ def train_dqn(
     ``n_envs`` environments step side by side (SB3's ``make_vec_env``; env i seeded with
     ``seed + i``), in one process each with ``subprocesses`` (``SubprocVecEnv``), and every
     vector step trains ``n_envs`` times as many batches, so that each transition is learned from
-    as often as with one env. ``hyperparameters`` override :data:`DQN_KWARGS`.
+    as often as with one env. ``hyperparameters`` override :data:`DQN_KWARGS` and the variant's
+    :data:`VARIANT_KWARGS`.
     Seeded: the same arguments give the same model on one machine.
     """
     import torch
@@ -212,7 +243,7 @@ def train_dqn(
         raise ValueError(f"out must be a .zip path, not {out}")
     mask = variant_mask(variant)
     config = variant_config(config, variant)
-    kwargs = {**DQN_KWARGS, **(hyperparameters or {})}
+    kwargs = {**DQN_KWARGS, **VARIANT_KWARGS.get(variant, {}), **(hyperparameters or {})}
     kwargs["gradient_steps"] = kwargs["gradient_steps"] * n_envs
     env = make_vec_env(
         make_env,
@@ -339,7 +370,9 @@ __all__ = [
     "DQN_KWARGS",
     "ONLINE_DQN_KWARGS",
     "VARIANT_BASE",
+    "VARIANT_COST_WEIGHT",
     "VARIANT_FEATURES",
+    "VARIANT_KWARGS",
     "MaskObservation",
     "TrainResult",
     "Variant",
