@@ -221,7 +221,7 @@ def test_a_short_flag_means_one_thing_everywhere() -> None:
         (["cluster", "scale", "--help"], "[default: (scaling.decommission_timeout_s, 120)]"),
         (["evaluate", "--help"], "[default: -1]"),
         (["simulate", "--help"], "hybrid"),
-        (["train", "dqn", "--help"], "<paper|paper-cost|improved>"),
+        (["train", "dqn", "--help"], "<paper|paper-cost|improved|residual>"),
         (["run", "--help"], "<debug|info|warning|error>"),
     ],
 )

@@ -67,7 +67,7 @@ def test_quick_writes_json_csv_and_a_self_contained_report(quick: tuple[dict, Pa
     assert "https://" not in page and "http://" not in page
     assert report["versions"]["stable-baselines3"] != "absent"
     assert report["config"]["simulation"]["seed"] == 0
-    assert len(grid["dqn_learning_curves"]) == 4  # two variants x two N
+    assert len(grid["dqn_learning_curves"]) == 6  # three pretrained variants x two N
 
 
 def test_the_oracle_is_a_floor_in_every_cell(quick: tuple[dict, Path]) -> None:

@@ -124,7 +124,14 @@ class DqnPolicy(Policy):
             )
         encoding = Encoding.from_env_config(metadata["env_config"])
         # schedules are not needed to predict, and pickled ones may not load across versions
-        custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "exploration_schedule": None}
+        # (and the replay buffer is set up afresh from n_steps, as when the model was made:
+        # a saved n-step buffer class would only make SB3 warn that n_steps is ignored)
+        custom = {
+            "learning_rate": 0.0,
+            "lr_schedule": lambda _: 0.0,
+            "exploration_schedule": None,
+            "replay_buffer_class": None,
+        }
         model = DQN.load(path, device="cpu", custom_objects=custom)
         if model.action_space.n != encoding.n_actions:
             raise ValueError(
