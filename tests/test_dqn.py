@@ -329,6 +329,14 @@ def residual(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     return train_dqn(config, "residual", 300, seed=0, out=out, progress=False)
 
 
+def test_a_residual_model_refuses_to_learn_from_a_store(
+    residual: TrainResult, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"residual model .* cannot learn from a store"):
+        continue_training(residual.model_path, tmp_path / "none.db", tmp_path / "out.zip", 10, 0)
+    assert not (tmp_path / "out.zip").exists() and not (tmp_path / "none.db").exists()
+
+
 @pytest.mark.parametrize(("delta", "words"), [(0, "kept"), (1, "+1"), (-3, "-3")])
 def test_residual_policy_moves_the_planners_target(
     residual: TrainResult, delta: int, words: str

@@ -167,6 +167,13 @@ def continue_training(
         raise ValueError("gradient_steps must be at least 1")
     metadata = json.loads(model_path.with_suffix(".json").read_text())
     config = config_from_dict(metadata["env_config"], jobs=_NoJobs())
+    if config.action_base != "current":
+        # its actions are changes to a planner's target, which the store does not keep
+        raise ValueError(
+            f"{model_path}: a residual model ({config.action_base} base) cannot learn from a "
+            "store yet: the store keeps the decisions taken, not the planner targets they "
+            "corrected"
+        )
     mask = np.asarray(metadata["obs_mask"], np.float32)
     data = store_transitions(store_path, config, mask)
     if not len(data):
