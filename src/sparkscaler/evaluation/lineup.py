@@ -13,8 +13,7 @@ names:
 - ``planner`` and ``hybrid``: the calibration's runtime model from the start;
 - ``dqn-paper`` / ``dqn-paper-cost`` / ``dqn-improved`` / ``dqn-residual``: a DQN of that variant
   (:mod:`sparkscaler.rl.training`) trained beforehand in the simulator;
-- ``dqn-paper-online`` / ``dqn-paper-cost-online`` / ``dqn-improved-online`` /
-  ``dqn-residual-online``: a DQN that starts
+- ``dqn-paper-online`` / ``dqn-paper-cost-online`` / ``dqn-improved-online``: a DQN that starts
   untrained and learns during the rounds, as the paper's agent did (paper-grid only; it acts in
   the Gymnasium env);
 - ``oracle``: not a policy, see :mod:`sparkscaler.evaluation.oracle`.
