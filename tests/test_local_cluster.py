@@ -108,7 +108,9 @@ def test_dra_scales_out_under_backlog_and_back_in_by_decommission(
     acted = [d for d in decisions if d["acted"]]
     assert any(d["action"] == "scale_out" for d in acted)
     scale_ins = [d for d in acted if d["action"] == "scale_in"]
-    assert scale_ins and all("idle" in d["reason"] for d in scale_ins)
+    assert scale_ins and all("idle" in d["reason"] for d in scale_ins), [
+        (d["time"], d["current"], d["target"], d["reason"]) for d in scale_ins
+    ]
     assert any(s.observation.cluster.decommissioning_workers > 0 for s in steps), (
         "scale-in must go through Spark's decommission (DECOMMISSIONED state)"
     )
