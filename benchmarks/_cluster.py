@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import platform
@@ -79,3 +80,17 @@ def save(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2))
     return path
+
+
+def add_dqn_training_options(parser: argparse.ArgumentParser) -> None:
+    """The DQN training options the benchmarks that train one share."""
+    parser.add_argument(
+        "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
+    )
+    parser.add_argument(
+        "--hyperparameters",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
+    )

@@ -18,7 +18,6 @@ worker", "go to N at once") under each reward, on the grid's own 100 rounds (doc
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import replace
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _cluster import save
+from _cluster import add_dqn_training_options, save
 
 from sparkscaler.config import Config
 from sparkscaler.evaluation import paper_grid
@@ -110,16 +109,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-envs", type=int, default=4, help="vector envs for pretraining")
     parser.add_argument("--subproc", action="store_true", help="one process per env")
-    parser.add_argument(
-        "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
-    )
-    parser.add_argument(
-        "--hyperparameters",
-        type=json.loads,
-        default=None,
-        metavar="JSON",
-        help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
-    )
+    add_dqn_training_options(parser)
     parser.add_argument("--rounds", type=int, default=paper_grid.ROUNDS)
     parser.add_argument("--plot", action="store_true", help=f"write {PLOT}")
     parser.add_argument("--name", default="dqn_paper", help="benchmarks/results/NAME.json")

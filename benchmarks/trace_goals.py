@@ -32,7 +32,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from _cluster import RESULTS, save
+from _cluster import RESULTS, add_dqn_training_options, save
 from joblib import Parallel, delayed
 from rich.console import Console
 from rich.table import Table
@@ -100,16 +100,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--dqn-timesteps", type=int, default=30_000)
     parser.add_argument("--n-envs", type=int, default=4, help="vector envs to train a DQN on")
-    parser.add_argument(
-        "--cost-weight", type=float, default=None, help="the cost-sla reward's worker-time weight"
-    )
-    parser.add_argument(
-        "--hyperparameters",
-        type=json.loads,
-        default=None,
-        metavar="JSON",
-        help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
-    )
+    add_dqn_training_options(parser)
     parser.add_argument("--out", default="trace_goals", help="name under benchmarks/results/")
     args = parser.parse_args()
 
