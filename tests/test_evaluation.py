@@ -22,7 +22,7 @@ from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
 from sparkscaler.evaluation import continuous
 from sparkscaler.evaluation.harness import Options, evaluate
-from sparkscaler.evaluation.lineup import Calibration
+from sparkscaler.evaluation.lineup import ORACLE, Calibration
 from sparkscaler.evaluation.oracle import run_oracle, run_oracle_round
 from sparkscaler.evaluation.paper_grid import cell_config, round_jobs, run_cell
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
@@ -93,11 +93,21 @@ def test_the_oracle_is_a_floor_in_every_cell(quick: tuple[dict, Path]) -> None:
 def test_same_seed_same_numbers_on_any_number_of_processes(
     quick: tuple[dict, Path], tmp_path: Path
 ) -> None:
+    """One process against every core, on the policies with randomness of their own: a DQN
+    pretrained in the simulator, one learning online, and the default (the whole grid again
+    would double this file's time for the same check)."""
     report, _ = quick
-    again = evaluate(Config(), Options(suites=("paper-grid",), quick=True, n_jobs=1), tmp_path)
-    assert json.dumps(again["suites"]["paper-grid"], sort_keys=True) == json.dumps(
-        report["suites"]["paper-grid"], sort_keys=True
-    )
+    chosen = ("hybrid", "dqn-improved", "dqn-paper-online")
+    options = Options(suites=("paper-grid",), quick=True, n_jobs=1, policies=chosen)
+    again = evaluate(Config(), options, tmp_path)["suites"]["paper-grid"]
+    every = report["suites"]["paper-grid"]
+    ran = {ORACLE, *chosen}
+    assert {c["policy"] for c in again["cells"]} == ran
+    for key in ("cells", "policies"):
+        rows = [r for r in every[key] if r["policy"] in ran]
+        assert json.dumps(again[key], sort_keys=True) == json.dumps(rows, sort_keys=True), key
+    rounds = {k: v for k, v in every["rounds"].items() if k.split("@")[0] in ran}
+    assert json.dumps(again["rounds"], sort_keys=True) == json.dumps(rounds, sort_keys=True)
 
 
 def test_a_job_that_fits_one_worker_gets_one_from_the_oracle() -> None:
