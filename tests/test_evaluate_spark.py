@@ -4,12 +4,14 @@ A small paper-grid (the quick grid's four cells, three cheap policies and the or
 evaluated once in this process and once on the shared local cluster through joblibspark; the
 suites must be equal to the last digit, the tasks must have run in the cluster's executor (its
 log says so), and the driver's JVM must be gone afterwards. Without Spark: the errors a user
-gets for a master URL that is malformed, or where no master listens, or without joblibspark.
+gets for a master URL that is malformed, or where no master listens, or without joblibspark,
+and the one for a task that fails on an executor.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,8 @@ from typer.testing import CliRunner
 
 from sparkscaler.cli import app
 from sparkscaler.config import Config
+from sparkscaler.evaluation.harness import EvaluationTaskError, Task, _run_parallel
+from sparkscaler.evaluation.spark_session import spark_backend
 from tests.conftest import SharedCluster, free_port
 
 runner = CliRunner()
@@ -75,6 +79,22 @@ def test_the_same_numbers_on_a_spark_cluster(
     assert "Finished task" in log.read_text()
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before_children
     assert not left, f"processes left behind (the driver's JVM?): {left}"
+
+
+@pytest.mark.spark
+def test_a_task_that_fails_on_an_executor_is_named_with_its_error(shared_cluster: Config) -> None:
+    """joblibspark alone would report ``'_ExceptionWithTraceback' object is not iterable``."""
+    tasks = [Task("fine 4", math.sqrt, (4.0,), "run", ("fine",))]
+    tasks += [Task("sqrt of -1", math.sqrt, (-1.0,), "run", ("boom",))]
+    done: dict[tuple, object] = {}
+    with (
+        spark_backend(shared_cluster.cluster.master_url, 2) as n_jobs,
+        pytest.raises(EvaluationTaskError) as failed,
+    ):
+        _run_parallel(tasks, n_jobs, done.__setitem__)
+    assert str(failed.value).startswith(
+        "evaluation task 'sqrt of -1' failed: ValueError: math domain error (at harness.py:"
+    ), failed.value
 
 
 def test_a_master_url_that_is_not_spark_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,13 @@ from sparkscaler.cli import app
 from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
 from sparkscaler.evaluation import continuous
-from sparkscaler.evaluation.harness import Options, evaluate
+from sparkscaler.evaluation.harness import (
+    EvaluationTaskError,
+    Options,
+    Task,
+    _run_parallel,
+    evaluate,
+)
 from sparkscaler.evaluation.lineup import ORACLE, Calibration
 from sparkscaler.evaluation.oracle import run_oracle, run_oracle_round
 from sparkscaler.evaluation.paper_grid import cell_config, round_jobs, run_cell
@@ -108,6 +114,18 @@ def test_same_seed_same_numbers_on_any_number_of_processes(
         assert json.dumps(again[key], sort_keys=True) == json.dumps(rows, sort_keys=True), key
     rounds = {k: v for k, v in every["rounds"].items() if k.split("@")[0] in ran}
     assert json.dumps(again["rounds"], sort_keys=True) == json.dumps(rounds, sort_keys=True)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_failing_task_is_named_and_the_finished_ones_are_kept(n_jobs: int) -> None:
+    tasks = [Task(f"sqrt of {x:g}", math.sqrt, (x,), "run", (x,)) for x in (4.0, -1.0)]
+    done: dict[tuple, object] = {}
+    with pytest.raises(EvaluationTaskError) as failed:
+        _run_parallel(tasks, n_jobs, done.__setitem__)
+    assert str(failed.value).startswith(
+        "evaluation task 'sqrt of -1' failed: ValueError: math domain error (at harness.py:"
+    ), failed.value
+    assert done == {(4.0,): 2.0} or (n_jobs > 1 and not done)  # in order with one process
 
 
 def test_a_job_that_fits_one_worker_gets_one_from_the_oracle() -> None:

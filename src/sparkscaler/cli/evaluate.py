@@ -206,7 +206,7 @@ def evaluate(
             )
         except (OSError, ValueError) as error:
             raise fail(str(error), 2) from None
-        except SparkscalerError as error:  # the Spark master gave the evaluation no executor
+        except SparkscalerError as error:  # no executor from the Spark master, or a task failed
             raise fail(str(error), error.exit_code) from None
     for note in report["notes"]:
         err.print(f"note: {escape(note)}")

@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
@@ -35,6 +36,7 @@ from joblib import Parallel, delayed
 
 from sparkscaler.config import Config
 from sparkscaler.core import JobRecord
+from sparkscaler.errors import SparkscalerError
 from sparkscaler.evaluation import continuous, paper_grid
 from sparkscaler.evaluation.lineup import DQN_VARIANTS, ORACLE, Calibration
 from sparkscaler.evaluation.paper_grid import CellResult, GridSettings
@@ -212,8 +214,34 @@ def _train_task(
     )
 
 
+class EvaluationTaskError(SparkscalerError, RuntimeError):
+    """A task raised: its label, the error and the line it came from, in one line."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What a task that raised returns instead: plain text, so that it comes back from any
+    backend. joblibspark hands joblib a raised error wrapped in a way joblib 1.6 then tries to
+    iterate, so its own message (``'_ExceptionWithTraceback' object is not iterable``) would
+    hide the task's."""
+
+    label: str
+    error: str
+    where: str
+
+    def message(self) -> str:
+        return f"evaluation task '{self.label}' failed: {self.error} ({self.where})"
+
+
 def _call(task: Task) -> tuple[tuple[Any, ...], Any]:
-    return task.key, task.fn(*task.args)
+    try:
+        return task.key, task.fn(*task.args)
+    except Exception as error:  # reported with its task's label, in the process that waits
+        frames = traceback.extract_tb(error.__traceback__)
+        ours = [f for f in frames if "sparkscaler" in PurePath(f.filename).parts]
+        frame = (ours or frames)[-1]  # the line of ours that raised, or called what did
+        where = f"at {PurePath(frame.filename).name}:{frame.lineno} in {frame.name}"
+        return task.key, _Failed(task.label, f"{type(error).__name__}: {error}", where)
 
 
 def _run_parallel(
@@ -229,6 +257,8 @@ def _run_parallel(
     except ValueError:  # "Backend ... does not support return_as=generator_unordered"
         runner = Parallel(n_jobs=n_jobs, return_as="list")
     for key, value in runner(delayed(_call)(t) for t in tasks):
+        if isinstance(value, _Failed):
+            raise EvaluationTaskError(value.message())
         done(key, value)
 
 
