@@ -94,3 +94,15 @@ def add_dqn_training_options(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="SB3 DQN settings over sparkscaler.rl.training.DQN_KWARGS, e.g. '{\"n_steps\": 10}'",
     )
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        help="the DQN training's seed (default: --seed); the jobs it is evaluated on keep --seed, "
+        "so runs that differ only here measure how much one training run is luck",
+    )
+
+
+def train_seed(args: argparse.Namespace) -> int:
+    """``--train-seed``, else ``--seed``."""
+    return args.seed if args.train_seed is None else args.train_seed

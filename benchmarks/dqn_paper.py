@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _cluster import add_dqn_training_options, save
+from _cluster import add_dqn_training_options, save, train_seed
 
 from sparkscaler.config import Config
 from sparkscaler.evaluation import paper_grid
@@ -136,7 +136,7 @@ def main() -> None:
                 env,
                 variant,  # type: ignore[arg-type]
                 args.timesteps,
-                args.seed,
+                train_seed(args),
                 Path(tmp) / f"{key}.zip",
                 n_envs=args.n_envs,
                 subprocesses=args.subproc,
@@ -145,6 +145,7 @@ def main() -> None:
             models[f"{key}@{N}"] = str(trained.model_path)
             training[key] = {
                 "timesteps": args.timesteps,
+                "train_seed": train_seed(args),
                 "hyperparameters": args.hyperparameters,
                 "n_envs": args.n_envs,
                 "vec_env": "SubprocVecEnv" if args.subproc else "DummyVecEnv",
@@ -214,7 +215,8 @@ def main() -> None:
                 "command": f"benchmarks/dqn_paper.py --policies {args.policies} "
                 f"--timesteps {args.timesteps} --seed {args.seed} --n-envs {args.n_envs}"
                 + (" --subproc" if args.subproc else "")
-                + (f" --cost-weight {args.cost_weight}" if args.cost_weight is not None else ""),
+                + (f" --cost-weight {args.cost_weight}" if args.cost_weight is not None else "")
+                + (f" --train-seed {args.train_seed}" if args.train_seed is not None else ""),
                 "settings": {
                     "N": N,
                     "deadlines_min": list(DEADLINES_MIN),

@@ -32,7 +32,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from _cluster import RESULTS, add_dqn_training_options, save
+from _cluster import RESULTS, add_dqn_training_options, save, train_seed
 from joblib import Parallel, delayed
 from rich.console import Console
 from rich.table import Table
@@ -196,7 +196,7 @@ def _train(
         env,
         variant,  # type: ignore[arg-type]
         args.dqn_timesteps,
-        args.seed,
+        train_seed(args),
         path,
         n_envs=args.n_envs,
         hyperparameters=args.hyperparameters,
@@ -209,6 +209,7 @@ def _train(
         "n_envs": args.n_envs,
         "cost_weight": env.cost_weight,
         "hyperparameters": args.hyperparameters,
+        "train_seed": train_seed(args),
         "wall_s": round(result.wall_time_s, 1),
         "final_mean_reward": result.final_mean_reward,
     }

@@ -24,10 +24,11 @@ from sparkscaler.core import (
 )
 from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.models.runtime_model import RuntimeModel
+from sparkscaler.policies.base import Policy
 from sparkscaler.policies.dqn import DqnPolicy
 from sparkscaler.policies.encoding import OBS_NAMES, delta_action, observation_vector
 from sparkscaler.policies.planner import PlannerPolicy
-from sparkscaler.rl.env import EnvConfig, SparkClusterEnv
+from sparkscaler.rl.env import EnvConfig, SparkClusterEnv, config_from_dict
 from sparkscaler.rl.store_learning import continue_training, store_transitions
 from sparkscaler.rl.training import (
     TrainResult,
@@ -329,12 +330,45 @@ def residual(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     return train_dqn(config, "residual", 300, seed=0, out=out, progress=False)
 
 
-def test_a_residual_model_refuses_to_learn_from_a_store(
+def test_a_residual_model_learns_from_the_store_of_a_loop_that_ran_one(
     residual: TrainResult, tmp_path: Path
 ) -> None:
-    with pytest.raises(ValueError, match=r"residual model .* cannot learn from a store"):
-        continue_training(residual.model_path, tmp_path / "none.db", tmp_path / "out.zip", 10, 0)
-    assert not (tmp_path / "out.zip").exists() and not (tmp_path / "none.db").exists()
+    """Its actions are changes to the planner's target that each decision corrected, which the
+    store keeps (``base_target``), and that target is the state's ``plan`` field. A store of
+    another policy has no such step, and says so."""
+    from sparkscaler.store import Store
+
+    env = config_from_dict(residual.metadata["env_config"], jobs=ModelJobs(_model(), (20.0, 40.0)))
+    policy = DqnPolicy.for_loop(
+        {"model_path": str(residual.model_path)},
+        runtime_model=_model(),
+        provisioning_s=simulated_provisioning_s(env.loop_config()),
+    )
+    store = _recorded_store(tmp_path / "residual.db", env, policy)
+    with Store(store) as db:
+        decided = db.decisions_since(0.0)
+    assert decided and all(d["base_target"] is not None for d in decided)
+    top = env.max_workers - 1
+    moves = [int(np.clip(d["target"] - d["base_target"], -top, top)) for d in decided]
+    assert moves != [d["target"] - d["current"] for d in decided]  # the two readings differ
+    data = store_transitions(store, env, np.ones(len(OBS_NAMES), np.float32))
+    assert len(data) == len(decided) - 1  # every step but the last, which has no next state
+    assert data.actions.tolist() == [delta_action(m, env.max_workers) for m in moves[:-1]]
+    plan_at = OBS_NAMES.index("plan")
+    bases = [d["base_target"] / env.max_workers for d in decided]
+    np.testing.assert_allclose(data.obs[:, plan_at], bases[:-1], rtol=1e-6)
+    np.testing.assert_allclose(data.next_obs[:, plan_at], bases[1:], rtol=1e-6)
+
+    out = tmp_path / "continued.zip"
+    meta = continue_training(residual.model_path, store, out, gradient_steps=20, seed=0)
+    assert [s["source"] for s in meta["trained_on"]] == ["simulator", "store"]
+    assert meta["trained_on"][1]["transitions"] == len(data)
+    assert meta["env_config"]["action_base"] == "planner"
+
+    other = _recorded_store(tmp_path / "dra.db")  # a dra loop: no planner target kept
+    with pytest.raises(ValueError, match=r"no step of a residual DQN to learn from"):
+        continue_training(residual.model_path, other, tmp_path / "no.zip", 10, 0)
+    assert not (tmp_path / "no.zip").exists()
 
 
 @pytest.mark.parametrize(("delta", "words"), [(0, "kept"), (1, "+1"), (-3, "-3")])
@@ -399,22 +433,20 @@ def test_without_a_model_the_policy_keeps_the_current_size(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------ learning from the store
-def _recorded_store(path: Path) -> Path:
-    """A store a loop on the simulator wrote: a few jobs with T = 240 s under the dra policy,
-    on the cluster SMALL describes."""
+def _recorded_store(path: Path, env: EnvConfig = SMALL, policy: Policy | None = None) -> Path:
+    """A store a loop on the simulator wrote: a few jobs with T = 240 s under ``policy`` (by
+    default the dra policy), on the cluster ``env`` describes."""
     from sparkscaler.sim.arrivals import Arrivals
     from sparkscaler.sim.workload import make_workload
     from sparkscaler.store import Store
     from sparkscaler.wiring import make_sim, simulated_loop
 
-    config = SMALL.loop_config().model_copy(update={"policy": PolicySettings(name="dra")})
+    config = env.loop_config().model_copy(update={"policy": PolicySettings(name="dra")})
     rng = np.random.default_rng(0)
-    jobs = make_workload(
-        Arrivals(np.array([0.0, 200.0, 400.0]), np.ones(3)), SMALL.jobs, rng, 240.0
-    )
+    jobs = make_workload(Arrivals(np.array([0.0, 200.0, 400.0]), np.ones(3)), env.jobs, rng, 240.0)
     sim = make_sim(config, jobs, seed=0)
     with Store(path) as store:
-        loop = simulated_loop(config, sim, store)
+        loop = simulated_loop(config, sim, store, policy=policy)
         sim.run_until(0.0)
         while not (sim.idle and sim.now > 400.0):
             loop.step()

@@ -341,6 +341,10 @@ class Decision:
     #: on the target, by application id: kept so that predicted and actual run times can be
     #: compared once the jobs have finished (the demo's report, the benchmarks).
     predicted_s: Mapping[str, float] = field(default_factory=dict)
+    #: A residual agent's base: the planner's target its action changed (None for other
+    #: policies). Kept so that a store's transitions can be learned from as the env learns them:
+    #: the action is the change to this base, and the state's ``plan`` field is this base.
+    base_target: int | None = None
 
 
 Action = Literal["scale_out", "scale_in", "none", "hold"]

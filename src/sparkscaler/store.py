@@ -65,6 +65,7 @@ _DECISION_COLUMNS: dict[str, str] = {
     "error": "TEXT",
     "forecast_tasks": "REAL",
     "predicted": "TEXT",
+    "base_target": "INTEGER",
 }
 
 
@@ -215,12 +216,13 @@ class Store:
             error,
             d.forecast_tasks if d else None,
             json.dumps(dict(d.predicted_s)) if d and d.predicted_s else None,
+            d.base_target if d else None,
         )
         with self._locked():
             cur = self._db.execute(
                 "INSERT INTO decisions (time, observation_id, policy, model_version, current, "
-                "wanted, target, action, reason, dry_run, acted, error, forecast_tasks, predicted) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "wanted, target, action, reason, dry_run, acted, error, forecast_tasks, predicted, "
+                "base_target) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 values,
             )
         return int(cur.lastrowid or 0)

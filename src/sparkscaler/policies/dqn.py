@@ -190,6 +190,7 @@ class DqnPolicy(Policy):
             reason=f"{words}; planner: {base.reason}",
             model_version=f"{self.version}+{base.model_version}",
             predicted_s=base.predicted_s,
+            base_target=base.target,
         )
 
     # ------------------------------------------------------------------ files

@@ -2,14 +2,20 @@
 
 A running loop writes every observation and every guarded decision to the store
 (:mod:`sparkscaler.store`). Two consecutive observations of one loop and the decision taken on
-the first are a transition: the state is the first observation's vector (the same
-:func:`~sparkscaler.policies.encoding.observation_vector` the env and the policy use, the job
-fields projected with a :class:`~sparkscaler.models.job_knowledge.JobKnowledge` fitted on the
-store's finished jobs), the action is the change the guard let through (``target - current``,
-the move the env rewards too), the reward is the env's own (:meth:`SparkClusterEnv.reward`) of
-the second observation, with a miss for each finished job whose run passed its deadline in
-between, and the next state the second observation's vector. A step with no job running on
-either side ends an episode.
+the first are a transition:
+
+- the state is the first observation's vector (the same
+  :func:`~sparkscaler.policies.encoding.observation_vector` the env and the policy use, the job
+  fields projected with a :class:`~sparkscaler.models.job_knowledge.JobKnowledge` fitted on the
+  store's finished jobs);
+- the action is the change the guard let through (``target - current``, the move the env
+  rewards too). For a residual model it is the change to the planner's target that the
+  decision corrected (its ``base_target``), which is also the state's ``plan`` field: only a
+  loop that ran a residual model stores one;
+- the reward is the env's own (:func:`~sparkscaler.rl.env.reward`) of the second observation,
+  with a miss for each finished job whose run passed its deadline in between;
+- the next state is the second observation's vector. A step with no job running on either
+  side ends an episode.
 
 :func:`continue_training` loads a model trained by :func:`~sparkscaler.rl.training.train_dqn`,
 adds the transitions to its replay buffer and runs SB3's own ``train`` on them (off-policy
@@ -118,24 +124,30 @@ def store_transitions(
         decisions = {d["observation_id"]: d for d in store.decisions_since(since)}
         records = store.jobs()
     encoding = config.encoding
+    residual = config.action_base == "planner"
     knowledge = JobKnowledge(cores_per_worker=float(config.cores_per_worker)).fit(records)
     observations = [observation_from_row(r) for r in rows]
-    vectors = [observation_vector(o, encoding, knowledge) * mask for o in observations]
+    plans = [decisions.get(r["id"], {}).get("base_target") for r in rows]
+    vectors = [
+        observation_vector(o, encoding, knowledge, plan=p if residual else None) * mask
+        for o, p in zip(observations, plans, strict=True)
+    ]
+    top = encoding.max_workers - 1
     obs, nxt, actions, rewards, dones, times = [], [], [], [], [], []
     for i in range(len(rows) - 1):
         decision = decisions.get(rows[i]["id"])
         if decision is None or observations[i].stale or observations[i + 1].stale:
             continue
+        if residual and (plans[i] is None or plans[i + 1] is None):
+            continue  # not a residual agent's step: its state and action have no plan
         before, after = observations[i], observations[i + 1]
         current, target = decision["current"], decision["target"]
-        delta = int(
-            np.clip(target - current, -(encoding.max_workers - 1), encoding.max_workers - 1)
-        )
+        base = plans[i] if residual else current
         misses = _missed_between(records, before.time, after.time)
         obs.append(vectors[i])
         nxt.append(vectors[i + 1])
-        actions.append(delta_action(delta, encoding.max_workers))
-        rewards.append(reward(config, after, current, delta, misses))
+        actions.append(delta_action(int(np.clip(target - base, -top, top)), encoding.max_workers))
+        rewards.append(reward(config, after, current, target - current, misses))
         dones.append(before.job_running and not after.job_running)
         times.append(before.time)
     width = len(mask)
@@ -167,19 +179,20 @@ def continue_training(
         raise ValueError("gradient_steps must be at least 1")
     metadata = json.loads(model_path.with_suffix(".json").read_text())
     config = config_from_dict(metadata["env_config"], jobs=_NoJobs())
-    if config.action_base != "current":
-        # its actions are changes to a planner's target, which the store does not keep
-        raise ValueError(
-            f"{model_path}: a residual model ({config.action_base} base) cannot learn from a "
-            "store yet: the store keeps the decisions taken, not the planner targets they "
-            "corrected"
-        )
     mask = np.asarray(metadata["obs_mask"], np.float32)
     data = store_transitions(store_path, config, mask)
+    if not len(data) and config.action_base == "planner":
+        raise ValueError(
+            f"{store_path}: no step of a residual DQN to learn from: a residual model learns "
+            "from the decisions of a loop that ran one (they keep the planner target they "
+            "corrected)"
+        )
     if not len(data):
         raise ValueError(f"{store_path}: no transition to learn from (no decided observations)")
     set_random_seed(seed)
-    model = DQN.load(model_path, device="cpu")
+    # the replay buffer set up afresh from the model's n_steps, as when it was made (a saved
+    # n-step buffer class would only make SB3 warn that n_steps is ignored)
+    model = DQN.load(model_path, device="cpu", custom_objects={"replay_buffer_class": None})
     model.set_random_seed(seed)
     model.set_logger(configure(None, []))
     model._current_progress_remaining = 0.0  # the schedules' end point

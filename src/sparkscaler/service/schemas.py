@@ -252,3 +252,8 @@ class DecisionRecord(BaseModel):
         description="a planner's projected whole run time (s from its start) of each running "
         "job on the target, by application id",
     )
+    base_target: int | None = Field(
+        None,
+        description="a residual DQN's base: the planner's target its action changed (dqn with "
+        "a residual model only)",
+    )
