@@ -296,6 +296,7 @@ def test_decisions_newest_first_with_the_guarded_fields(store: Store) -> None:
         "error": None,
         "forecast_tasks": None,
         "predicted": None,
+        "base_target": None,
     }
     assert (middle["policy"], middle["wanted"], middle["observation_id"]) == (None, None, None)
     assert (middle["action"], middle["reason"], middle["dry_run"]) == (
@@ -458,6 +459,7 @@ def test_a_store_of_an_older_schema_is_migrated(tmp_path: Path) -> None:
             "error": None,
             "forecast_tasks": None,
             "predicted": None,
+            "base_target": None,  # added by the migration
         }
         assert (new_dec["model_version"], new_dec["error"], new_dec["observation_id"]) == (
             "7",
