@@ -16,6 +16,7 @@ from sparkscaler.config import Config
 from sparkscaler.core import Decision, JobRecord, Observation
 from sparkscaler.evaluation.simulation import (
     JOB_SPEC_USAGE,
+    PolicyFailedError,
     SimulationResult,
     parse_duration,
     parse_jobs,
@@ -215,6 +216,36 @@ def test_a_learning_simulation_refits_the_policy_on_its_finished_jobs(tmp_path: 
     silent = Learner()
     simulate_workload(cfg, workload, silent, 3600.0)
     assert silent.fits == []
+
+
+class FailsAfter(Policy):
+    """Asks for 2 workers, then raises from its ``fails_from``-th decision on."""
+
+    name = "fails-after"
+
+    def __init__(self, fails_from: int) -> None:
+        super().__init__()
+        self.fails_from, self.calls = fails_from, 0
+
+    def decide(self, observation: Observation) -> Decision:
+        self.calls += 1
+        if self.calls >= self.fails_from:
+            raise KeyError("no such field")
+        return self._decision(2, "fixed")
+
+
+def test_a_simulated_run_whose_policy_raises_is_an_error_not_a_result(tmp_path: Path) -> None:
+    """The loop holds on the policy's behalf, as a live loop must; a simulation that did so
+    would report the hold's numbers under the policy's name."""
+    cfg = sim_config(tmp_path, executor_startup_s=(0.0, 0.0))
+    workload = [Burst.spec.with_arrival(0, 0.0, 900.0)]
+    with pytest.raises(PolicyFailedError) as failed:
+        simulate_workload(cfg, workload, FailsAfter(fails_from=30), 600.0)
+    assert str(failed.value).startswith(
+        "policy fails-after raised on 31 of 60 simulated steps (the first: KeyError: "
+    ), failed.value
+    fine = simulate_workload(cfg, workload, FailsAfter(fails_from=1_000), 600.0)
+    assert fine.jobs_done == 1
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -78,6 +78,10 @@ class Controller:
         self.guard = guard or Guard(scaling, policy.own_rules)
         self.history = history
         self.dry_run = dry_run
+        #: Steps on which the policy raised (the loop held instead), and the first error: a live
+        #: loop goes on, an evaluation must not count such a run as the policy's (it checks).
+        self.policy_failures = 0
+        self.first_policy_failure: str | None = None
 
     def use_policy(self, policy: Policy) -> None:
         """Decide with ``policy`` from the next step on; the guard keeps its memory (a cooldown
@@ -173,6 +177,9 @@ class Controller:
             decision = self.policy.decide(obs)
         except Exception as error:  # a policy bug must not stop the autoscaler
             log.exception("policy %s failed", self.policy.name)
+            self.policy_failures += 1
+            if self.first_policy_failure is None:
+                self.first_policy_failure = f"{type(error).__name__}: {error}"
             why = f"holding at {obs.workers}: policy {self.policy.name} failed ({error})"
             return GuardedDecision(None, obs.workers, obs.workers, "hold", why)
         return self.guard.evaluate(decision, obs)

@@ -31,6 +31,7 @@ import numpy as np
 from sparkscaler.config import Config
 from sparkscaler.evaluation.lineup import ONLINE_SUFFIX, ORACLE, Calibration, policy_settings
 from sparkscaler.evaluation.oracle import run_oracle_round
+from sparkscaler.evaluation.simulation import require_policy_ran
 from sparkscaler.rl.env import EnvConfig, SparkClusterEnv
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import JobSpec, ModelJobs
@@ -163,9 +164,12 @@ def _controller_round(config: Config, job: JobSpec, key: str, ctx: RunContext, s
         )
         cap = ROUND_CAP * job.deadline_s
         sim.run_until(0.0)
+        steps = 0
         while not sim.results and sim.now < cap:
             controller.step()
+            steps += 1
             sim.run_until(sim.now + config.scaling.interval_s)
+        require_policy_ran(controller, steps)
     return _outcome(sim, job)
 
 

@@ -18,8 +18,9 @@ import numpy as np
 from sparkscaler import units
 from sparkscaler.backends.simulated import SimJobHistory, SimulatedBackend
 from sparkscaler.config import Config
-from sparkscaler.controller import Step
+from sparkscaler.controller import Controller, Step
 from sparkscaler.core import JobRecord
+from sparkscaler.errors import SparkscalerError
 from sparkscaler.models.runtime_model import RuntimeModel, fit_runs, runs_from_jobs
 from sparkscaler.policies.base import Policy
 from sparkscaler.sim.arrivals import Arrivals
@@ -51,6 +52,26 @@ JOB_SPEC_USAGE = (
     "synthetic | tpch:DIR[,sizes=2g+10g] | model:MODEL.json[,sizes=0.5-3] | "
     "recorded[:RUNS][,sizes=0.1-2]"
 )
+
+
+class PolicyFailedError(SparkscalerError, RuntimeError):
+    """The policy raised during a simulated run: the loop held the size instead, as a live
+    loop does, so the run measured the hold, not the policy."""
+
+
+def require_policy_ran(controller: Controller, steps: int) -> None:
+    """PolicyFailedError when the policy of ``controller`` raised on any of its ``steps``.
+
+    Why here and not in the loop: a live autoscaler must outlive a policy bug (it holds and
+    logs), but a simulated run that held on the policy's behalf would report a hold's misses
+    and worker-hours under the policy's name. That happened once: a benchmark that lazily
+    imported a policy whose code changed under it reported the DQN "staying at 1 worker"."""
+    if controller.policy_failures:
+        raise PolicyFailedError(
+            f"policy {controller.policy.name} raised on {controller.policy_failures} of "
+            f"{steps} simulated steps (the first: {controller.first_policy_failure}); the loop "
+            "held the size instead, so the run is not a measurement of the policy"
+        )
 
 
 def load_recorded(path: Path | None = None) -> list[JobRecord]:
@@ -273,6 +294,7 @@ def simulate_workload(
         controller.run(iterations=steps, on_step=record)
         sim.run_until(duration_s)
         wall = time.perf_counter() - started
+        require_policy_ran(controller, steps)
 
     arrived = sum(1 for j in workload if j.arrival <= duration_s)
     return SimulationResult(
