@@ -184,7 +184,9 @@ def test_results_are_on_disk_as_each_case_finishes(
 
     monkeypatch.setattr(continuous, "run_case", failing)
     result, report = evaluate(tmp_path, path, "--trace-step", "5m")
-    assert isinstance(result.exception, RuntimeError)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert "task 'oracle series' failed: RuntimeError: injected failure (at harness.py:" in line
     assert report is not None and report["complete"] is False
     cases = {c["name"]: c for c in report["suites"]["trace"]["cases"]}
     assert [r["policy"] for r in cases["daily"]["results"]] == ["oracle", "static", "hpa"]
