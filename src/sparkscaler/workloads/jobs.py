@@ -380,6 +380,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def sized_job_settings(builder: SparkSession.Builder, partitions: int) -> SparkSession.Builder:
+    """The settings a sized job's session runs with (the tests run the four in one session
+    with these too).
+
+    Shuffles get exactly ``partitions`` tasks: adaptive execution would otherwise merge these
+    small shuffles into one or two partitions that added workers cannot share. Without a
+    locality wait, a task whose cached input sits on a busy executor goes to an idle one at
+    once: these tasks are shorter than the 3 s default wait, so every iteration would otherwise
+    run on whichever executor cached the data first. The serial collector (the JVM's own choice
+    on one core) keeps G1's parallel GC threads off the cores that the executors of several
+    workers on one machine share."""
+    return (
+        builder.config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.default.parallelism", str(partitions))
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
+        .config("spark.locality.wait", "0s")
+        .config("spark.executor.extraJavaOptions", "-XX:+UseSerialGC")
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
 
@@ -387,20 +407,7 @@ def main(argv: list[str] | None = None) -> None:
 
     builder = SparkSession.builder.appName(args.name or f"sparkscaler-{args.kind}")
     if args.kind in SIZED_JOBS:
-        # Shuffles get exactly --partitions tasks: adaptive execution would otherwise merge
-        # these small shuffles into one or two partitions that added workers cannot share.
-        # Without a locality wait, a task whose cached input sits on a busy executor goes to
-        # an idle one at once: these tasks are shorter than the 3 s default wait, so every
-        # iteration would otherwise run on whichever executor cached the data first. The
-        # serial collector (the JVM's own choice on one core) keeps G1's parallel GC threads
-        # off the cores that the executors of several workers on one machine share.
-        builder = (
-            builder.config("spark.sql.shuffle.partitions", str(args.partitions))
-            .config("spark.default.parallelism", str(args.partitions))
-            .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
-            .config("spark.locality.wait", "0s")
-            .config("spark.executor.extraJavaOptions", "-XX:+UseSerialGC")
-        )
+        builder = sized_job_settings(builder, args.partitions)
     spark = builder.getOrCreate()
     try:
         if args.kind == "backlog":
