@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sparkscaler.backends.local import LocalCluster
+from sparkscaler.backends.local import LocalCluster, spark_home
 from sparkscaler.config import Config
 
 
@@ -64,6 +65,30 @@ def spark_test_config(state_dir: Path, **scaling: float) -> Config:
             "policy": {"name": "dra", "params": {"idle_timeout_s": 5}},
         }
     )
+
+
+def spawn_spark(args: list[str], log: Path, local_ip: str) -> subprocess.Popen[bytes]:
+    """Start a Spark process (a daemon through ``spark-class``, or a PySpark driver) in a process
+    group of its own, bound to ``local_ip``, with this Python for its Python workers and its
+    output in ``log``; stop it with :func:`stop_group`. ``SPARK_CONF_DIR`` is dropped, so that
+    a configuration on this machine cannot change what a test runs."""
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": local_ip,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    env.pop("SPARK_CONF_DIR", None)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:

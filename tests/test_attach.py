@@ -10,7 +10,6 @@ from Spark's own metrics. Every JVM is stopped by its process group in the end.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -30,33 +29,20 @@ from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.observe.spark_master import MasterClient, MasterUnavailable
 from sparkscaler.observe.spark_metrics import SparkMetricsSampler
 from sparkscaler.store import Store
-from tests.conftest import assert_all_stopped, free_port, spark_jvms, stop_group, wait_for
+from tests.conftest import (
+    assert_all_stopped,
+    free_port,
+    spark_jvms,
+    spawn_spark,
+    stop_group,
+    wait_for,
+)
 from tests.test_observation_contract import DEADLINE_S, JOB
 
 pytestmark = [pytest.mark.spark, pytest.mark.isolated]
 
 DRIVER_HOST = "127.0.0.7"
 TASKS, TASK_S = 6, 2.0
-
-
-def _spawn(args: list[str], log: Path, local_ip: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(spark_home()),
-        "SPARK_LOCAL_IP": local_ip,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-    }
-    env.pop("SPARK_CONF_DIR", None)
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 @pytest.fixture(params=["driver link", "reverse proxy"])
@@ -76,7 +62,7 @@ def someone_elses_cluster(
     started: list[subprocess.Popen[bytes]] = []
     try:
         started.append(
-            _spawn(
+            spawn_spark(
                 [
                     spark_class,
                     "org.apache.spark.deploy.master.Master",
@@ -97,7 +83,7 @@ def someone_elses_cluster(
 
             wait_for(answers, 90, "the hand-started master")
             started.append(
-                _spawn(
+                spawn_spark(
                     [
                         spark_class,
                         "org.apache.spark.deploy.worker.Worker",
@@ -139,7 +125,7 @@ def test_observer_from_master_url_alone_sees_workers_tasks_and_features(
     script.write_text(JOB)
     args = [master_url, str(tmp_path / "input.txt"), str(size), f"{DEADLINE_S:g}"]
     args += [str(TASK_S), str(TASKS), str(free_port())]
-    driver = _spawn([sys.executable, str(script), *args], tmp_path / "job.log", DRIVER_HOST)
+    driver = spawn_spark([sys.executable, str(script), *args], tmp_path / "job.log", DRIVER_HOST)
     seen: list[Observation] = []
     bases: set[str] = set()
     cli: subprocess.CompletedProcess[str] | None = None

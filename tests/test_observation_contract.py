@@ -9,8 +9,6 @@ are counted by state, what the input size and the deadline are.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from sparkscaler.backends.local import spark_home
 from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
 from sparkscaler.clock import WallClock
 from sparkscaler.config import Config
@@ -26,7 +23,7 @@ from sparkscaler.core import DEADLINE_PROPERTY, INPUT_BYTES_PROPERTY, Observatio
 from sparkscaler.observe.observer import SparkObserver
 from sparkscaler.sim.cluster import SimCluster
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
-from tests.conftest import SharedCluster, free_port, stop_group
+from tests.conftest import SharedCluster, free_port, spawn_spark, stop_group
 
 pytestmark = pytest.mark.spark
 
@@ -199,24 +196,11 @@ def test_sim_and_local_observations_mean_the_same(
     observer = SparkObserver.from_config(
         cfg, WallClock(), roots=backend.worker_pids, provisioning=backend.workers
     )
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(spark_home()),
-        "SPARK_LOCAL_IP": cfg.cluster.master_host,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-    }
     ui_port = free_port()
     args = [cfg.cluster.master_url, str(tmp_path / "input.txt"), str(size)]
     args += [f"{DEADLINE_S:g}", str(TASK_S), str(TASKS), str(ui_port)]
-    log = (tmp_path / "job.log").open("wb")
-    driver = subprocess.Popen(
-        [sys.executable, str(script), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    driver = spawn_spark(
+        [sys.executable, str(script), *args], tmp_path / "job.log", cfg.cluster.master_host
     )
     try:
         spark_seq = scenario(observer.observe, time.sleep, lambda: backend.launch(1))
@@ -224,7 +208,6 @@ def test_sim_and_local_observations_mean_the_same(
     finally:
         observer.close()
         stop_group(driver, 15)
-        log.close()
         shared_spark.restore()
 
     # Errors are allowed only while the new driver's UI was not up yet.

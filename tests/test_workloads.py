@@ -11,16 +11,13 @@ cluster tests' (``JobSubmitter``).
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sparkscaler.backends.local import spark_home
-from tests.conftest import SharedCluster, assert_all_stopped, stop_group
+from tests.conftest import SharedCluster, assert_all_stopped, spawn_spark, stop_group
 
 pytestmark = pytest.mark.spark
 
@@ -61,25 +58,10 @@ def output(shared_spark: SharedCluster, tmp_path_factory: pytest.TempPathFactory
     with shared_spark.borrowed(folder / "state") as cfg:
         script, log = folder / "driver.py", folder / "driver.log"
         script.write_text(DRIVER)
-        env = {
-            **os.environ,
-            "SPARK_HOME": str(spark_home()),
-            "SPARK_LOCAL_IP": cfg.cluster.master_host,
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-        }
         memory = f"{min(cfg.cluster.worker_memory_mb, 1024)}m"
         kinds = [f"{kind}={scale}" for kind, scale in SCALES.items()]
         args = [sys.executable, str(script), cfg.cluster.master_url, memory, str(PARTITIONS)]
-        with log.open("wb") as out:
-            driver = subprocess.Popen(
-                [*args, *kinds],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        driver = spawn_spark([*args, *kinds], log, cfg.cluster.master_host)
         try:
             code = driver.wait(timeout=300)
         finally:
