@@ -33,6 +33,7 @@ from sparkscaler.evaluation.oracle import run_oracle, run_oracle_round
 from sparkscaler.evaluation.paper_grid import cell_config, round_jobs, run_cell
 from sparkscaler.sim.workload import FixedDurations, JobSpec, Stage
 from sparkscaler.store import Store
+from sparkscaler.wiring import make_sim
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NASA = SHARED / "traces" / "nasa-http-1995" / "requests_per_minute.csv"
@@ -145,13 +146,24 @@ def test_a_job_that_fits_one_worker_gets_one_from_the_oracle() -> None:
 
 
 def test_the_oracle_requests_workers_one_provisioning_delay_before_the_first_stage() -> None:
-    # Local provisioning (7.8 s at best) is shorter than this job's 30 s driver phase: the extra
-    # workers are requested at 22.2 s, ready when the stage starts, not when the driver ends.
+    # Local provisioning (7.8-10.1 s) is shorter than this job's 30 s driver phase: each extra
+    # worker is requested its own delay before the stage starts (the seed's first two delays,
+    # which every policy's first two workers meet too), ready then, not when the driver ends.
+    # A launch takes the delays in order, so a worker whose delay is shorter than the next
+    # one's is launched with it, and ready early.
     config = cell_config(Config.model_validate({"simulation": {"provisioning": "local"}}), 3)
     job = JobSpec(0, "j", 0.0, (Stage(0, 30, FixedDurations(10.0)),), 1.0, 150.0, 30.0)
+    first, second = make_sim(config, [job], 0).peek_delays(2)
     run = run_oracle_round(config, job, seed=0)
-    launched = sorted(w.launched_at for w in [*run.sim.workers.values(), *run.sim.gone])
-    assert run.sizes == {0: 3} and launched == pytest.approx([0.0, 22.2, 22.2])
+    workers = sorted(  # in launch order
+        [*run.sim.workers.values(), *run.sim.gone], key=lambda w: int(w.id.rsplit("-", 1)[1])
+    )
+    second_at = 30.0 - second
+    first_at = min(30.0 - first, second_at)
+    assert run.sizes == {0: 3}
+    assert [w.launched_at for w in workers] == pytest.approx([0.0, first_at, second_at])
+    assert [w.ready_at for w in workers[1:]] == pytest.approx([first_at + first, 30.0])
+    assert max(w.ready_at for w in workers) == pytest.approx(30.0)
 
 
 def test_the_oracle_repairs_jobs_that_share_the_cluster() -> None:

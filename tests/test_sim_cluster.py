@@ -165,6 +165,27 @@ def test_provisioning_presets_and_random_delays_stay_in_their_range() -> None:
     assert all(low <= w.ready_at <= high for w in local.workers.values())
 
 
+def test_the_kth_worker_launched_meets_the_seeds_kth_delay_whatever_ran_before() -> None:
+    """Provisioning delays have a stream of their own: two runs on one seed whose tasks drew
+    different numbers of durations, and which launched at other times and in other batches,
+    meet the same delays in launch order, the ones peek_delays announced beforehand."""
+    noisy = stage(0, 40, 5.0, noise=0.3)
+    busy = SimCluster([job(1, noisy)], initial_workers=2, provisioning="vm", seed=7)
+    idle = SimCluster([], initial_workers=0, provisioning="vm", seed=7)
+    announced = idle.peek_delays(5)
+    assert idle.peek_delays(2) == announced[:2]  # peeking draws nothing more
+    busy.run_until(300.0)  # its tasks drew their durations first
+    for count in (2, 3):
+        busy.launch(count)
+        busy.run_until(busy.now + 50.0)
+    idle.launch(5)
+    for sim in (busy, idle):  # the workers in launch order, without the initial ones
+        delays = [w.ready_at - w.launched_at for w in sim.workers.values()]
+        assert [d for d in delays if d > 0] == pytest.approx(announced)
+    other = SimCluster([], initial_workers=0, provisioning="vm", seed=8)
+    assert other.peek_delays(5) != pytest.approx(announced)
+
+
 def test_a_worker_launched_with_no_delay_takes_the_backlog() -> None:
     sim = make_sim([job(0, stage(0, 1, 10.0))], workers=0, provisioning=(0.0, 0.0))
     sim.run_until(1.0)

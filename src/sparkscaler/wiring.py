@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sparkscaler.backends.base import Backend
 from sparkscaler.backends.simulated import SimClock, SimObserver, SimulatedBackend
@@ -182,20 +182,28 @@ def live_loop(
 
 
 def make_sim(
-    config: Config, workload: list[JobSpec], seed: int, *, best_case: bool = False
+    config: Config,
+    workload: list[JobSpec],
+    seed: int,
+    *,
+    delays: Literal["drawn", "oracle", "best"] = "drawn",
 ) -> SimCluster:
     """The simulated cluster the config describes, loaded with ``workload``.
 
-    ``best_case`` fixes the provisioning and executor start-up delays at the low end of their
-    ranges: the evaluation's oracle runs there, so that luck in a delay cannot let a policy
-    beat it.
+    ``delays`` says what provisioning and executor start-up delays its workers meet:
+    ``"drawn"`` both drawn from their ranges (what every policy meets); ``"oracle"`` the same
+    provisioning delays as ``"drawn"`` on the seed, since they are drawn in launch order from a
+    stream of their own, and executor start-ups at the low end of their range, the
+    evaluation's oracle; ``"best"`` both at the low end, where the oracle sizes a job.
     """
     s = config.simulation
     provisioning = s.provisioning
     startup = s.executor_startup_s
-    if best_case:
+    if delays != "drawn":
+        startup = (startup[0], startup[0])
+    if delays == "best":
         low = provisioning_range(provisioning)[0]
-        provisioning, startup = (low, low), (startup[0], startup[0])
+        provisioning = (low, low)
     return SimCluster(
         workload,
         cores_per_worker=config.cluster.worker_cores,

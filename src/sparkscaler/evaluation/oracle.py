@@ -4,22 +4,31 @@ It knows every job's arrival, its true size and its true run time (the simulator
 included), and it acts at the exact moment anything happens rather than once per interval. Its
 construction, in the simulator itself, so that it pays what a real plan pays:
 
-1. **Best case.** It runs in a copy of the simulator whose provisioning and executor start-up
-   delays are fixed at the low end of their ranges (:func:`~sparkscaler.wiring.make_sim`
-   with ``best_case``): no policy can be luckier with a delay than that.
+1. **The same luck, known in advance.** It runs in the simulator every policy runs in, on the
+   same seed, so its workers meet the same provisioning delays in the same order: the simulator
+   draws them, in launch order, from a stream of their own (the k-th worker launched, by the
+   oracle or a policy, takes the seed's k-th delay). The oracle knows each delay before it
+   launches the worker. Executor start-ups are at the low end of their range
+   (:func:`~sparkscaler.wiring.make_sim` with ``delays="oracle"``). An oracle whose every delay
+   were the shortest possible (as this one was until December 2026) counts as avoidable a
+   miss that no policy meeting longer delays could avoid, and charges every policy for its
+   bad luck (docs/evaluation.md, "The oracle").
 2. **A size per job.** Each job gets the fewest workers ``n`` (within ``[1, N]``) with which it
    meets its deadline when it has them to itself, found by running it in that simulator. Fewer
    workers for longer is cheaper than many for a short time, because every worker pays its
    provisioning and executor start-up: worker-time is the job's task time plus those overheads
-   times ``n``. A job that no size can save (its *unavoidable* miss) gets the size that finishes
-   it soonest, so that it holds back the jobs behind it as little as possible; in a single-job
-   round it gets the cheapest size instead, since nothing waits behind it.
-3. **Foresight.** A job's workers are requested one provisioning delay before its first stage
-   can start (its arrival plus its driver time), so they are ready exactly then, and never
-   earlier. While a job runs it keeps ``min(n, ⌈tasks left / cores⌉)`` workers: a worker leaves
-   the moment it is idle and its job's remaining tasks no longer need it. A worker that another
-   job will need within a provisioning delay plus an executor start-up is kept rather than
-   released and requested again, which would cost more.
+   times ``n``. Sizes are found with every delay at the low end (``delays="best"``). A job that
+   no size can save (its *unavoidable* miss) gets the size that finishes it soonest, so that
+   it holds back the jobs behind it as little as possible; in a single-job round it gets the
+   cheapest size instead, since nothing waits behind it.
+3. **Foresight.** A job's workers are requested one provisioning delay (each worker's own)
+   before its first stage can start (its arrival plus its driver time), so they are ready
+   exactly then; since a launch takes the delays in order, a worker with a short delay
+   launched with one that has a long delay is ready early. While a job runs it keeps
+   ``min(n, ⌈tasks left / cores⌉)`` workers: a worker leaves the moment it is idle and its
+   job's remaining tasks no longer need it. A worker that another job will need within a
+   provisioning delay plus an executor start-up is kept rather than released and requested
+   again, which would cost more.
 4. **Bounds.** Never fewer than the minimum, never more than N workers; a busy worker is never
    removed, so the oracle loses no work.
 5. **Repair.** Sizes chosen job by job ignore that jobs overlap and share the cluster (first in,
@@ -32,9 +41,11 @@ For a single job (a paper-grid round) the oracle does better than step 2: it tri
 ``[1, N]`` with steps 3-4 and keeps the cheapest that meets T.
 
 Why it is a floor: a policy sees the load only after it arrives, decides once per interval,
-waits for a guard's cooldowns, and pays a random provisioning delay; it can match the oracle
-only by luck in what the oracle optimises. `tests/test_evaluation.py` checks, in every cell of
-the quick suites, that no policy with no more misses than the oracle uses fewer worker-hours.
+waits for a guard's cooldowns, and cannot know a provisioning delay before it launches; it
+can match the oracle only by luck in what the oracle optimises (a launch order that gives a
+long delay to a worker the oracle needed early). `tests/test_evaluation.py` checks, in every
+cell of the quick suites, that no policy with no more misses than the oracle uses fewer
+worker-hours.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ REPAIRS = 8
 
 @dataclass(frozen=True)
 class OracleRun:
-    """What the oracle's plan did in the best-case simulator."""
+    """What the oracle's plan did in its simulator."""
 
     sim: SimCluster
     sizes: dict[int, int]
@@ -91,8 +102,7 @@ def drive(
 ) -> None:
     """Run the oracle's plan (steps 3-4 of the module's docstring) on ``sim``, acting at every
     event, until ``until`` or until every job is done."""
-    provisioning, startup = best_case_delays(config)
-    lead, hold = provisioning, provisioning + startup
+    startup = config.simulation.executor_startup_s[0]
     cores = config.cluster.worker_cores
     floor, top = config.scaling.min_workers, config.scaling.max_workers
     timeout = config.scaling.decommission_timeout_s
@@ -114,26 +124,21 @@ def drive(
                 total += sizes[job.id]
         return total
 
-    def next_threshold(t: float) -> float:
-        """The next time a job's workers are to be requested or kept: a job still in its
-        driver phase, or one still to arrive."""
+    def next_threshold(t: float, aheads: tuple[float, ...]) -> float:
+        """The next time a job's workers are to be requested or kept (a job still in its
+        driver phase, or one still to arrive), for the lead times ``aheads``."""
         starting = [sim.jobs[j].spec for j in sim.active if not sim.jobs[j].driver_done]
         soonest = min(
-            (
-                _stage_start(j) - a
-                for j in starting
-                for a in (lead, hold)
-                if _stage_start(j) - a > t
-            ),
+            (_stage_start(j) - a for j in starting for a in aheads if _stage_start(j) - a > t),
             default=math.inf,
         )
+        longest = max(aheads)
         for job in upcoming[first:]:
-            if job.arrival - hold > t + 3600:
+            if job.arrival - longest > t + 3600:
                 break
-            for ahead in (lead, hold):
-                when = _stage_start(job) - ahead
-                if when > t:
-                    return min(when, soonest)
+            later = [_stage_start(job) - a for a in aheads if _stage_start(job) - a > t]
+            if later:
+                return min(min(later), soonest)
         return soonest
 
     sim.run_until(sim.now)  # let what happens now (an arrival at t = 0) happen first
@@ -143,9 +148,16 @@ def drive(
             first += 1
         state = sim.cluster_state()
         current = state.alive_workers + state.provisioning_workers
-        up = min(max(need(now, lead), floor), top)
+        # The next workers' own delays, in the order a launch takes them: the j-th is
+        # launched now (with the j-1 before it) once a stage within its delay needs it.
+        delays = sim.peek_delays(max(top - current, 1))
+        up = current
+        for j, delay in enumerate(delays[: top - current], start=1):
+            if max(need(now, delay), floor) >= current + j:
+                up = current + j
+        hold = delays[0] + startup
         keep = min(max(need(now, hold), floor), top)
-        if current < up:
+        if up > current:
             sim.launch(up - current)
         elif current > keep:
             idle = [w for w in sim.workers.values() if w.state == "PROVISIONING"]
@@ -155,15 +167,23 @@ def drive(
                 sim.decommission(victims, timeout)
         if until is None and not sim.active and first >= len(upcoming):
             break  # every job is done
-        when = min(now + sim.wait_hint(), next_threshold(now), math.inf if until is None else until)
+        after = sim.cluster_state()
+        room = top - after.alive_workers - after.provisioning_workers
+        aheads = (*sim.peek_delays(max(room, 1)), hold)
+        when = min(
+            now + sim.wait_hint(),
+            next_threshold(now, aheads),
+            math.inf if until is None else until,
+        )
         if math.isinf(when) or (until is not None and now >= until):
             break
         sim.run_until(when)
 
 
 def _alone(job: JobSpec, config: Config, n: int, seed: int) -> tuple[float, float]:
-    """(run time, worker-seconds) of ``job`` alone on a plan of ``n`` workers, in the best case,
-    with nothing running before it (so its workers can be requested ahead of its arrival)."""
+    """(run time, worker-seconds) of ``job`` alone on a plan of ``n`` workers, every delay the
+    shortest, with nothing running before it (so its workers can be requested ahead of its
+    arrival)."""
     provisioning, startup = best_case_delays(config)
     alone = config.model_copy(
         update={
@@ -172,7 +192,7 @@ def _alone(job: JobSpec, config: Config, n: int, seed: int) -> tuple[float, floa
         }
     )
     shifted = replace(job, id=0, arrival=provisioning + startup)
-    sim = make_sim(alone, [shifted], seed, best_case=True)
+    sim = make_sim(alone, [shifted], seed, delays="best")
     drive(sim, [shifted], {0: n}, alone)
     finished = sim.results[0].finished if sim.results else sim.now
     return finished - shifted.arrival, sim.worker_seconds(until=finished)
@@ -218,7 +238,7 @@ def run_oracle(
     sizes = {job.id: size_for_deadline(job, config, seed) for job in workload}
     best: tuple[tuple[int, float], OracleRun] | None = None
     for _ in range(REPAIRS + 1):
-        sim = make_sim(config, list(workload), seed, best_case=True)
+        sim = make_sim(config, list(workload), seed, delays="oracle")
         drive(sim, workload, sizes, config, until=until)
         run = OracleRun(sim, dict(sizes))
         score = (run.misses, sim.worker_seconds())
@@ -242,7 +262,7 @@ def run_oracle_round(config: Config, job: JobSpec, seed: int) -> OracleRun:
     best: tuple[bool, float, int] | None = None
     runs: dict[int, OracleRun] = {}
     for n in range(1, config.scaling.max_workers + 1):
-        sim = make_sim(config, [job], seed, best_case=True)
+        sim = make_sim(config, [job], seed, delays="oracle")
         drive(sim, [job], {job.id: n}, config)
         run = OracleRun(sim, {job.id: n})
         finished = sim.results[0].finished if sim.results else sim.now

@@ -44,6 +44,9 @@ def provisioning_range(provisioning: tuple[float, float] | str) -> tuple[float, 
     return PROVISIONING_PRESETS[provisioning] if isinstance(provisioning, str) else provisioning
 
 
+#: The key of the provisioning delays' random stream, beside the seed (see SimCluster).
+DELAY_STREAM = 1
+
 #: Executor start-up on a worker's first use by a job; the local measurement (alive → executor).
 LOCAL_EXECUTOR_STARTUP_S = (4.0, 5.9)
 
@@ -144,6 +147,12 @@ class SimCluster:
         host_cores: int | None = None,
     ) -> None:
         self.rng = np.random.default_rng(seed)
+        #: Provisioning delays come from a stream of their own, the k-th worker launched taking
+        #: its k-th draw: so the delays a run meets do not depend on how many task durations
+        #: its policy drew before, and the oracle (which can :meth:`peek_delays`) meets the
+        #: same delays in the same order as any policy on the same seed.
+        self._delay_rng = np.random.default_rng([seed, DELAY_STREAM])
+        self._delays: list[float] = []
         #: None: every worker is a host of its own. A number: the workers and the drivers share
         #: one host of that many cores (a local cluster on one machine, as the demo's), so a
         #: task or driver phase that starts while more tasks and driver phases run than the
@@ -243,11 +252,17 @@ class SimCluster:
             self._push(ready_at, "ready", worker.id)
         return worker
 
-    def launch(self, count: int) -> list[str]:
+    def peek_delays(self, count: int) -> list[float]:
+        """The provisioning delays of the next ``count`` workers to be launched, in order."""
         low, high = self.provisioning
-        ids = [
-            self._add_worker(self.now + float(self.rng.uniform(low, high))).id for _ in range(count)
-        ]
+        while len(self._delays) < count:
+            self._delays.append(float(self._delay_rng.uniform(low, high)))
+        return self._delays[:count]
+
+    def launch(self, count: int) -> list[str]:
+        delays = self.peek_delays(count)
+        del self._delays[:count]
+        ids = [self._add_worker(self.now + delay).id for delay in delays]
         self._schedule()  # a worker with no provisioning delay takes tasks at once
         return ids
 
