@@ -490,7 +490,6 @@ def real_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.spark
-@pytest.mark.isolated  # a local-mode app: no daemon, no fixed port
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_real_local_spark_app(real_logs: dict[str, Path], layout: str) -> None:
     logs = real_logs[layout]
