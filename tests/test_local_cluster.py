@@ -239,6 +239,8 @@ def test_launch_returns_at_once_with_provisioning_workers_that_become_alive(
         )
         listed = {w.id: w for w in cluster.workers()}  # a JVM takes seconds to register
         assert [listed[i].state for i in ids] == ["PROVISIONING"] * 2
+        since = time.monotonic() - began  # pending_s: seconds since the launch asked for it
+        assert all(0.0 <= listed[i].pending_s <= since + 0.1 for i in ids)
         assert all(listed[i].cores == 1 and listed[i].memory_mb == 1024 for i in ids)
         cluster.wait_alive(120)
         alive = {w.id for w in _alive(shared_cluster)}

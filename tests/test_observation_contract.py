@@ -79,6 +79,7 @@ def check_meaning(seq: list[Observation], size: float) -> None:
             assert w.cores == 1 and w.memory_mb == 1024  # per worker: cores, MiB
             if w.state == "PROVISIONING":
                 assert (w.cores_used, w.running_tasks) == (0, 0)  # offers nothing yet
+            assert w.pending_s >= 0 and (w.state == "PROVISIONING" or w.pending_s == 0)
         assert c.cores_total == c.alive_workers  # the ALIVE workers' cores only
         assert c.memory_total_mb == 1024 * c.alive_workers
         # Tasks as the scheduler lists them: Spark's status store may still list a task that
@@ -144,6 +145,17 @@ def check_job(obs: Observation) -> None:
         assert stage.task_seconds >= TASK_S * stage.done - 1e-9
         assert stage.task_seconds <= 3 * TASK_S * stage.done + 1e-9
         assert 0.0 <= stage.input_bytes <= obs.input_bytes + TASKS * 256 * 1024
+
+
+def check_pending(seq: list[Observation]) -> None:
+    """A PROVISIONING worker's ``pending_s`` counts from when it was asked for: the same
+    instant (time - pending_s) in every observation that shows it, just before the first of
+    them (the scenario observes right after it asks)."""
+    shown = [(obs.time, w) for obs in seq for w in obs.cluster.workers if w.state == "PROVISIONING"]
+    assert shown, "no observation showed the new worker PROVISIONING"
+    first = shown[0][0]
+    instants = [t - w.pending_s for t, w in shown]
+    assert all(first - 0.5 < t <= first + 1e-6 for t in instants), (first, instants)
 
 
 # ------------------------------------------------------------------------------- the scenario
@@ -216,6 +228,7 @@ def test_sim_and_local_observations_mean_the_same(
     )
     for seq in (sim_seq, spark_seq):
         check_meaning(seq, size)
+        check_pending(seq)
     assert sim_seq[0].cluster.active_apps == () and sim_seq[0].input_bytes is None
     provisioning = [o.cluster.provisioning_workers for o in spark_seq]
     assert max(o.cluster.provisioning_workers for o in sim_seq) == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +399,22 @@ def test_planner_provisioning_delay_counts_until_the_new_workers_arrive() -> Non
     assert late.decide(_pobs(_ctx(deadline_s=90))).target == 3
     # Idle workers no job holds are ready at once: with 3 of them, 3 workers pay no delay.
     assert late.decide(_pobs(_ctx(deadline_s=90), workers=3)).target == 2
+
+
+def test_planner_counts_a_pending_worker_as_the_delay_left_since_it_was_asked_for() -> None:
+    # T = 90, d = 40 s, 1 ALIVE worker and 1 PROVISIONING. Asked for just now, it is 40 s away
+    # like a new one: 2 -> 73.7 + 40/2 = 93.7 > 90; 3 -> 54.6 + (40 + 40)/3 = 81.3 -> 3.
+    # Asked for 35 s ago it is 5 s away: 2 -> 73.7 + 5/2 = 76.2 -> 2, and at 50 s ago, 0 s.
+    def booting(pending_s: float) -> Observation:
+        obs = _pobs(_ctx(deadline_s=90))
+        coming = WorkerInfo("pending-h1", "h1", 0, "PROVISIONING", 1, 0, 1024, 0, 0.0, 0, pending_s)
+        return replace(obs, cluster=ClusterState(workers=(*obs.cluster.workers, coming)))
+
+    late = PlannerPolicy(model=_model(PARALLEL), provisioning_s=40.0)
+    assert late.decide(booting(0.0)).target == 3
+    d = late.decide(booting(35.0))
+    assert d.target == 2 and d.predicted_s["app-1"] == pytest.approx(73.693 + 2.5, abs=1e-3)
+    assert late.decide(booting(50.0)).predicted_s["app-1"] == pytest.approx(73.693, abs=1e-3)
 
 
 def test_planner_no_job_gives_min_workers() -> None:

@@ -142,12 +142,16 @@ def test_launch_provisions_for_the_configured_delay_then_takes_tasks() -> None:
     state = sim.cluster_state()
     assert (state.provisioning_workers, state.alive_workers) == (2, 0)
     assert all(w.state == "PROVISIONING" for w in state.workers)
+    assert [w.pending_s for w in state.workers] == [0.0, 0.0]
     sim.run_until(59.99)
-    assert sim.cluster_state().provisioning_workers == 2
+    state = sim.cluster_state()
+    assert state.provisioning_workers == 2
+    assert [w.pending_s for w in state.workers] == pytest.approx([59.99, 59.99])  # since asked
     assert (sim.running_tasks, sim.pending_tasks) == (0, 2)
     sim.run_until(60.0)
     state = sim.cluster_state()
     assert (state.provisioning_workers, state.alive_workers) == (0, 2)
+    assert [w.pending_s for w in state.workers] == [0.0, 0.0]  # only while PROVISIONING
     assert (sim.running_tasks, sim.pending_tasks) == (2, 0)
     assert finished(sim) == {0: 70.0}
 

@@ -23,6 +23,7 @@ from sparkscaler.core import (
     WorkerInfo,
 )
 from sparkscaler.errors import SparkscalerError
+from sparkscaler.rl.store_learning import observation_from_row
 from sparkscaler.store import Store, StoreError
 
 T0 = 1_700_000_000.0
@@ -47,6 +48,7 @@ WORKER_DETAIL = [
         "memory_used_mb": 512,
         "idle_s": 0.0,
         "running_tasks": 3,
+        "pending_s": 0.0,
     },
     {
         "id": "w2",
@@ -59,6 +61,7 @@ WORKER_DETAIL = [
         "memory_used_mb": 0,
         "idle_s": 12.5,
         "running_tasks": 0,
+        "pending_s": 0.0,
     },
     {
         "id": "w3",
@@ -71,6 +74,7 @@ WORKER_DETAIL = [
         "memory_used_mb": 4096,
         "idle_s": 0.0,
         "running_tasks": None,
+        "pending_s": 0.0,
     },
 ]
 
@@ -143,6 +147,19 @@ def test_observation_round_trip(store: Store) -> None:
     assert row["stale"] == 0
     assert json.loads(row["errors"]) == []
     assert json.loads(row["worker_detail"]) == WORKER_DETAIL
+
+
+def test_worker_detail_stored_before_pending_s_still_loads(store: Store) -> None:
+    """Stores written before ``WorkerInfo.pending_s`` existed keep rows without it: learning from
+    them must still work, reading 0 (the worker's wait is unknown) rather than failing."""
+    store.add_observation(_observation(T0))
+    (row,) = store.observations()
+    old = [
+        {k: v for k, v in w.items() if k != "pending_s"} for w in json.loads(row["worker_detail"])
+    ]
+    loaded = observation_from_row({**row, "worker_detail": json.dumps(old)})
+    assert loaded.cluster.workers == WORKERS
+    assert all(w.pending_s == 0.0 for w in loaded.cluster.workers)
 
 
 def test_summary_has_one_key_per_stored_number() -> None:

@@ -41,6 +41,10 @@ class WorkerInfo:
     keeps for its application's whole life; ``running_tasks`` (from the applications' REST
     API) says whether the worker is actually working. ``idle_s`` is tracked by the observer
     across observations; idle-timeout rules such as Spark dynamic allocation's need it.
+    ``pending_s`` is how long ago a PROVISIONING worker was asked for (0 in every other state),
+    from the backend that launched it: a worker asked for 100 s ago arrives sooner than one
+    asked for now, and a planner that took every pending worker for a fresh request kept
+    asking for more while they booted.
     """
 
     id: str
@@ -53,6 +57,7 @@ class WorkerInfo:
     memory_used_mb: int
     idle_s: float = 0.0
     running_tasks: int | None = None
+    pending_s: float = 0.0
 
     @property
     def busy(self) -> bool:

@@ -620,6 +620,7 @@ class WorkerPool:
         if self._unsettled(record):
             self._ensure_tender()
         infos = []
+        now = time.time()
         for daemon in record.workers.values():
             if daemon.state == "provisioning":
                 infos.append(
@@ -633,6 +634,7 @@ class WorkerPool:
                         memory_mb=daemon.memory_mb,
                         memory_used_mb=0,
                         running_tasks=0,  # as the simulator's: idle, offering nothing yet
+                        pending_s=max(0.0, now - daemon.started_at),
                     )
                 )
             elif (entry := _entry(raw, daemon)) is not None:

@@ -98,9 +98,8 @@ def _status_table(cluster: WorkerPool, cfg: Config) -> tuple[Table, dict[str, An
     for column in ("worker", "state", "cores used", "memory used (MB)"):
         table.add_column(column)
     for w in state.workers:
-        table.add_row(
-            w.id, w.state, f"{w.cores_used}/{w.cores}", f"{w.memory_used_mb}/{w.memory_mb}"
-        )
+        shown = f"{w.state} ({w.pending_s:.0f} s)" if w.state == "PROVISIONING" else w.state
+        table.add_row(w.id, shown, f"{w.cores_used}/{w.cores}", f"{w.memory_used_mb}/{w.memory_mb}")
     problems = cluster.problems(since=time.time() - RECENT_PROBLEMS_S)
     data = {
         "master_url": cfg.cluster.master_url,

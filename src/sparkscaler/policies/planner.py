@@ -22,9 +22,13 @@ Every decision, with ``cpw`` the cores of a worker, ``d`` the provisioning delay
   smallest ``n`` in ``[1, cap]`` with which each of them finishes within ``T - elapsed``, its
   time left on ``n`` workers with its margin (:meth:`JobKnowledge.project`) counted after the
   known jobs before it in the group (its serial part overlaps theirs), plus
-  ``d · max(0, 1 - ready / n)`` (until requested workers arrive the ``ready`` ones, those the
-  group holds and idle ALIVE workers no job holds, do the work at ``ready / n`` of the rate).
-  So a job is scaled out as soon as its projected finish on the current workers passes T;
+  the work the missing workers do not do while they come, ``Σ wait / n`` over the ``n - ready``
+  workers it lacks (the ``ready`` ones, those the group holds and idle ALIVE workers no job
+  holds, work from the start): a worker already asked for waits what is left of ``d`` since it
+  was (``WorkerInfo.pending_s``), a new one the whole ``d``; with every wait ``d`` this is
+  ``d · (1 - ready / n)``. So a job is scaled out as soon as its projected finish on the
+  current workers passes T, and a worker that has booted for a minute is not planned as one
+  still a whole delay away (which asked for more while the first ones booted);
 - a group of several known jobs (a queue) is sized to finish each of them ``queue_slack``
   (60 %) of its time left early: a queue that only just meets its deadlines leaves nothing for
   the jobs that arrive next, and N caps how fast it can be drained (on the trace suite, without
@@ -236,11 +240,14 @@ class PlannerPolicy(Policy):
             return Plan(hold, f"running applications not yet seen job by job: holding {hold}")
         held = {job.app_id: math.ceil(job.cores / cpw - 1e-9) for job in obs.jobs}
         free = max(0, obs.cluster.alive_workers - sum(held.values()))
+        coming = _coming(obs, p.provisioning_s)
         plans: list[JobPlan] = []
         for group, cap in _groups(obs.jobs, cpw, top):
             have = max(held[job.app_id] for job in group)
-            done = self._plan_group(group, have, have + free, cap, cpw)
-            free = max(0, free - max(0, max(j.workers for j in done) - have))
+            done = self._plan_group(group, have, have + free, cap, cpw, coming)
+            grew = max(0, max(j.workers for j in done) - have)
+            coming = coming[max(0, grew - free) :]  # the free workers first, then those coming
+            free = max(0, free - grew)
             plans += done
         want = math.ceil(sum(j.slots for j in plans) / cpw - 1e-9)
         target = min(max(want, lo), top)
@@ -253,11 +260,19 @@ class PlannerPolicy(Policy):
         return Plan(target, reason, tuple(plans), cpw)
 
     def _plan_group(
-        self, jobs: Sequence[JobContext], have: int, ready: int, cap: int, cpw: float
+        self,
+        jobs: Sequence[JobContext],
+        have: int,
+        ready: int,
+        cap: int,
+        cpw: float,
+        coming: Sequence[float] = (),
     ) -> list[JobPlan]:
         """The workers of jobs that run one after another on the same ``cap`` workers at most
         (or of one job with its own core cap): the fewest with which each job with a deadline
-        finishes within it, the jobs before it finishing first (their serial parts overlap)."""
+        finishes within it, the jobs before it finishing first (their serial parts overlap).
+        ``coming``: the seconds until each worker already asked for runs tasks, soonest first;
+        the group's workers beyond ``ready`` are those, then new ones a full delay away."""
         p = self.params
         known: list[tuple[JobContext, float | None, list[Projection]]] = []
         for job in jobs:
@@ -269,7 +284,9 @@ class PlannerPolicy(Policy):
 
         def finishes(n: int, safe: bool) -> list[float]:
             """Seconds from now until each known job is done on ``n`` workers, in turn."""
-            late = p.provisioning_s * max(0.0, 1.0 - ready / n)
+            short = max(0, n - ready)
+            waits = sum(coming[:short]) + p.provisioning_s * max(0, short - len(coming))
+            late = waits / n
             out, t = [], 0.0
             for _, _, projections in known:
                 pr = projections[n - 1]
@@ -376,6 +393,16 @@ class PlannerPolicy(Policy):
         policy.history_ = [JobRecord.from_dict(r) for r in learned.get("history", [])]
         policy.knowledge_ = policy._knowledge(float(learned.get("cores_per_worker", 1.0)))
         return policy
+
+
+def _coming(obs: Observation, provisioning_s: float) -> list[float]:
+    """Seconds until each PROVISIONING worker runs tasks, soonest first: the delay less the
+    time since it was asked for (``WorkerInfo.pending_s``), at worst the whole delay."""
+    return sorted(
+        max(0.0, provisioning_s - w.pending_s)
+        for w in obs.cluster.workers
+        if w.state == "PROVISIONING"
+    )
 
 
 def _groups(jobs: Sequence[JobContext], cpw: float, top: int) -> list[tuple[list[JobContext], int]]:

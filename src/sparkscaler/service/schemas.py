@@ -155,6 +155,7 @@ class WorkerDetail(BaseModel):
     memory_used_mb: int
     idle_s: float
     running_tasks: int | None
+    pending_s: float = Field(0.0, description="seconds since a PROVISIONING worker was asked for")
 
 
 class StageRecord(BaseModel):

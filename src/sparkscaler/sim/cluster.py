@@ -536,6 +536,7 @@ class SimCluster:
                 w.memory_mb if w.busy else 0,
                 now - w.idle_since if w.state == "ALIVE" and not w.busy else 0.0,
                 running_tasks=w.busy,
+                pending_s=now - w.launched_at if w.state == "PROVISIONING" else 0.0,
             )
             for w in self.workers.values()
         )
