@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -245,6 +246,19 @@ def test_invalid_variant_and_out_are_refused(tmp_path: Path) -> None:
         variant_mask("best")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="zip"):
         train_dqn(SMALL, "improved", 10, 0, tmp_path / "model.pt", progress=False)
+
+
+def test_training_leaves_no_sb3_log_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SB3's default logger makes an empty ``<tmp>/SB3-<time>`` at every ``learn``: training
+    must not litter the user's temporary directory."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    train_dqn(SMALL, "improved", 50, seed=0, out=tmp_path / "m.zip", progress=False)
+    assert (tmp_path / "m.zip").is_file()
+    assert list(scratch.glob("SB3-*")) == []
 
 
 # ------------------------------------------------------------------ the policy

@@ -235,10 +235,14 @@ def _online_dqn(
 ) -> list[Round]:
     """An untrained DQN that learns during the rounds (SB3 ``learn``, one episode a round)."""
     import torch
-    from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
 
-    from sparkscaler.rl.training import ONLINE_DQN_KWARGS, MaskObservation, variant_mask
+    from sparkscaler.rl.training import (
+        ONLINE_DQN_KWARGS,
+        MaskObservation,
+        new_dqn,
+        variant_mask,
+    )
 
     deadline = jobs[0].deadline_s
     assert deadline is not None
@@ -256,7 +260,7 @@ def _online_dqn(
     torch.set_num_threads(1)
     # No reset here: ``learn`` resets the env with the model's seed, and every reset takes the
     # next round's job, so one here would shift the rounds by one against the other policies.
-    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model = new_dqn(env, seed=seed, **kwargs)
     model.learn(total_timesteps=total, callback=StopTrainingOnMaxEpisodes(len(jobs)))
     return log.rounds[: len(jobs)]
 

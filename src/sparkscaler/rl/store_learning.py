@@ -48,6 +48,7 @@ from sparkscaler.core import (
 from sparkscaler.models.job_knowledge import JobKnowledge
 from sparkscaler.policies.encoding import delta_action, observation_vector
 from sparkscaler.rl.env import EnvConfig, config_from_dict, reward
+from sparkscaler.rl.training import silent_logger
 from sparkscaler.store import Store
 
 
@@ -169,7 +170,6 @@ def continue_training(
     batches and write it to ``out`` (zip and sidecar); returns the new metadata."""
     import torch
     from stable_baselines3 import DQN
-    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
 
     model_path, out = Path(model_path), Path(out)
@@ -194,7 +194,7 @@ def continue_training(
     # n-step buffer class would only make SB3 warn that n_steps is ignored)
     model = DQN.load(model_path, device="cpu", custom_objects={"replay_buffer_class": None})
     model.set_random_seed(seed)
-    model.set_logger(configure(None, []))
+    model.set_logger(silent_logger())
     model._current_progress_remaining = 0.0  # the schedules' end point
     buffer = model.replay_buffer
     assert buffer is not None

@@ -209,6 +209,24 @@ def _progress_callback(progress: bool, timesteps: int) -> Any:
     return PrintProgress()
 
 
+def silent_logger() -> Any:
+    """An SB3 logger that writes nothing. SB3's default (``configure(None, [""])`` when
+    ``verbose=0``) makes an empty ``/tmp/SB3-<time>`` directory at every ``learn``; a test run
+    left hundreds."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(None, [])
+
+
+def new_dqn(env: Any, *, seed: int, **kwargs: Any) -> Any:
+    """An SB3 DQN on the CPU that logs nothing, as every sparkscaler training makes it."""
+    from stable_baselines3 import DQN
+
+    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.set_logger(silent_logger())
+    return model
+
+
 def train_dqn(
     config: EnvConfig,
     variant: Variant,
@@ -231,7 +249,6 @@ def train_dqn(
     Seeded: the same arguments give the same model on one machine.
     """
     import torch
-    from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -253,7 +270,7 @@ def train_dqn(
         env_kwargs={"config": config, "mask": mask},
         vec_env_cls=SubprocVecEnv if subprocesses else DummyVecEnv,
     )
-    model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model = new_dqn(env, seed=seed, **kwargs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64x64 network: threads cost more than they save
     started = time.perf_counter()
@@ -379,6 +396,8 @@ __all__ = [
     "Variant",
     "evaluate_model",
     "evaluate_policy_random",
+    "new_dqn",
+    "silent_logger",
     "train_dqn",
     "variant_config",
     "variant_mask",
