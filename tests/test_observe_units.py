@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -903,6 +903,32 @@ def test_workers_the_backend_provisions_count_until_the_master_lists_them(fake_s
     # Not even the one the backend already calls ALIVE (its tasks would be unknown, None).
     provisioning = [w for w in obs.cluster.workers if w.state == "PROVISIONING"]
     assert [(w.cores_used, w.running_tasks) for w in provisioning] == [(0, 0), (0, 0)]
+
+
+def test_a_worker_that_registers_between_the_answers_keeps_its_wait(fake_spark) -> None:
+    """Asked for 40 s ago and PROVISIONING at the backend; 5 s later it has registered with the
+    backend but the master's snapshot does not list it yet: still PROVISIONING, and 45 s
+    waited (not 0, which would plan it as a whole provisioning delay away)."""
+    _fake, port = fake_spark
+    clock = ManualClock(T0)
+    asked = [replace(_provisioning("pending-127.0.0.9", "127.0.0.9"), pending_s=40.0)]
+    observer = SparkObserver(
+        MasterClient(f"http://127.0.0.1:{port}"),
+        AppClient(f"http://127.0.0.1:{port}", "127.0.0.1", [port]),
+        clock,
+        provisioning=lambda: asked,
+    )
+    try:
+        first = observer.observe()
+        clock.advance(5.0)
+        asked[:] = [WorkerInfo("w-9", "127.0.0.9", 1, "ALIVE", 2, 0, 1024, 0)]
+        second = observer.observe()
+    finally:
+        observer.close()
+    ((w1,),) = [[w for w in first.cluster.workers if w.host == "127.0.0.9"]]
+    ((w2,),) = [[w for w in second.cluster.workers if w.host == "127.0.0.9"]]
+    assert (w1.state, w1.pending_s) == ("PROVISIONING", 40.0)
+    assert (w2.id, w2.state, w2.pending_s) == ("w-9", "PROVISIONING", 45.0)
 
 
 def test_a_backend_that_cannot_list_its_workers_is_an_error_not_stale(fake_spark) -> None:

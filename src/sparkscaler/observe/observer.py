@@ -69,6 +69,7 @@ class SparkObserver:
         self.default_deadline_s = default_deadline_s
         self.provisioning = provisioning
         self._busy_until: dict[str, float] = {}
+        self._asked_at: dict[str, float] = {}  # host -> when its PROVISIONING worker was asked for
         self._backlog_seen: float | None = None
         self._last_cluster = ClusterState()
 
@@ -118,11 +119,16 @@ class SparkObserver:
         self._busy_until = {k: v for k, v in self._busy_until.items() if k in present}
         return dataclasses.replace(cluster, workers=tuple(workers))
 
-    def _with_provisioning(self, cluster: ClusterState, errors: list[str]) -> ClusterState:
+    def _with_provisioning(
+        self, cluster: ClusterState, errors: list[str], now: float
+    ) -> ClusterState:
         """The backend's workers that the master's snapshot does not list (by host), counted as
         PROVISIONING: those still starting, and those that registered between the master's
         answer and the backend's (which the backend already calls ALIVE). Counting neither
-        made the loop see one worker too few and launch one too many."""
+        made the loop see one worker too few and launch one too many. A worker that registered
+        between the two answers keeps the ``pending_s`` it had while the backend called it
+        PROVISIONING (the backend's ALIVE worker carries none), so that it is not planned as a
+        whole provisioning delay away."""
         if self.provisioning is None:
             return cluster
         try:
@@ -131,13 +137,25 @@ class SparkObserver:
             errors.append(f"the backend's workers are unknown: {error}")
             return cluster
         listed = {w.host for w in cluster.workers}
+        for w in asked:
+            if w.state == "PROVISIONING":
+                self._asked_at[w.host] = now - w.pending_s
         extra = tuple(
             dataclasses.replace(
-                w, state="PROVISIONING", cores_used=0, memory_used_mb=0, running_tasks=0
+                w,
+                state="PROVISIONING",
+                cores_used=0,
+                memory_used_mb=0,
+                running_tasks=0,
+                pending_s=w.pending_s
+                if w.state == "PROVISIONING"
+                else max(0.0, now - self._asked_at.get(w.host, now)),
             )
             for w in asked
             if w.state in ("PROVISIONING", "ALIVE") and w.host not in listed
         )
+        pending = {w.host for w in extra}
+        self._asked_at = {h: t for h, t in self._asked_at.items() if h in pending}
         return dataclasses.replace(cluster, workers=cluster.workers + extra) if extra else cluster
 
     def observe(self) -> Observation:
@@ -165,7 +183,7 @@ class SparkObserver:
                 for host, tasks in load.tasks_by_host.items():
                     by_host[host] = by_host.get(host, 0) + tasks
         cluster = MasterClient.cluster_state(raw, tasks_by_host=by_host)
-        cluster = self._with_idle_times(self._with_provisioning(cluster, errors), now)
+        cluster = self._with_idle_times(self._with_provisioning(cluster, errors, now), now)
         self._last_cluster = cluster
 
         pending = sum(load.pending_tasks for load in loads)
