@@ -211,8 +211,8 @@ def _progress_callback(progress: bool, timesteps: int) -> Any:
 
 def silent_logger() -> Any:
     """An SB3 logger that writes nothing. SB3's default (``configure(None, [""])`` when
-    ``verbose=0``) makes an empty ``/tmp/SB3-<time>`` directory at every ``learn``; a test run
-    left hundreds."""
+    ``verbose=0``) makes an empty ``/tmp/SB3-<time>`` directory at every ``learn``; one run of
+    the fast tests left 42."""
     from stable_baselines3.common.logger import Logger
 
     return Logger(None, [])
